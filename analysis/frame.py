@@ -1,0 +1,31 @@
+"""The one place where stored results become an analysis frame."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from cchsweep.schema import AXIS_COLUMNS
+from cchsweep.store import Store
+
+
+def load_results(db_path: str | Path, study: str | None = None, run_id: str | None = None) -> pl.DataFrame:
+    """One row per trial and MI estimator from the `results` view, as a polars frame."""
+    store = Store(db_path)
+    store.check_readable()
+    where, args = ["TRUE"], []
+    if study is not None:
+        where.append("study = ?")
+        args.append(study)
+    if run_id is not None:
+        where.append("run_id = ?")
+        args.append(run_id)
+    with store.connect(read_only=True) as con:
+        return con.sql(f"SELECT * FROM results WHERE {' AND '.join(where)} ORDER BY trial_key", params=args).pl()
+
+
+def condition_columns(frame: pl.DataFrame) -> list[str]:
+    """A condition is a study's parameters without the seed (plus profile and fixed settings)."""
+    axes = [c for c in AXIS_COLUMNS if c != "seed" and c in frame.columns and frame[c].null_count() < frame.height]
+    return ["study", "profile", "settings", *axes]

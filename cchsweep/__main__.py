@@ -1,0 +1,5 @@
+import sys
+
+from cchsweep.cli import main
+
+sys.exit(main())

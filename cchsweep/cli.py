@@ -1,0 +1,148 @@
+"""cchsweep command line: list, run, query, status."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from cchsweep.errors import UsageError
+
+DEFAULT_DB = "cchsweep.duckdb"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad command line is one line on stderr and exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"cchsweep: error: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="cchsweep", description="Ray Tune sweeps of cross-modal KD with a DuckDB results database.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    sub.add_parser("list", help="list the studies with their grid sizes")
+
+    r = sub.add_parser("run", help="run a study's grid with Ray Tune and store every trial in DuckDB")
+    r.add_argument("study")
+    r.add_argument("--profile", default="paper", help="paper (the paper's grid and settings) or smoke (seconds on CPU)")
+    r.add_argument("--db", default=DEFAULT_DB, help=f"results database (default ./{DEFAULT_DB})")
+    r.add_argument("--storage", help="Tune state and artifact cache (default: beside --db, NAME.cchsweep/)")
+    r.add_argument("--address", help="Ray cluster address, e.g. auto; default: an embedded local Ray")
+    r.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the profile's seeds")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a grid axis (comma-separated values) or a setting; repeatable")
+    r.add_argument("--max-failures", type=int, default=1, help="retries per failing trial (default 1)")
+    r.add_argument("--force", action="store_true", help="rerun trials already stored as ok")
+
+    q = sub.add_parser("query", help="run SQL against the results database (read-only)")
+    q.add_argument("sql")
+    q.add_argument("--db", default=DEFAULT_DB)
+    q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    s = sub.add_parser("status", help="list runs with trial counts by status")
+    s.add_argument("--db", default=DEFAULT_DB)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        print(f"cchsweep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cchsweep: interrupted; stored trials are kept, rerun the same command to finish", file=sys.stderr)
+        return 130
+
+
+def cmd_list(args) -> int:
+    from searchspaces import STUDIES
+
+    rows = [(s.name, s.reproduces, str(s.grid_size("paper")), str(s.grid_size("smoke")), s.description)
+            for s in STUDIES.values()]
+    _print_table(["study", "reproduces", "paper trials", "smoke trials", "description"], rows)
+    return 0
+
+
+def cmd_run(args) -> int:
+    from cchsweep.grid import plan
+    from cchsweep.runner import check_writable, default_storage, run_sweep
+    from searchspaces import STUDIES
+
+    if args.study not in STUDIES:
+        raise UsageError(f"unknown study {args.study!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    if args.max_failures < 0:
+        raise UsageError(f"--max-failures {args.max_failures}: give 0 or more")
+    the_plan = plan(STUDIES[args.study], args.profile, args.overrides, args.seeds)
+    db = Path(args.db).expanduser().absolute()
+    storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
+    check_writable(db, storage)
+    summary = run_sweep(the_plan, db, storage, address=args.address, max_failures=args.max_failures,
+                        force=args.force, command=shlex.join(["cchsweep", *sys.argv[1:]]))
+    print(f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
+          f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s")
+    print(f"results: {db}  (run {summary.run_id}; try `cchsweep query \"select * from results\" --db {args.db}`)")
+    from analysis.frame import load_results
+    from analysis.verdict import verdict_line
+
+    print(verdict_line(load_results(db, study=args.study)))
+    return 1 if summary.n_error else 0
+
+
+def cmd_query(args) -> int:
+    from cchsweep.store import Store
+
+    columns, rows = Store(Path(args.db).expanduser()).query(args.sql)
+    if args.format == "csv":
+        w = csv.writer(sys.stdout)
+        w.writerow(columns)
+        w.writerows(rows)
+    elif args.format == "json":
+        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+    else:
+        _print_table(columns, [[_cell(v) for v in r] for r in rows])
+    return 0
+
+
+def cmd_status(args) -> int:
+    from cchsweep.store import Store
+
+    columns, rows = Store(Path(args.db).expanduser()).query("""
+        SELECT r.run_id, r.study, r.profile, r.status, strftime(r.started_at, '%Y-%m-%d %H:%M') AS started,
+               r.n_trials AS trials, r.n_skipped AS skipped,
+               count(*) FILTER (WHERE t.status = 'ok') AS ok, count(*) FILTER (WHERE t.status = 'error') AS error
+        FROM runs r LEFT JOIN trials t USING (run_id)
+        GROUP BY ALL ORDER BY started""")
+    _print_table(columns, [[_cell(v) for v in r] for r in rows])
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "run": cmd_run, "query": cmd_query, "status": cmd_status}
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _print_table(columns, rows) -> None:
+    rows = [[str(c) for c in r] for r in rows]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    print("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
+    print("  ".join("-" * w for w in widths))
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip())
+    print(f"({len(rows)} row{'s' if len(rows) != 1 else ''})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The Ray Tune trainable: runs one trial in a worker and reports one row.
+
+Trials never open the database: the row travels back to the driver in the Tune result,
+where the single writer (cchsweep.writer) stores it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import ray
+import torch
+from ray import tune
+
+from cchsweep.cache import ArtifactCache
+
+
+@dataclass
+class WorkerContext:
+    """The TrialContext a trial function sees inside a Ray worker."""
+
+    cache: ArtifactCache
+    device: str
+    threads: int
+    extra: dict = field(default_factory=dict)
+
+    def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
+        return self.cache.cached(kind, config, build)
+
+
+def trainable(config: dict) -> None:
+    row = run_spec(config["spec"], config["engine"])
+    tune.report({"row": json.dumps(row)})
+
+
+def run_spec(spec: dict, engine: dict) -> dict:
+    """Run one trial and return its database row (also used without Ray in tests)."""
+    from searchspaces import STUDIES  # the registry imports every study module
+
+    study = STUDIES[spec["study"]]
+    threads = max(1, int(engine["cpus"]))
+    torch.set_num_threads(threads)
+    use_gpu = bool(ray.is_initialized() and ray.get_gpu_ids()) and torch.cuda.is_available()
+    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"])), "cuda" if use_gpu else "cpu", threads)
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    out = study.trial(spec["params"], spec["settings"], ctx)
+    seconds = time.perf_counter() - t0
+    return {
+        "trial_key": spec["key"], "study": spec["study"], "profile": spec["profile"],
+        "params": spec["params"], "settings": spec["settings"], "status": "ok", "error": None,
+        "task": study.task, "gain_metric": out.gain_metric, "kd_gain": float(out.kd_gain),
+        "metrics": out.metrics, "mi": [asdict(m) for m in out.mi],
+        "cache": [asdict(e) for e in ctx.cache.events],
+        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+        "device": ctx.device, "cpus": engine["cpus"], "gpu_fraction": engine["gpu"],
+        "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
+        "seconds": seconds,
+    }

@@ -1,0 +1,96 @@
+"""From a study, a profile and command-line overrides to the list of trials to run."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+from cchsweep.errors import UsageError
+from cchsweep.study import Study
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    key: str
+    study: str
+    profile: str
+    params: dict[str, Any]  # this trial's point on the grid
+    settings: dict[str, Any]  # fixed settings, shared by every trial of the run
+
+
+@dataclass(frozen=True)
+class Plan:
+    study: Study
+    profile: str
+    grid: dict[str, list]
+    settings: dict[str, Any]
+    overridden: dict[str, Any]  # settings changed from the profile by --set
+    trials: list[TrialSpec]
+
+
+def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int | None = None) -> Plan:
+    if profile not in study.profiles:
+        raise UsageError(f"study {study.name} has no profile {profile!r}; choose one of "
+                         f"{', '.join(study.profiles)}")
+    base = study.profiles[profile]
+    grid = {k: list(v) for k, v in base.grid.items()}
+    settings = dict(base.settings)
+    overridden: dict[str, Any] = {}
+    if seeds is not None:
+        if seeds < 1:
+            raise UsageError(f"--seeds {seeds}: give at least 1 seed")
+        if "seed" not in grid:
+            raise UsageError(f"study {study.name} has no seed axis; drop --seeds")
+        grid["seed"] = list(range(seeds))
+    for item in overrides:
+        name, values = _parse_override(study, item)
+        if name in grid:
+            grid[name] = values
+        elif len(values) != 1:
+            raise UsageError(f"--set {item}: {name} is a fixed setting of this study and takes one value")
+        elif values[0] != settings[name]:
+            settings[name] = overridden[name] = values[0]
+    specs = []
+    names = sorted(grid)
+    for combo in itertools.product(*(grid[n] for n in names)):
+        params = dict(zip(names, combo))
+        if study.validate is not None:
+            try:
+                study.validate({**settings, **params})
+            except ValueError as exc:
+                raise UsageError(f"{study.name}: {exc}") from None
+        specs.append(TrialSpec(trial_key(study.name, profile, params, overridden), study.name, profile,
+                               params, settings))
+    return Plan(study, profile, grid, settings, overridden, specs)
+
+
+def _parse_override(study: Study, item: str) -> tuple[str, list]:
+    if "=" not in item:
+        raise UsageError(f"--set {item!r} is malformed; write --set name=value or name=v1,v2")
+    name, _, text = item.partition("=")
+    name = name.strip()
+    if name not in study.params:
+        raise UsageError(f"--set {name}: study {study.name} has no parameter {name!r}; it has "
+                         f"{', '.join(sorted(study.params))}")
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts:
+        raise UsageError(f"--set {item!r} gives no value; write --set {name}=value")
+    try:
+        return name, [study.params[name].parse(name, p) for p in parts]
+    except ValueError as exc:
+        raise UsageError(f"--set {item}: {exc}") from None
+
+
+def trial_key(study: str, profile: str, params: Mapping[str, Any], overridden: Mapping[str, Any]) -> str:
+    """Readable and deterministic: study/profile/k=v,... plus /k=v,... for changed settings."""
+    key = f"{study}/{profile}/" + ",".join(f"{k}={_fmt(params[k])}" for k in sorted(params))
+    if overridden:
+        key += "/" + ",".join(f"{k}={_fmt(overridden[k])}" for k in sorted(overridden))
+    return key
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(float(f"{value:.10g}"))
+    return str(value)

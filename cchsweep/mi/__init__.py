@@ -1,0 +1,1 @@
+"""Mutual-information estimators (all in nats) and closed-form Gaussian truth."""

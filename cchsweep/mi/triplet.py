@@ -1,0 +1,33 @@
+"""The CCH's three quantities from representations: I_TS, I_SL, I_TL (nats, with SE)."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from cchsweep.mi.interface import MIEstimator, estimate_repeated
+from cchsweep.mi.latentmi_estimator import LatentMI
+
+ESTIMATORS = ("latentmi",)
+
+
+def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:
+    name = settings["mi_estimator"]
+    if name == "latentmi":
+        return LatentMI(epochs=settings["mi_epochs"], lr=settings["mi_lr"], device=device)
+    raise ValueError(f"unknown MI estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
+
+
+def mi_triplet(h_teacher: np.ndarray, h_student: np.ndarray, labels: np.ndarray,
+               estimator: MIEstimator, *, repeats: int, seed: int) -> dict[str, list]:
+    """{quantity: [mean, se]} for I(H_T; H_S), I(H_S; Y) and I(H_T; Y).
+
+    `labels` must already be 2-D in the form the estimator should see (one-hot for classes).
+    """
+    pairs = {"i_ts": (h_teacher, h_student), "i_sl": (h_student, labels), "i_tl": (h_teacher, labels)}
+    out = {}
+    for offset, (quantity, (a, b)) in enumerate(pairs.items()):
+        mean, se = estimate_repeated(estimator, a, b, repeats=repeats, seed=seed * 10 + offset)
+        out[quantity] = [mean, se]
+    return out

@@ -1,0 +1,109 @@
+"""What a study is: its parameters, profiles, resources and trial function.
+
+This module imports nothing else from the package, so search-space modules and
+trial functions can depend on it without import cycles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, Protocol
+
+
+@dataclass(frozen=True)
+class Param:
+    """A typed parameter with an inclusive range; grid axes and fixed settings alike."""
+
+    kind: type  # int, float or str
+    lo: float | None = None
+    hi: float | None = None
+    help: str = ""
+    choices: tuple[str, ...] = ()
+
+    def parse(self, name: str, text: str) -> Any:
+        """Turn command-line text into a validated value, or raise ValueError."""
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"{name}={text!r} is not a valid {self.kind.__name__}") from None
+        self.check(name, value)
+        return value
+
+    def check(self, name: str, value: Any) -> None:
+        if self.choices and value not in self.choices:
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(self.choices)}")
+        if self.lo is not None and value < self.lo:
+            raise ValueError(f"{name}={value} is below its minimum {self.lo}")
+        if self.hi is not None and value > self.hi:
+            raise ValueError(f"{name}={value} is above its maximum {self.hi}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named configuration: grid axes (lists of values) and fixed settings (scalars)."""
+
+    grid: Mapping[str, list]
+    settings: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpu: float = 1.0
+    gpu: float = 0.0  # fraction of a GPU per trial, used only where the cluster has GPUs
+
+
+@dataclass
+class MIValue:
+    """One mutual-information quantity of one trial, in nats."""
+
+    quantity: str  # "i_ts", "i_sl" or "i_tl"
+    estimator: str
+    value: float
+    se: float | None = None  # standard error over repeats; None for a single estimate
+    repeats: int = 1
+    truth: float | None = None  # closed-form value where one exists
+    n_samples: int | None = None
+
+
+@dataclass
+class TrialOutput:
+    """What a trial function returns; the engine turns it into database rows."""
+
+    metrics: dict[str, dict[str, float]]  # model ("teacher", "nokd", "kd") -> metric -> value
+    gain_metric: str  # the metric kd_gain is computed on, e.g. "mse" or "acc"
+    kd_gain: float  # positive means KD helped
+    mi: list[MIValue] = field(default_factory=list)
+
+
+class TrialContext(Protocol):
+    """What the engine hands a trial function besides its parameters."""
+
+    device: str
+    threads: int
+
+    def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
+        """Return the artifact for (kind, config), building and storing it once."""
+
+
+TrialFn = Callable[[Mapping[str, Any], Mapping[str, Any], TrialContext], TrialOutput]
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    description: str
+    reproduces: str  # the paper figure or table
+    task: str  # "regression" or "classification"
+    params: Mapping[str, Param]  # every grid axis and setting, with its type and range
+    profiles: Mapping[str, Profile]
+    trial: TrialFn
+    resources: Resources = Resources()
+    # cross-parameter checks that one Param cannot express; raise ValueError
+    validate: Callable[[Mapping[str, Any]], None] | None = None
+    reference: Mapping[str, Any] = field(default_factory=dict)  # the paper's reported values
+
+    def grid_size(self, profile: str) -> int:
+        size = 1
+        for values in self.profiles[profile].grid.values():
+            size *= len(values)
+        return size

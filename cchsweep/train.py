@@ -1,0 +1,54 @@
+"""One training loop for every model: tensors stay on the device, batches are index slices.
+
+No DataLoader: the data sets here fit in memory, and per-sample collation dominated the
+run time of the obvious loop (engine-facts: 2.91 vs 1.76 s/epoch on an H100).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+# loss(model_output, batch_index) -> scalar; the closure picks its targets by index
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def fit(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn, *, optimizer: str, lr: float,
+        epochs: int, batch_size: int, seed: int) -> nn.Module:
+    """Train in place with a seeded shuffle each epoch; returns the model in eval mode."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    opt = make_optimizer(optimizer, model.parameters(), lr)
+    n = inputs.shape[0]
+    model.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=generator).to(inputs.device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            loss = loss_fn(model(inputs[idx]), idx)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    return model.eval()
+
+
+def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
+
+
+@torch.no_grad()
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model(inputs[i:i + batch_size]) for i in range(0, inputs.shape[0], batch_size)])
+
+
+@torch.no_grad()
+def represent(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
+    model.eval()
+    return torch.cat([model.representation(inputs[i:i + batch_size])
+                      for i in range(0, inputs.shape[0], batch_size)])

@@ -1,0 +1,100 @@
+"""The single DuckDB writer: a Tune callback in the driver process.
+
+Rows arrive with trial results (or as errors) and are flushed in batches, one transaction
+per flush, opening the file only for the flush so readers get in between. The connection
+is never held by the object: callbacks are pickled into Tune's experiment state.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from datetime import datetime, timezone
+
+from ray.tune import Callback
+
+from cchsweep.store import Store
+
+
+class DuckDBWriter(Callback):
+    def __init__(self, db_path: str, run_id: str, total: int, flush_rows: int = 32, flush_seconds: float = 5.0,
+                 show_progress: bool = True):
+        self.db_path = db_path
+        self.run_id = run_id
+        self.total = total
+        self.flush_rows = flush_rows
+        self.flush_seconds = flush_seconds
+        self.show_progress = show_progress
+
+    def setup(self, **info):
+        self._buffer: list[dict] = []
+        self._last_flush = time.monotonic()
+        self._started = time.monotonic()
+        self.n_ok = 0
+        self.n_error = 0
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if "row" not in result:
+            return
+        row = json.loads(result["row"])
+        row["run_id"] = self.run_id
+        row["attempts"] = trial.num_failures + 1
+        self.n_ok += 1
+        self._add(row)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        spec = trial.config["spec"]
+        engine = trial.config["engine"]
+        text = _last_error_line(trial.get_error() or "")
+        self.n_error += 1
+        self._add({
+            "trial_key": spec["key"], "run_id": self.run_id, "study": spec["study"], "profile": spec["profile"],
+            "params": spec["params"], "settings": spec["settings"], "status": "error", "error": text,
+            "cpus": engine["cpus"], "gpu_fraction": engine["gpu"], "attempts": trial.num_failures,
+            "finished_at": datetime.now(timezone.utc).isoformat(),
+        })
+
+    def on_step_end(self, iteration, trials, **info):
+        if self._buffer and (len(self._buffer) >= self.flush_rows
+                             or time.monotonic() - self._last_flush >= self.flush_seconds):
+            self.flush()
+
+    def on_experiment_end(self, trials, **info):
+        self.flush()
+
+    def flush(self):
+        if self._buffer:
+            Store(self.db_path).write_trials(self._buffer)
+            self._buffer = []
+        self._last_flush = time.monotonic()
+
+    def _add(self, row: dict) -> None:
+        self._buffer.append(row)
+        if self.show_progress:
+            self._print(row)
+
+    def _print(self, row: dict) -> None:
+        done = self.n_ok + self.n_error
+        params = " ".join(f"{k}={v}" for k, v in sorted(row["params"].items()))
+        if row["status"] == "ok":
+            gap = _gap(row)
+            detail = f"kd_gain={row['kd_gain']:+.4f}" + (f" mi_gap={gap:+.3f}" if gap is not None else "")
+            detail += f" ({row['seconds']:.1f}s)"
+        else:
+            detail = f"ERROR {row['error']}"
+        elapsed = time.monotonic() - self._started
+        print(f"[{done:>{len(str(self.total))}}/{self.total} {elapsed:6.0f}s] {row['status']:<5} {params}  {detail}",
+              file=sys.stderr, flush=True)
+
+
+def _gap(row: dict) -> float | None:
+    values = {m["quantity"]: m["value"] for m in row.get("mi") or []}
+    if "i_ts" in values and "i_sl" in values:
+        return values["i_ts"] - values["i_sl"]
+    return None
+
+
+def _last_error_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "trial failed without an error message"

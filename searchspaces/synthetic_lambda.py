@@ -1,0 +1,31 @@
+"""Synthetic Gaussian regression across KD weights lambda (paper Appendix B, Figure 4).
+
+Same data, networks and MI as synthetic_sigma12 (the cache shares them); only lambda varies.
+"""
+
+from cchsweep.study import Profile, Resources, Study
+from cchsweep.trials.synthetic import trial
+from searchspaces.synthetic_sigma12 import PAPER, PARAMS, SEEDS, SIGMA12, SMOKE, SMOKE_SEEDS, validate
+
+NAME = "synthetic_lambda"
+
+# --- grids ----------------------------------------------------------------------------------
+LAMBDAS = [0.2, 0.5, 0.7, 0.8]
+SMOKE_SIGMA12 = [0.1, 0.7]
+SMOKE_LAMBDAS = [0.2, 0.8]
+
+STUDY = Study(
+    name=NAME,
+    description="Gaussian regression: KD gain vs sigma12 for lambda in {0.2, 0.5, 0.7, 0.8}",
+    reproduces="Figure 4",
+    task="regression",
+    params=PARAMS,
+    profiles={
+        "paper": Profile(grid={"sigma12": SIGMA12, "lam": LAMBDAS, "seed": SEEDS}, settings=PAPER),
+        "smoke": Profile(grid={"sigma12": SMOKE_SIGMA12, "lam": SMOKE_LAMBDAS, "seed": SMOKE_SEEDS[:1]},
+                         settings=SMOKE),
+    },
+    trial=trial,
+    resources=Resources(cpu=1, gpu=0.25),
+    validate=validate,
+)

@@ -1,0 +1,51 @@
+"""The artifact cache: content-addressed, atomic, and built once when processes race."""
+
+import multiprocessing as mp
+import time
+
+import torch
+
+from cchsweep.cache import ArtifactCache, config_hash
+
+
+def _race(root, log, barrier):
+    cache = ArtifactCache(root)
+    barrier.wait()
+
+    def build():
+        with open(log, "a") as f:
+            f.write("built\n")
+        time.sleep(0.3)  # long enough that the others arrive while it builds
+        return {"w": torch.arange(3.0)}
+
+    value = cache.cached("teacher", {"seed": 1, "sigma12": 0.3}, build)
+    assert torch.equal(value["w"], torch.arange(3.0))
+    with open(log, "a") as f:
+        f.write(f"hit={cache.events[0].hit}\n")
+
+
+def test_racing_processes_build_once(tmp_path):
+    log = tmp_path / "log.txt"
+    barrier = mp.get_context("spawn").Barrier(4)
+    procs = [mp.get_context("spawn").Process(target=_race, args=(tmp_path / "c", log, barrier)) for _ in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = log.read_text().split()
+    assert lines.count("built") == 1
+    assert sorted(line for line in lines if line.startswith("hit")) == ["hit=False", "hit=True", "hit=True", "hit=True"]
+    assert not list((tmp_path / "c").rglob("*.tmp"))  # nothing half-written left behind
+
+
+def test_key_is_the_config_not_its_order(tmp_path):
+    assert config_hash("k", {"a": 1, "b": 2}) == config_hash("k", {"b": 2, "a": 1})
+    assert config_hash("k", {"a": 1}) != config_hash("k", {"a": 2})
+    assert config_hash("teacher", {"a": 1}) != config_hash("nokd", {"a": 1})
+    cache = ArtifactCache(tmp_path)
+    calls = []
+    for cfg in ({"a": 1}, {"a": 1}, {"a": 2}):
+        cache.cached("k", cfg, lambda: calls.append(1) or {"x": torch.zeros(1)})
+    assert len(calls) == 2
+    assert [e.hit for e in cache.events] == [False, True, False]

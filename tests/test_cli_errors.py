@@ -1,0 +1,75 @@
+"""Bad input: one line on stderr naming the problem, exit code 2, no traceback, nothing written."""
+
+import duckdb
+import pytest
+
+from conftest import run_cli
+
+
+def assert_clean_error(out, message):
+    assert out.returncode == 2, (out.stdout, out.stderr)
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1, out.stderr
+    assert lines[0].startswith("cchsweep: error: ")
+    assert message in lines[0]
+    assert "Traceback" not in out.stderr + out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "nosuch"], "unknown study 'nosuch'"),
+    (["run", "synthetic_sigma12", "--profile", "huge"], "no profile 'huge'"),
+    (["run", "synthetic_sigma12", "--set", "temperature=3"], "has no parameter 'temperature'"),
+    (["run", "synthetic_sigma12", "--set", "sigma12"], "malformed"),
+    (["run", "synthetic_sigma12", "--set", "sigma12=0.95"], "conditional variance"),
+    (["run", "synthetic_sigma12", "--set", "lam=-1"], "below its minimum"),
+    (["run", "synthetic_sigma12", "--seeds", "two"], "invalid int value"),
+    (["frobnicate"], "invalid choice"),
+])
+def test_bad_run_arguments(tmp_path, args, message):
+    out = run_cli(*args, "--db", str(tmp_path / "r.duckdb"), cwd=tmp_path) if args[0] == "run" else \
+        run_cli(*args, cwd=tmp_path)
+    assert_clean_error(out, message)
+    assert list(tmp_path.iterdir()) == []  # no database, no storage directory
+
+
+def test_unwritable_db_locations(tmp_path):
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "nodir" / "r.duckdb"))
+    assert_clean_error(out, "does not exist")
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", "/proc/sys/r.duckdb")
+    assert_clean_error(out, "not writable")
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path))
+    assert_clean_error(out, "is a directory")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_foreign_database_is_refused_untouched(tmp_path):
+    db = tmp_path / "theirs.duckdb"
+    with duckdb.connect(str(db)) as con:
+        con.execute("create table mine (x int); insert into mine values (42)")
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), cwd=tmp_path)
+    assert_clean_error(out, "not a cchsweep database")
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select table_name from information_schema.tables").fetchall() == [("mine",)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["theirs.duckdb"]
+
+
+def test_query_errors(tmp_path):
+    assert_clean_error(run_cli("query", "select 1", "--db", str(tmp_path / "none.duckdb")), "no results database")
+    assert not (tmp_path / "none.duckdb").exists()
+    db = tmp_path / "r.duckdb"
+    from cchsweep.store import Store
+
+    Store(db).ensure_schema()
+    assert_clean_error(run_cli("query", "selec * from trials", "--db", str(db)), "SQL failed: Parser Error")
+    assert_clean_error(run_cli("query", "select * from nosuch", "--db", str(db)), "SQL failed: Catalog Error")
+    # the connection is read-only: writes are refused, the file is unchanged
+    assert_clean_error(run_cli("query", "drop table trials", "--db", str(db)), "read-only")
+    ok = run_cli("query", "select count(*) as n from trials", "--db", str(db), "--format", "csv")
+    assert ok.returncode == 0 and ok.stdout.splitlines() == ["n", "0"]
+
+
+def test_list_shows_grid_sizes():
+    out = run_cli("list")
+    assert out.returncode == 0
+    line = next(l for l in out.stdout.splitlines() if l.startswith("synthetic_sigma12"))
+    assert line.split()[1:5] == ["Figure", "1", "80", "4"]

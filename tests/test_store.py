@@ -1,0 +1,130 @@
+"""The store contract (cchsweep/store.py docstring), against real DuckDB files."""
+
+import subprocess
+import sys
+import textwrap
+
+import duckdb
+import pytest
+
+from cchsweep.errors import UsageError
+from cchsweep.schema import SCHEMA_VERSION
+from cchsweep.store import Store
+
+
+def make_row(key="s/smoke/seed=0", seed=0, kd_mse=0.9, status="ok"):
+    row = {"trial_key": key, "run_id": "r1", "study": "s", "profile": "smoke",
+           "params": {"sigma12": 0.1, "lam": 0.3, "seed": seed}, "settings": {"sigma13": 0.9, "epochs": 3},
+           "status": status}
+    if status == "ok":
+        row.update(task="regression", gain_metric="mse", kd_gain=1.0 - kd_mse,
+                   metrics={"teacher": {"mse": 0.5}, "nokd": {"mse": 1.0}, "kd": {"mse": kd_mse}},
+                   mi=[{"quantity": q, "estimator": "latentmi", "value": v, "se": 0.01, "repeats": 3, "truth": v + 0.1,
+                        "n_samples": 100} for q, v in (("i_ts", 1.2), ("i_sl", 1.0), ("i_tl", 2.0))],
+                   cache=[{"kind": "teacher", "key": "abc", "hit": False}])
+    else:
+        row["error"] = "RuntimeError: boom"
+    return row
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(tmp_path / "r.duckdb")
+    s.ensure_schema()
+    return s
+
+
+def count(store, sql):
+    return store.query(sql)[1][0][0]
+
+
+def test_schema_is_created_once_and_versioned(store):
+    store.ensure_schema()
+    store.ensure_schema()
+    assert store.query("select value from cchsweep_meta where key = 'schema_version'")[1] == [(str(SCHEMA_VERSION),)]
+    tables = {r[0] for r in store.query("select table_name from information_schema.tables")[1]}
+    assert {"runs", "trials", "metrics", "mi", "cache_events", "results"} <= tables
+
+
+def test_upserts_are_idempotent_and_replace_children(store):
+    rows = [make_row(), make_row("s/smoke/seed=1", seed=1)]
+    store.write_trials(rows)
+    store.write_trials(rows)
+    assert count(store, "select count(*) from trials") == 2
+    assert count(store, "select count(*) from metrics") == 6
+    assert count(store, "select count(*) from mi") == 6
+    store.write_trials([make_row(kd_mse=0.7)])  # a rerun of seed 0 with a new result
+    assert count(store, "select count(*) from metrics") == 6
+    gain, gap, truth_gap, predicts, seed, sigma12 = store.query(
+        "select kd_gain, mi_gap, mi_gap_truth, cch_predicts_gain, seed, sigma12 from results "
+        "where trial_key = 's/smoke/seed=0'")[1][0]
+    assert gain == pytest.approx(0.3) and gap == pytest.approx(0.2) and truth_gap == pytest.approx(0.2)
+    assert predicts is True and seed == 0 and sigma12 == 0.1
+
+
+def test_failed_trial_is_a_row_with_its_error(store):
+    store.write_trials([make_row(status="error")])
+    status, error, gain = store.query("select status, error, kd_gain from results")[1][0]
+    assert (status, error, gain) == ("error", "RuntimeError: boom", None)
+    assert store.done_keys(["s/smoke/seed=0"]) == set()
+    store.write_trials([make_row()])  # the retry succeeded: the same key becomes ok, no duplicate
+    assert store.query("select status, error from trials")[1] == [("ok", None)]
+    assert store.done_keys(["s/smoke/seed=0", "nope"]) == {"s/smoke/seed=0"}
+
+
+def test_constraints_reject_inconsistent_rows(store):
+    bad = make_row()
+    bad["kd_gain"] = None
+    with pytest.raises(duckdb.ConstraintException):
+        store.write_trials([bad])
+    bad = make_row()
+    bad["metrics"] = {"student": {"mse": 1.0}}
+    with pytest.raises(duckdb.ConstraintException):
+        store.write_trials([bad])
+    assert count(store, "select count(*) from trials") == 0  # the failed batch left nothing behind
+
+
+def test_concurrent_read_during_writes(store):
+    writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
+        from test_store import make_row
+        from cchsweep.store import Store
+        s = Store({str(store.path)!r})
+        for i in range(40):
+            s.write_trials([make_row(f"k{{i}}-{{j}}", seed=j) for j in range(5)])
+        """)])
+    seen = []
+    while writer.poll() is None:
+        seen.append(count(store, "select count(*) from trials"))
+    assert writer.wait() == 0
+    assert seen == sorted(seen)  # readers see whole batches, growing
+    assert count(store, "select count(*) from trials") == 200
+    assert all(n % 5 == 0 for n in seen)
+    assert any(0 < n < 200 for n in seen)  # the reads really did interleave with the writes
+
+
+def test_refuses_foreign_or_outdated_files(tmp_path):
+    foreign = tmp_path / "other.duckdb"
+    with duckdb.connect(str(foreign)) as con:
+        con.execute("create table t (x int)")
+    with pytest.raises(UsageError, match="not a cchsweep database"):
+        Store(foreign).ensure_schema()
+    old = tmp_path / "old.duckdb"
+    Store(old).ensure_schema()
+    with duckdb.connect(str(old)) as con:
+        con.execute("update cchsweep_meta set value = '0'")
+    with pytest.raises(UsageError, match="schema version 0"):
+        Store(old).ensure_schema()
+    junk = tmp_path / "junk.duckdb"
+    junk.write_text("hello, not a database\n" * 100)
+    with pytest.raises(UsageError, match="not a DuckDB database|cannot open"):
+        Store(junk).ensure_schema()
+
+
+def test_query_errors_are_one_line(store):
+    with pytest.raises(UsageError, match="^SQL failed: Parser Error") as err:
+        store.query("selec nothing")
+    assert "\n" not in str(err.value)
+    with pytest.raises(UsageError, match="no results database"):
+        Store(store.path.with_name("missing.duckdb")).query("select 1")
