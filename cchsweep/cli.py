@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--db", default=DEFAULT_DB, help=f"results database (default ./{DEFAULT_DB})")
     r.add_argument("--storage", help="Tune state and artifact cache (default: beside --db, NAME.cchsweep/)")
     r.add_argument("--address", help="Ray cluster address, e.g. auto; default: an embedded local Ray")
+    r.add_argument("--data-dir", help="where data sets live (default $CCHSWEEP_DATA, else the per-user cache)")
     r.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the profile's seeds")
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a grid axis (comma-separated values) or a setting; repeatable")
@@ -83,8 +84,14 @@ def cmd_run(args) -> int:
     db = Path(args.db).expanduser().absolute()
     storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
     check_writable(db, storage)
+    data_dir = None
+    if the_plan.study.check_data is not None:
+        from cchsweep.data.paths import resolve_data_dir
+
+        data_dir = resolve_data_dir(args.data_dir)
+        the_plan.study.check_data(data_dir)
     summary = run_sweep(the_plan, db, storage, address=args.address, max_failures=args.max_failures,
-                        force=args.force, command=shlex.join(["cchsweep", *sys.argv[1:]]))
+                        force=args.force, command=shlex.join(["cchsweep", *sys.argv[1:]]), data_dir=data_dir)
     print(f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
           f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s")
     print(f"results: {db}  (run {summary.run_id}; try `cchsweep query \"select * from results\" --db {args.db}`)")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -27,7 +27,11 @@ class WorkerContext:
     cache: ArtifactCache
     device: str
     threads: int
-    extra: dict = field(default_factory=dict)
+    data_dir: Path | None = None
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.cache.root
 
     def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
         return self.cache.cached(kind, config, build)
@@ -46,7 +50,8 @@ def run_spec(spec: dict, engine: dict) -> dict:
     threads = max(1, int(engine["cpus"]))
     torch.set_num_threads(threads)
     use_gpu = bool(ray.is_initialized() and ray.get_gpu_ids()) and torch.cuda.is_available()
-    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"])), "cuda" if use_gpu else "cpu", threads)
+    data_dir = Path(engine["data_dir"]) if engine.get("data_dir") else None
+    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"])), "cuda" if use_gpu else "cpu", threads, data_dir)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     out = study.trial(spec["params"], spec["settings"], ctx)

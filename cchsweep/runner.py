@@ -47,7 +47,7 @@ def check_writable(db_path: Path, storage: Path) -> None:
 
 
 def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None = None, max_failures: int = 1,
-              force: bool = False, command: str = "") -> RunSummary:
+              force: bool = False, command: str = "", data_dir: Path | None = None) -> RunSummary:
     store = Store(db_path)
     store.ensure_schema()
     keys = [t.key for t in plan.trials]
@@ -74,7 +74,7 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
     status = "failed"
     try:
         if todo:
-            _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures)
+            _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -90,7 +90,7 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
                       (finished - started).total_seconds())
 
 
-def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures) -> None:
+def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir) -> None:
     from ray import tune
 
     from cchsweep.execute import trainable
@@ -100,7 +100,8 @@ def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures) -> None:
     cache_dir.mkdir(parents=True, exist_ok=True)
     specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
              for t in todo]
-    engine = {"cache_dir": str(cache_dir.resolve()), "cpus": cpus, "gpu": gpu}
+    engine = {"cache_dir": str(cache_dir.resolve()), "cpus": cpus, "gpu": gpu,
+              "data_dir": str(data_dir.resolve()) if data_dir else None}
     resources = {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
     tuner = tune.Tuner(
         tune.with_resources(trainable, resources),

@@ -7,6 +7,7 @@ trial functions can depend on it without import cycles.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
 
@@ -80,6 +81,8 @@ class TrialContext(Protocol):
 
     device: str
     threads: int
+    data_dir: Path | None  # where real data sets live (None for studies that need none)
+    cache_dir: Path  # the run's artifact cache, for derived data such as MNIST-M
 
     def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
         """Return the artifact for (kind, config), building and storing it once."""
@@ -101,6 +104,8 @@ class Study:
     # cross-parameter checks that one Param cannot express; raise ValueError
     validate: Callable[[Mapping[str, Any]], None] | None = None
     reference: Mapping[str, Any] = field(default_factory=dict)  # the paper's reported values
+    # Run once in the driver before any trial: verify (or download) the data, raise UsageError.
+    check_data: Callable[[Path], None] | None = None
 
     def grid_size(self, profile: str) -> int:
         size = 1

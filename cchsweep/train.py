@@ -52,3 +52,14 @@ def represent(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) ->
     model.eval()
     return torch.cat([model.representation(inputs[i:i + batch_size])
                       for i in range(0, inputs.shape[0], batch_size)])
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Weights as CPU tensors, the form the artifact cache stores."""
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
+
+
+def with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+    """Load cached weights into a freshly built model (copied onto its device), in eval mode."""
+    model.load_state_dict(state)
+    return model.eval()

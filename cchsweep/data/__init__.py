@@ -1,1 +1,1 @@
-"""Data sources: the synthetic Gaussian model (Appendix B); real data sets come later."""
+"""Data sources: the synthetic Gaussian model, MNIST, MNIST-M (MNIST on BSDS500) and blur."""

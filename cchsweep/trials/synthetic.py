@@ -20,7 +20,7 @@ from cchsweep.mi.gaussian import optimal_linear_mi
 from cchsweep.mi.triplet import make_estimator, mi_triplet
 from cchsweep.models import MLP
 from cchsweep.study import MIValue, TrialContext, TrialOutput
-from cchsweep.train import fit, predict, represent
+from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
 DATA_KEYS = ("n_train", "n_test", "p", "sigma12", "sigma13", "sigma23", "seed")
 TRAIN_KEYS = ("hidden", "epochs", "lr", "batch_size")
@@ -58,11 +58,14 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
         model = MLP(s["p"], [s["hidden"]], 1).to(dev)
         fit(model, x1[tr], lambda out, idx: torch.nn.functional.mse_loss(out, y[tr][idx]),
             optimizer="adam", lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], seed=seed * 2)
-        return _cpu_state(model)
+        return cpu_state(model)
 
-    teacher = _load(MLP(s["p"], [s["hidden"]], 1), ctx.cached("synthetic_teacher", {**data_cfg, **train_cfg}, build_teacher), dev)
-    nokd = _load(MLP(s["p"], [s["hidden"]], 1),
-                 ctx.cached("synthetic_nokd", {**data_cfg, **train_cfg}, lambda: _cpu_state(train_student(0.0, None))), dev)
+    def blank() -> MLP:
+        return MLP(s["p"], [s["hidden"]], 1).to(dev)
+
+    teacher = with_state(blank(), ctx.cached("synthetic_teacher", {**data_cfg, **train_cfg}, build_teacher))
+    nokd = with_state(blank(), ctx.cached("synthetic_nokd", {**data_cfg, **train_cfg},
+                                          lambda: cpu_state(train_student(0.0, None))))
     lam = float(s["lam"])
     kd = train_student(lam, predict(teacher, x1[tr])) if lam > 0 else nokd
 
@@ -85,12 +88,3 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
               for q in ("i_ts", "i_sl", "i_tl")]
     return TrialOutput(metrics=metrics, gain_metric="mse",
                        kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"], mi=values)
-
-
-def _cpu_state(model: torch.nn.Module) -> dict:
-    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
-
-
-def _load(model: torch.nn.Module, state: dict, dev: torch.device) -> torch.nn.Module:
-    model.load_state_dict(state)
-    return model.to(dev).eval()

@@ -1,0 +1,54 @@
+"""Where data live: `--data-dir`, else $CCHSWEEP_DATA, else the per-user cache directory.
+
+Data are never shipped with the package; a user either points at a directory they already
+have (possibly read-only, e.g. a shared mount) or lets the loaders download into the cache.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import platformdirs
+
+from cchsweep.errors import UsageError
+
+DATA_ENV = "CCHSWEEP_DATA"
+OFFLINE_ENV = "CCHSWEEP_OFFLINE"
+
+
+def default_data_dir() -> Path:
+    # A "data" subfolder so that downloaded data sets and built artifacts do not share a level.
+    return Path(platformdirs.user_cache_dir("cchsweep")) / "data"
+
+
+def resolve_data_dir(cli_value: str | None) -> Path:
+    """The data directory; an explicitly named one must exist, the default one need not yet."""
+    for value, source in ((cli_value, "--data-dir"), (os.environ.get(DATA_ENV), f"${DATA_ENV}")):
+        if value:
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise UsageError(
+                    f"data directory {path} (from {source}) does not exist; create it, fix the "
+                    f"path, or leave {source} unset to use {default_data_dir()}"
+                )
+            return path
+    return default_data_dir()
+
+
+def downloads_allowed(allow_download: bool | None = None) -> bool:
+    """An explicit argument wins; otherwise $CCHSWEEP_OFFLINE=1 (CI, air-gapped hosts) forbids."""
+    if allow_download is not None:
+        return allow_download
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("", "0", "false", "no")
+
+
+def missing_files(directory: Path, names: Iterable[str]) -> list[str]:
+    return [name for name in names if not (directory / name).is_file()]
+
+
+def missing_data_error(what: str, directory: Path, names: Iterable[str], todo: str) -> UsageError:
+    """One line naming the expected location and files, and what the user should do."""
+    listed = ", ".join(names)
+    return UsageError(f"{what} not found: expected {listed} in {directory}; {todo}")

@@ -1,0 +1,35 @@
+"""MNIST -> MNIST-M at a fainter digit (alpha = 0.18): KD gain and MI vs blur (paper Table 13)."""
+
+from cchsweep.study import Profile, Resources, Study
+from cchsweep.trials.mnist import check_data, trial
+from searchspaces.mnist_blur import GAMMAS, PAPER, PARAMS, SEEDS, SMOKE, SMOKE_GAMMAS
+
+NAME = "mnist_alpha"
+
+# --- the paper's numbers (Table 13) ------------------------------------------------------------
+# gamma -> (I_TS, I_SL, KD acc, KD SE, no-KD acc, no-KD SE, MI gap, acc diff, diff SE)
+TABLE13 = {
+    0.0: (1.3956, 1.2685, 0.8484, 0.0019, 0.8338, 0.0034, 0.1271, 0.0146, 0.0052),
+    0.5: (1.2949, 1.2685, 0.8425, 0.0042, 0.8338, 0.0034, 0.0264, 0.0087, 0.0070),
+    1.5: (1.2533, 1.2685, 0.8296, 0.0017, 0.8338, 0.0034, -0.0152, -0.0042, 0.0034),
+    2.5: (0.9472, 1.2685, 0.6216, 0.0243, 0.8338, 0.0034, -0.3213, -0.2122, 0.0232),
+    3.5: (0.7817, 1.2685, 0.3325, 0.0179, 0.8338, 0.0034, -0.4868, -0.5013, 0.0190),
+}
+
+STUDY = Study(
+    name=NAME,
+    description="MNIST teacher -> MNIST-M student (alpha 0.18): KD gain and MI vs blur gamma, T = 3",
+    reproduces="Table 13",
+    task="classification",
+    params=PARAMS,
+    profiles={
+        "paper": Profile(grid={"alpha": [0.18], "gamma": GAMMAS, "temperature": [3.0], "lam": [0.5],
+                               "seed": SEEDS}, settings=PAPER),
+        "smoke": Profile(grid={"alpha": [0.18], "gamma": SMOKE_GAMMAS, "temperature": [3.0], "lam": [0.5],
+                               "seed": [0]}, settings=SMOKE),
+    },
+    trial=trial,
+    resources=Resources(cpu=1, gpu=0.25),
+    reference={"teacher_acc": 0.9812, "i_tl": 1.9095, "table13": TABLE13},
+    check_data=check_data,
+)
