@@ -39,11 +39,38 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override a grid axis (comma-separated values) or a setting; repeatable")
     r.add_argument("--max-failures", type=int, default=1, help="retries per failing trial (default 1)")
     r.add_argument("--force", action="store_true", help="rerun trials already stored as ok")
+    r.add_argument("--resume", action="store_true",
+                   help="finish a sweep whose driver died: marks it interrupted, runs the trials not stored")
+    r.add_argument("--gpu", default="auto",
+                   help="GPU fraction per trial: auto (the study's, where the cluster has GPUs) or a number")
+    r.add_argument("--search", choices=("boundary",),
+                   help="instead of the grid: find where --target crosses zero along --param (Optuna TPE)")
+    r.add_argument("--param", help="the float axis to search, e.g. sigma12 or gamma")
+    r.add_argument("--range", dest="value_range", metavar="LO:HI", help="the interval to search")
+    r.add_argument("--budget", type=int, default=12, help="trials for the search (default 12)")
+    r.add_argument("--target", default="mi_gap", help="mi_gap (default), mi_gap_truth (closed form) or kd_gain")
+    r.add_argument("--shared-storage", action="store_true",
+                   help="--storage is on a filesystem every node mounts (needed on multi-host clusters)")
 
     q = sub.add_parser("query", help="run SQL against the results database (read-only)")
     q.add_argument("sql")
     q.add_argument("--db", default=DEFAULT_DB)
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    rp = sub.add_parser("report", help="write an HTML report (Altair charts, tables) of a study's stored results")
+    rp.add_argument("study")
+    rp.add_argument("--db", default=DEFAULT_DB)
+    rp.add_argument("--out", default="reports", help="output directory (default ./reports; one folder per study)")
+
+    a = sub.add_parser("advise", help="should a teacher modality distil into your student? (the CCH, before you train)")
+    a.add_argument("data", help="cohort directory: one CSV/Parquet per modality (first column patient) + labels.csv")
+    a.add_argument("--student", required=True, help="the weak modality to improve")
+    a.add_argument("--teachers", help="comma-separated candidate teachers (default: every other modality)")
+    a.add_argument("--estimator", default="latentmi", help="MI estimator: latentmi (default), mine or ksg")
+    a.add_argument("--repeats", type=int, default=3, help="seeded MI repeats for the standard errors (default 3)")
+    a.add_argument("--seed", type=int, default=0)
+    a.add_argument("--db", help="also store the advice in this results database (table advice)")
+    a.add_argument("--out", help="write an HTML/PNG report of the gaps to this directory")
 
     s = sub.add_parser("status", help="list runs with trial counts by status")
     s.add_argument("--db", default=DEFAULT_DB)
@@ -73,17 +100,25 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cchsweep.grid import plan
-    from cchsweep.runner import check_writable, default_storage, run_sweep
+    from cchsweep.runner import check_reachable, check_writable, default_storage, run_sweep
     from searchspaces import STUDIES
 
     if args.study not in STUDIES:
         raise UsageError(f"unknown study {args.study!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    if args.force and args.resume:
+        raise UsageError("--force reruns everything and --resume only what is missing: give one of them")
     if args.max_failures < 0:
         raise UsageError(f"--max-failures {args.max_failures}: give 0 or more")
     the_plan = plan(STUDIES[args.study], args.profile, args.overrides, args.seeds)
+    search = None
+    if args.search:
+        from cchsweep.search import make_search
+
+        search = make_search(the_plan, args.param, args.value_range, args.budget, args.target)
     db = Path(args.db).expanduser().absolute()
     storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
     check_writable(db, storage)
+    check_reachable(args.address)
     data_dir = None
     if the_plan.study.check_data is not None:
         from cchsweep.data.paths import resolve_data_dir
@@ -91,14 +126,25 @@ def cmd_run(args) -> int:
         data_dir = resolve_data_dir(args.data_dir)
         the_plan.study.check_data(data_dir)
     summary = run_sweep(the_plan, db, storage, address=args.address, max_failures=args.max_failures,
-                        force=args.force, command=shlex.join(["cchsweep", *sys.argv[1:]]), data_dir=data_dir)
+                        force=args.force, command=shlex.join(["cchsweep", *sys.argv[1:]]), data_dir=data_dir,
+                        gpu=args.gpu, shared_storage=args.shared_storage, resume=args.resume,
+                        search=search)
     print(f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
           f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s")
     print(f"results: {db}  (run {summary.run_id}; try `cchsweep query \"select * from results\" --db {args.db}`)")
     from analysis.frame import load_results
-    from analysis.verdict import verdict_line
+    from analysis.agreement import verdict_line
 
     print(verdict_line(load_results(db, study=args.study)))
+    if search is not None:
+        c = summary.crossing
+        what = f"{search.target} along {search.param} in [{search.lo:g}, {search.hi:g}]"
+        if c is None:
+            print(f"boundary: {what}: no crossing among {summary.n_ok} trials (the sign never changed)")
+        else:
+            note = "" if c.n_sign_changes == 1 else f"; {c.n_sign_changes} sign changes (noise): the interval spans them"
+            print(f"boundary: {what} crosses zero at {search.param} = {c.estimate:.4f}, "
+                  f"interval [{c.lo:.4f}, {c.hi:.4f}] from {c.n_points} trials{note}")
     return 1 if summary.n_error else 0
 
 
@@ -130,7 +176,34 @@ def cmd_status(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "run": cmd_run, "query": cmd_query, "status": cmd_status}
+def cmd_report(args) -> int:
+    from analysis.report import write_report
+
+    page = write_report(Path(args.db).expanduser(), args.study, Path(args.out).expanduser())
+    print(f"report: {page}")
+    return 0
+
+
+def cmd_advise(args) -> int:
+    import uuid
+    from datetime import datetime, timezone
+
+    from cchsweep.advise import advise, format_advice, store_advice, write_advice_report
+
+    teachers = args.teachers.split(",") if args.teachers else None
+    result = advise(Path(args.data).expanduser(), args.student, teachers, estimator=args.estimator,
+                    repeats=args.repeats, seed=args.seed)
+    print(format_advice(result))
+    if args.db:
+        run_id = f"advise-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        store_advice(Path(args.db).expanduser(), result, run_id)
+        print(f"stored as run {run_id} in {args.db} (table advice)")
+    if args.out:
+        print(f"report: {write_advice_report(result, Path(args.out).expanduser())}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "advise": cmd_advise, "run": cmd_run, "query": cmd_query, "report": cmd_report, "status": cmd_status}
 
 
 def _cell(value) -> str:

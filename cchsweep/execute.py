@@ -6,6 +6,7 @@ where the single writer (cchsweep.writer) stores it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -37,9 +38,33 @@ class WorkerContext:
         return self.cache.cached(kind, config, build)
 
 
+FAULT_ENV = "CCHSWEEP_INJECT_FAULT"
+
+
 def trainable(config: dict) -> None:
+    _maybe_inject_fault(config["spec"]["key"], config["engine"].get("fault"))
     row = run_spec(config["spec"], config["engine"])
     tune.report({"row": json.dumps(row)})
+
+
+def _maybe_inject_fault(key: str, spec: str | None) -> None:
+    """Fault injection for the failure tests: the driver's $CCHSWEEP_INJECT_FAULT = "SUBSTRING:N:DIR".
+
+    A trial whose key contains SUBSTRING raises on its first N attempts (counted in files under
+    DIR, so retries in fresh worker processes see the count); N = -1 fails every attempt. The
+    driver passes it in the trial config, so it reaches workers on every node.
+    """
+    if not spec:
+        return
+    substring, n, directory = spec.split(":", 2)
+    if substring not in key:
+        return
+    counter = Path(directory) / hashlib.sha256(key.encode()).hexdigest()[:16]
+    with counter.open("a") as f:
+        f.write("x")
+    attempt = counter.stat().st_size
+    if int(n) < 0 or attempt <= int(n):
+        raise RuntimeError(f"injected fault (attempt {attempt}) in {key}")
 
 
 def run_spec(spec: dict, engine: dict) -> dict:

@@ -26,6 +26,7 @@ class RunSummary:
     n_error: int
     n_skipped: int
     seconds: float
+    crossing: object = None  # analysis.boundary.Crossing for a boundary search (None: no crossing)
 
 
 def default_storage(db_path: Path) -> Path:
@@ -47,25 +48,35 @@ def check_writable(db_path: Path, storage: Path) -> None:
 
 
 def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None = None, max_failures: int = 1,
-              force: bool = False, command: str = "", data_dir: Path | None = None) -> RunSummary:
+              force: bool = False, command: str = "", data_dir: Path | None = None, gpu: str = "auto",
+              shared_storage: bool = False, resume: bool = False, search=None) -> RunSummary:
     store = Store(db_path)
     store.ensure_schema()
+    stale = store.mark_stale_runs(plan.study.name)
+    if stale:
+        print(f"earlier run {', '.join(stale)} of {plan.study.name} died unfinished (marked interrupted); "
+              f"its stored trials are kept and the rest run now", file=sys.stderr)
+    elif resume:
+        print(f"--resume: no unfinished run of {plan.study.name} in {db_path}; running the trials not yet "
+              f"stored", file=sys.stderr)
     keys = [t.key for t in plan.trials]
-    done = set() if force else store.done_keys(keys)
-    todo = [t for t in plan.trials if t.key not in done]
+    done = set() if force or search else store.done_keys(keys)
+    todo = [t for t in plan.trials if t.key not in done] if search is None else list(range(search.budget))
 
     ray = _init_ray(address) if todo else None
     resources = ray.cluster_resources() if ray else {}
-    gpu = plan.study.resources.gpu if resources.get("GPU", 0) > 0 else 0.0
+    if ray is not None:
+        check_storage_is_shared(ray.nodes(), storage, shared_storage)
+    gpu = gpu_per_trial(gpu, plan.study.resources.gpu, resources)
     cpus = plan.study.resources.cpu
     run_id = f"{plan.study.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     started = datetime.now(timezone.utc)
     commit, dirty = _git_state()
     store.start_run({
         "run_id": run_id, "study": plan.study.name, "profile": plan.profile, "started_at": started,
-        "status": "running", "n_trials": len(plan.trials), "n_skipped": len(done),
+        "status": "running", "n_trials": len(todo) + len(done), "n_skipped": len(done),
         "cchsweep_version": __version__, "git_commit": commit, "git_dirty": dirty, "host": socket.gethostname(),
-        "ray_address": address, "cluster_resources": resources, "storage": str(storage), "command": command,
+        "pid": os.getpid(), "ray_address": address, "cluster_resources": resources, "storage": str(storage), "command": command,
     })
     print(f"run {run_id}: {len(todo)} trials to run, {len(done)} already in {db_path}, "
           f"{cpus:g} CPU{f' + {gpu:g} GPU' if gpu else ''} per trial on {resources.get('CPU', 0):g} CPUs"
@@ -74,39 +85,47 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
     status = "failed"
     try:
         if todo:
-            _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir)
+            _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir, search)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
         raise
     finally:
-        counts = _counts(store, [t.key for t in todo])
+        counts = _run_counts(store, run_id)
         finished = datetime.now(timezone.utc)
-        store.finish_run(run_id, status=status, finished_at=finished, n_ok=counts.get("ok", 0),
-                         n_error=counts.get("error", 0))
+        store.finish_run(run_id, status=status, finished_at=finished)
         if ray is not None and address is None:
             ray.shutdown()
-    return RunSummary(run_id, len(plan.trials), counts.get("ok", 0), counts.get("error", 0), len(done),
-                      (finished - started).total_seconds())
+    summary = RunSummary(run_id, len(todo) + len(done), counts.get("ok", 0), counts.get("error", 0), len(done),
+                         (finished - started).total_seconds())
+    if search is not None:
+        summary.crossing = _search_crossing(store, run_id, search)
+    return summary
 
 
-def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir) -> None:
+def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir, search=None) -> None:
     from ray import tune
 
-    from cchsweep.execute import trainable
+    from cchsweep.execute import FAULT_ENV, trainable
     from cchsweep.writer import DuckDBWriter
 
     cache_dir = storage / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-             for t in todo]
     engine = {"cache_dir": str(cache_dir.resolve()), "cpus": cpus, "gpu": gpu,
-              "data_dir": str(data_dir.resolve()) if data_dir else None}
+              "data_dir": str(data_dir.resolve()) if data_dir else None,
+              "fault": os.environ.get(FAULT_ENV)}
     resources = {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
+    if search is None:
+        specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
+                 for t in todo]
+        fn, space, tune_config = trainable, {"spec": tune.grid_search(specs), "engine": engine}, \
+            tune.TuneConfig(reuse_actors=True)
+    else:
+        fn, space, tune_config = _search_setup(plan, search, engine)
     tuner = tune.Tuner(
-        tune.with_resources(trainable, resources),
-        param_space={"spec": tune.grid_search(specs), "engine": engine},
-        tune_config=tune.TuneConfig(reuse_actors=True),
+        tune.with_resources(fn, resources),
+        param_space=space,
+        tune_config=tune_config,
         run_config=tune.RunConfig(
             name=run_id,
             storage_path=str((storage / "tune").resolve()),
@@ -118,15 +137,93 @@ def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir
     tuner.fit()
 
 
+def _search_setup(plan, search, engine):
+    import optuna
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from cchsweep.search import search_trainable
+
+    # A few random points first, then TPE concentrates on small |target|: near the crossing.
+    sampler = optuna.samplers.TPESampler(n_startup_trials=max(3, search.budget // 3), seed=0)
+    space = {"x": tune.uniform(search.lo, search.hi), "engine": engine,
+             "search": {"study": plan.study.name, "profile": plan.profile, "settings": plan.settings,
+                        "overridden": plan.overridden, "base": search.base, "param": search.param,
+                        "target": search.target, "mode": search.mode}}
+    config = tune.TuneConfig(search_alg=OptunaSearch(metric="objective", mode="min", sampler=sampler),
+                             num_samples=search.budget, max_concurrent_trials=2, reuse_actors=True)
+    return search_trainable, space, config
+
+
+def _search_crossing(store: Store, run_id: str, search):
+    from analysis.boundary import crossing
+
+    with store.connect(read_only=True) as con:
+        points = con.execute(f"SELECT {search.param}, {search.target} FROM results WHERE run_id = ? AND status = 'ok'",
+                             [run_id]).fetchall()
+    return crossing([p[0] for p in points], [p[1] for p in points])
+
+
+def gpu_per_trial(choice: str, study_fraction: float, resources: dict) -> float:
+    """'auto': the study's GPU fraction where the cluster has GPUs now, else none; or a number.
+
+    An autoscaling cluster may start with no GPU node: ask for the fraction explicitly there
+    (--gpu 0.25) so Ray requests GPU workers instead of running trials on CPUs.
+    """
+    if choice == "auto":
+        return study_fraction if resources.get("GPU", 0) > 0 else 0.0
+    try:
+        value = float(choice)
+    except ValueError:
+        raise UsageError(f"--gpu {choice!r}: give auto or a GPU fraction per trial such as 0.25") from None
+    if not 0.0 <= value <= 8.0:
+        raise UsageError(f"--gpu {choice}: a GPU fraction per trial lies between 0 and 8")
+    return value
+
+
+def check_storage_is_shared(nodes: list[dict], storage: Path, declared_shared: bool) -> None:
+    """Trials on other machines must see the artifact cache: refuse a local path on a multi-host cluster."""
+    hosts = {n.get("NodeManagerAddress") for n in nodes if n.get("Alive")}
+    if len(hosts) > 1 and not declared_shared:
+        raise UsageError(f"the cluster spans {len(hosts)} hosts but --storage {storage} is a local path; put it "
+                         f"on a filesystem every node mounts (NFS) and pass --shared-storage")
+
+
+def check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes: ray.init retries an unreachable GCS for a long time."""
+    if address is None or address == "auto":
+        return
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r} is not HOST:PORT (or auto); e.g. --address 10.0.0.5:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one "
+                         f"with `ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
+
+
 def _init_ray(address: str | None):
     # The database is the record: Tune's own CSV/JSON/TensorBoard loggers only add overhead.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    host = (address or "").split("://", 1)[-1].rpartition(":")[0]
+    loopback = address is None or host in ("127.0.0.1", "localhost")
+    if loopback and address is not None:
+        # Ray rewrites a loopback address to the machine's outward IP unless its single-machine
+        # mode is on; a cluster whose nodes listen on 127.0.0.1 is then never found.
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     import ray
 
+    # An embedded Ray serves only this process, and a loopback cluster runs on this machine:
+    # both stay on the loopback interface.
+    local = {"_node_ip_address": "127.0.0.1"} if loopback else {}
     try:
-        ray.init(address=address, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 ignore_reinit_error=True)
+        # "local" always starts a fresh embedded Ray; None would join whatever cluster this
+        # machine last started (ray start, or a test cluster), live or dead.
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
+                 ignore_reinit_error=True, **local)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
@@ -134,13 +231,18 @@ def _init_ray(address: str | None):
     return ray
 
 
-def _counts(store: Store, keys: list[str]) -> dict[str, int]:
-    if not keys:
-        return {}
-    with store.connect(read_only=True) as con:
-        rows = con.execute("SELECT status, count(*) FROM trials WHERE trial_key IN (SELECT unnest(?::VARCHAR[])) "
-                           "GROUP BY status", [keys]).fetchall()
-    return dict(rows)
+def _run_counts(store: Store, run_id: str) -> dict[str, int]:
+    """Trials this run completed, by status: the writer's own count at the end of the experiment,
+    else (a run cut short) the rows that still name this run."""
+    with store.connect() as con:
+        n_ok, n_error = con.execute("SELECT n_ok, n_error FROM runs WHERE run_id = ?", [run_id]).fetchone()
+        if n_ok is not None:
+            return {"ok": n_ok, "error": n_error}
+        rows = dict(con.execute("SELECT status, count(*) FROM trials WHERE run_id = ? GROUP BY status",
+                                [run_id]).fetchall())
+        con.execute("UPDATE runs SET n_ok = ?, n_error = ? WHERE run_id = ?",
+                    [rows.get("ok", 0), rows.get("error", 0), run_id])
+    return rows
 
 
 def _git_state() -> tuple[str | None, bool | None]:

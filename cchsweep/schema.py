@@ -39,6 +39,7 @@ CREATE TABLE runs (
     git_commit VARCHAR,
     git_dirty BOOLEAN,
     host VARCHAR NOT NULL,
+    pid INTEGER,
     ray_address VARCHAR,
     cluster_resources JSON,
     storage VARCHAR,
@@ -51,6 +52,7 @@ CREATE TABLE trials (
     profile VARCHAR NOT NULL,
     {_axis_ddl},
     settings JSON NOT NULL,
+    mode VARCHAR NOT NULL,  -- 'grid', or 'boundary:PARAM:TARGET' for a boundary search's trials
     status VARCHAR NOT NULL CHECK (status IN ('ok', 'error')),
     error VARCHAR,
     task VARCHAR,

@@ -14,6 +14,8 @@ Contract (tests/test_store.py checks each point against a real file):
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,14 +25,15 @@ import duckdb
 
 from cchsweep.errors import UsageError
 from cchsweep.schema import AXIS_COLUMNS, SCHEMA_VERSION, TABLES, VIEWS
+from cchsweep.views import CCH_VIEWS
 
 LOCK_RETRY_SECONDS = 10.0
 
-TRIAL_COLUMNS = ("trial_key", "run_id", "study", "profile", *AXIS_COLUMNS, "settings", "status", "error",
+TRIAL_COLUMNS = ("trial_key", "run_id", "study", "profile", *AXIS_COLUMNS, "settings", "mode", "status", "error",
                  "task", "gain_metric", "kd_gain", "node_id", "device", "cpus", "gpu_fraction", "attempts",
                  "started_at", "finished_at", "seconds")
 RUN_COLUMNS = ("run_id", "study", "profile", "started_at", "finished_at", "status", "n_trials", "n_ok",
-               "n_error", "n_skipped", "cchsweep_version", "git_commit", "git_dirty", "host", "ray_address",
+               "n_error", "n_skipped", "cchsweep_version", "git_commit", "git_dirty", "host", "pid", "ray_address",
                "cluster_resources", "storage", "command")
 
 
@@ -68,6 +71,7 @@ class Store:
                 con.execute(TABLES)
                 con.execute("INSERT INTO cchsweep_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
                 con.execute(VIEWS)
+                con.execute(CCH_VIEWS)
                 con.commit()
                 return
             if "cchsweep_meta" not in tables:
@@ -78,6 +82,9 @@ class Store:
             if version != SCHEMA_VERSION:
                 raise UsageError(f"{self.path} has cchsweep schema version {version}, this cchsweep writes "
                                  f"version {SCHEMA_VERSION}; use a new --db path")
+            # Views hold no data: (re)create them so a file gains the analysis views of this release.
+            con.execute(VIEWS)
+            con.execute(CCH_VIEWS)
 
     def check_readable(self) -> None:
         """Raise a UsageError unless the file exists and is a cchsweep database."""
@@ -95,6 +102,20 @@ class Store:
         with self.connect() as con:
             con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
                         [row[c] for c in RUN_COLUMNS])
+
+    def mark_stale_runs(self, study: str) -> list[str]:
+        """Runs of `study` on this host still 'running' whose driver process is gone: 'interrupted'.
+
+        A killed driver cannot update its own row; the next run of the study does. A driver that
+        is still alive (a second sweep on the same file) is left alone.
+        """
+        with self.connect() as con:
+            rows = con.execute("SELECT run_id, pid FROM runs WHERE study = ? AND status = 'running' AND host = ?",
+                               [study, socket.gethostname()]).fetchall()
+            stale = [run_id for run_id, pid in rows if not _alive(pid)]
+            if stale:
+                con.executemany("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [[r] for r in stale])
+        return stale
 
     def finish_run(self, run_id: str, **fields: Any) -> None:
         sets = ", ".join(f"{k} = ?" for k in fields)
@@ -157,12 +178,26 @@ class Store:
             return [d[0] for d in cur.description], cur.fetchall()
 
 
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _trial_value(row: dict[str, Any], column: str) -> Any:
     if column in AXIS_COLUMNS:
         params, settings = row.get("params") or {}, row.get("settings") or {}
         return params.get(column, settings.get(column))
     if column == "settings":
         return json.dumps(row.get("settings") or {}, sort_keys=True)
+    if column == "mode":
+        return row.get("mode") or "grid"
     return row.get(column)
 
 

@@ -104,6 +104,7 @@ class Study:
     # cross-parameter checks that one Param cannot express; raise ValueError
     validate: Callable[[Mapping[str, Any]], None] | None = None
     reference: Mapping[str, Any] = field(default_factory=dict)  # the paper's reported values
+    closed_form: bool = False  # trials store closed-form MI beside the estimates (mi.truth)
     # Run once in the driver before any trial: verify (or download) the data, raise UsageError.
     check_data: Callable[[Path], None] | None = None
 

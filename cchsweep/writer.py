@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from datetime import datetime, timezone
 
 from ray.tune import Callback
@@ -44,13 +45,19 @@ class DuckDBWriter(Callback):
         self._add(row)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        spec = trial.config["spec"]
+        if "spec" in trial.config:
+            spec = trial.config["spec"]
+        else:
+            from cchsweep.search import search_spec
+
+            spec = search_spec(trial.config)
         engine = trial.config["engine"]
-        text = _last_error_line(trial.get_error() or "")
+        text = _last_error_line(_error_text(trial))
         self.n_error += 1
         self._add({
             "trial_key": spec["key"], "run_id": self.run_id, "study": spec["study"], "profile": spec["profile"],
             "params": spec["params"], "settings": spec["settings"], "status": "error", "error": text,
+            "mode": spec.get("mode", "grid"),
             "cpus": engine["cpus"], "gpu_fraction": engine["gpu"], "attempts": trial.num_failures,
             "finished_at": datetime.now(timezone.utc).isoformat(),
         })
@@ -62,6 +69,9 @@ class DuckDBWriter(Callback):
 
     def on_experiment_end(self, trials, **info):
         self.flush()
+        # What this run completed, which the trials table alone cannot tell once another run on
+        # the same file has rewritten some of the same keys.
+        Store(self.db_path).finish_run(self.run_id, n_ok=self.n_ok, n_error=self.n_error)
 
     def flush(self):
         if self._buffer:
@@ -93,6 +103,14 @@ def _gap(row: dict) -> float | None:
     if "i_ts" in values and "i_sl" in values:
         return values["i_ts"] - values["i_sl"]
     return None
+
+
+def _error_text(trial) -> str:
+    """The latest failure's traceback. Tune appends every failure to the trial's local error
+    file; the copy in storage (trial.get_error()) is synced later and can be stale."""
+    path = trial.error_file
+    text = Path(path).read_text(errors="replace") if path and Path(path).exists() else (trial.get_error() or "")
+    return text.rsplit("Failure # ", 1)[-1]
 
 
 def _last_error_line(text: str) -> str:

@@ -28,4 +28,5 @@ STUDY = Study(
     trial=trial,
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
+    closed_form=True,
 )

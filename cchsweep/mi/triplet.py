@@ -7,15 +7,22 @@ from typing import Any, Mapping
 import numpy as np
 
 from cchsweep.mi.interface import MIEstimator, estimate_repeated
+from cchsweep.mi.ksg import KSG
 from cchsweep.mi.latentmi_estimator import LatentMI
+from cchsweep.mi.mine import MINE
 
-ESTIMATORS = ("latentmi",)
+ESTIMATORS = ("latentmi", "mine", "ksg")
 
 
 def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:
+    """latentmi takes the study's mi_epochs and mi_lr; MINE and KSG keep their own tested defaults."""
     name = settings["mi_estimator"]
     if name == "latentmi":
         return LatentMI(epochs=settings["mi_epochs"], lr=settings["mi_lr"], device=device)
+    if name == "mine":
+        return MINE(device=device)
+    if name == "ksg":
+        return KSG(workers=-1)  # labels (one-hot) switch it to Ross's discrete-continuous estimator
     raise ValueError(f"unknown MI estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
 
 

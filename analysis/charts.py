@@ -1,0 +1,139 @@
+"""Seed statistics and the Altair charts of the study reports (analysis/report.py).
+
+Statistics: the seed is the unit of replication. A frame has one row per trial and MI estimator,
+so `per_trial` keeps one row per trial for the metrics, and `seed_stats` first averages the
+rows of a (condition, seed) (e.g. one MI estimate shared by several temperatures) and then
+gives mean, SE = std(ddof=1) / sqrt(n) and n over the seeds. SE is null for a single seed.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import polars as pl
+
+from analysis.agreement import conditions
+
+MI_TITLE = "mutual information (nats)"
+CALLS = ("agrees", "disagrees", "undetermined")
+CALL_COLORS = ("#2ca02c", "#d62728", "#9e9e9e")
+GAIN_TITLES = {"mse": "KD gain: no-KD MSE − KD MSE", "acc": "KD gain: KD − no-KD accuracy"}
+
+
+def per_trial(frame: pl.DataFrame) -> pl.DataFrame:
+    """One row per trial (metrics and kd_gain are the same on every MI-estimator row)."""
+    return frame.unique("trial_key", keep="first", maintain_order=True)
+
+
+def has_values(frame: pl.DataFrame, column: str) -> bool:
+    return column in frame.columns and frame[column].null_count() < frame.height
+
+
+def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
+    """keys, then per value: <v> (mean over seeds), <v>_se, and n_seeds; sorted by keys."""
+    seed = ["seed"] if "seed" in frame.columns else []
+    by_seed = frame.group_by(keys + seed).agg(pl.col(v).cast(pl.Float64).fill_nan(None).mean() for v in values)
+    out = by_seed.group_by(keys).agg(
+        *[pl.col(v).mean() for v in values],
+        *[(pl.col(v).std(ddof=1) / pl.col(v).count().cast(pl.Float64).sqrt()).alias(f"{v}_se") for v in values],
+        pl.len().alias("n_seeds"),
+    )
+    return out.sort(keys, nulls_last=True)
+
+
+def long_stats(frame: pl.DataFrame, keys: list[str], series: dict[str, str], truth: dict[str, str] | None = None
+               ) -> pl.DataFrame:
+    """Chart data: keys, series (the legend label), mean, se, lo, hi, n_seeds[, truth]."""
+    parts = []
+    for label, column in series.items():
+        if not has_values(frame, column):
+            continue
+        extra = [truth[label]] if truth and has_values(frame, truth.get(label, "")) else []
+        s = seed_stats(frame, keys, [column, *extra])
+        parts.append(s.select(
+            *keys, pl.lit(label).alias("series"), pl.col(column).alias("mean"), pl.col(f"{column}_se").alias("se"),
+            "n_seeds", (pl.col(extra[0]) if extra else pl.lit(None, dtype=pl.Float64)).alias("truth")))
+    if not parts:
+        return pl.DataFrame()
+    data = pl.concat(parts)
+    return data.with_columns((pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
+
+
+def mean_se_chart(data: pl.DataFrame, x: str, x_title: str, y_title: str, legend: str, title: str, *,
+                  dash: str | None = None, dash_title: str | None = None, facet: str | None = None,
+                  facet_title: str | None = None, subtitle: str = "") -> alt.TopLevelMixin:
+    """Lines through the means over seeds, with mean ± SE error bars; dashed closed-form lines
+    where `data` has a `truth` column with values; optional column facets."""
+    base = alt.Chart(data)
+    xe = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False))
+    color = alt.Color("series:N", title=legend)
+    # a dash on the legend field itself needs no legend of its own
+    extra = {"strokeDash": alt.StrokeDash(f"{dash}:N", title=dash_title or dash,
+                                          legend=None if dash == "series" else alt.Legend())} if dash else {}
+    tips = [x, "series", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("se:Q", format=".4f"), "n_seeds"]
+    y = alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False))
+    layers = [
+        base.mark_line().encode(x=xe, y=y, color=color, **extra),
+        base.transform_filter("isValid(datum.se)").mark_errorbar(ticks=True).encode(
+            x=xe, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
+        base.mark_point(filled=True, size=40).encode(x=xe, y=y, color=color, tooltip=tips),
+    ]
+    if has_values(data, "truth"):
+        layers.append(base.transform_filter("isValid(datum.truth)").mark_line(strokeDash=[6, 3], opacity=0.8)
+                      .encode(x=xe, y="truth:Q", color=color, detail="series:N"))
+    chart = alt.layer(*layers).properties(width=320, height=240)
+    if facet:
+        chart = chart.facet(column=alt.Column(f"{facet}:O", title=facet_title or facet))
+    return chart.properties(title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
+
+
+def condition_table(frame: pl.DataFrame) -> pl.DataFrame:
+    """analysis.agreement.conditions for the estimated gap and, where stored, the closed-form gap."""
+    parts = [conditions(frame, gap) for gap in ("mi_gap", "mi_gap_truth") if has_values(frame, gap)]
+    parts = [p for p in parts if not p.is_empty()]
+    return pl.concat(parts, how="diagonal_relaxed") if parts else pl.DataFrame()
+
+
+def gain_title(frame: pl.DataFrame) -> str:
+    metrics = frame["gain_metric"].drop_nulls().unique().to_list() if "gain_metric" in frame.columns else []
+    if len(metrics) == 1:
+        return GAIN_TITLES.get(metrics[0], f"KD gain ({metrics[0]}; > 0: KD helped)")
+    return "KD gain (> 0: KD helped)"
+
+
+def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.TopLevelMixin:
+    """KD gain (mean ± SE over seeds) vs MI gap (mean ± SE) per condition, coloured by the CCH call."""
+    data = cond.with_columns(
+        pl.when(pl.col("undetermined")).then(pl.lit("undetermined"))
+        .when(pl.col("agrees")).then(pl.lit("agrees")).otherwise(pl.lit("disagrees")).alias("call"),
+        *[(pl.col(f"{q}_mean") + sign * pl.col(f"{q}_se")).alias(f"{q}_{end}")
+          for q in ("gain", "gap") for end, sign in (("lo", -1), ("hi", 1))],
+    ).drop("settings", strict=False)
+    base = alt.Chart(data)
+    x_title, y = "MI gap I(H_T;H_S) − I(H_S;Y) (nats)", alt.Y("gain_mean:Q", title=gain_axis)
+    x = alt.X("gap_mean:Q", title=x_title)
+    color = alt.Color("call:N", title="CCH sign call", scale=alt.Scale(domain=list(CALLS), range=list(CALL_COLORS)))
+    tips = [*axes, alt.Tooltip("gap_mean:Q", format=".4f"), alt.Tooltip("gain_mean:Q", format=".4f"),
+            alt.Tooltip("gain_se:Q", format=".4f"), "n_seeds", "call"]
+    zero = base.transform_aggregate(n="count()").transform_calculate(zero="0")
+    layer = alt.layer(
+        zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(x="zero:Q"),
+        zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(y="zero:Q"),
+        base.transform_filter("isValid(datum.gain_se)").mark_errorbar().encode(
+            x=x, y=alt.Y("gain_lo:Q", title=gain_axis), y2="gain_hi:Q", color=color),
+        base.transform_filter("isValid(datum.gap_se)").mark_errorbar().encode(
+            y=y, x=alt.X("gap_lo:Q", title=x_title), x2="gap_hi:Q", color=color),
+        base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=tips),
+    ).properties(width=320, height=260)
+    row = "mi_estimator" if "mi_estimator" in data.columns and data["mi_estimator"].n_unique() > 1 else None
+    facet = {"column": alt.Column("gap_source:N", title="MI gap source")}
+    if row:
+        facet["row"] = alt.Row(f"{row}:N", title="MI estimator")
+    return layer.facet(**facet).properties(title="KD gain vs MI gap per condition (CCH: signs agree)")
+
+
+def save_chart(chart: alt.TopLevelMixin, out_dir, name: str) -> dict:
+    """Write <name>.png and <name>.svg (vl-convert); return the Vega-Lite spec for the page."""
+    chart = chart.configure(font="sans-serif").configure_title(font="sans-serif", subtitleFont="sans-serif")
+    chart.save(str(out_dir / f"{name}.png"), scale_factor=2)
+    chart.save(str(out_dir / f"{name}.svg"))
+    return chart.to_dict()

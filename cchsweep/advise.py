@@ -1,0 +1,384 @@
+"""`cchsweep advise`: should a student modality be distilled from a teacher modality? (the CCH criterion)
+
+The Cross-modal Complementarity Hypothesis (paper Section 3) says cross-modal distillation helps
+when the teacher's representation shares more information with the student's than the student
+already holds about the label:
+
+    distil from T into S  iff  gap = I(H_T; H_S) - I(H_S; Y) > 0.
+
+For a cohort directory (cchsweep.data.cohort layout) and one student modality, `advise` ranks every
+candidate teacher modality by that gap. Per candidate, exactly as the TCGA cross-modal trials do
+(cchsweep.trials.tcga, whose helpers are reused):
+
+1. join teacher and student on patient (`load_cohort(..., min_modalities=2)`), so the patient set
+   and hence the split depend on the pairing; `prepare(cohort, seed)`: stratified 90/10 split,
+   train-fitted imputation, standardization and mRMR top-`n_features` per modality;
+2. train the no-KD networks (Table 9: in -> 64 ReLU -> classes) on the TRAIN rows, teacher on the
+   clean teacher modality and student on the student modality: Adam, lr 0.01, `epochs` full-batch
+   steps, init seeds 2*seed (teacher) and 2*seed+1 (student);
+3. take the 64-d representations of the train AND test rows (tcga's mi_split="all": the held-out
+   rows alone are too few for any MI estimator, e.g. 19 patients for BRCA mRNA+CNV; the networks
+   have been fit to most of those rows, which inflates I(H;Y) relative to a held-out estimate --
+   it inflates I_SL, so the criterion errs on the side of "do not distil");
+4. estimate I(H_T; H_S), I(H_S; Y) and I(H_T; Y) (labels one-hot, nats) `repeats` times with
+   independent seeds (seed*10, seed*10+1, seed*10+2 as in tcga), mean and standard error.
+
+The MI estimates of different teachers run in parallel as Ray tasks (one GPU fraction each when the
+cluster has GPUs). An embedded Ray is started when none is initialised, and shut down afterwards.
+
+The verdict uses the gap's standard error, se = sqrt(se_TS^2 + se_SL^2) (the two estimates use
+independent seeds), and the interval gap +- 2 se: "distil" when it lies above 0, "do not distil"
+when it lies below 0, else "undetermined". With `repeats` = 1 there is no standard error, every SE
+is NaN and every verdict "undetermined": use at least 2 repeats for a verdict.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import polars as pl
+import torch
+import torch.nn.functional as F
+
+from cchsweep.data.cohort import list_modalities, load_cohort, prepare
+from cchsweep.errors import UsageError
+from cchsweep.mi.latentmi_estimator import one_hot
+from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet
+from cchsweep.trials.tcga import _tensor, _unimodal, mi_rows
+from cchsweep.train import represent
+
+VERDICTS = ("distil", "undetermined", "do not distil")
+Z = 2.0  # gap_lo/gap_hi = gap -+ Z * gap_se
+LR = 0.01  # Tables 17, 19, 21 (Adam), as the TCGA trials
+QUANTITIES = ("i_ts", "i_sl", "i_tl")
+COLUMNS = ("teacher", "student", "n_patients", "i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se",
+           "gap", "gap_se", "gap_lo", "gap_hi", "verdict", "rank")
+
+ADVICE_DDL = (
+    "CREATE TABLE IF NOT EXISTS advice (run_id VARCHAR, data VARCHAR, student VARCHAR, teacher VARCHAR, "
+    "estimator VARCHAR, repeats INTEGER, i_ts DOUBLE, i_ts_se DOUBLE, i_sl DOUBLE, i_sl_se DOUBLE, "
+    "i_tl DOUBLE, i_tl_se DOUBLE, gap DOUBLE, gap_se DOUBLE, verdict VARCHAR, rank INTEGER, "
+    "created_at TIMESTAMP, PRIMARY KEY (run_id, teacher))"
+)
+ADVICE_COLUMNS = ("run_id", "data", "student", "teacher", "estimator", "repeats", "i_ts", "i_ts_se", "i_sl",
+                  "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se", "verdict", "rank", "created_at")
+
+
+@dataclass(frozen=True)
+class Advice:
+    """One `advise` call: `table` has one row per candidate teacher (COLUMNS), best gap first."""
+
+    table: pl.DataFrame
+    data: str  # the cohort directory
+    student: str
+    estimator: str
+    repeats: int
+    seed: int
+    n_patients: dict[str, int]  # teacher -> patients of the teacher+student join
+    classes: list[str]  # the union of the pairings' classes, sorted
+    settings: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime = field(default_factory=datetime.now)
+
+
+# --- the computation ----------------------------------------------------------------------------
+
+def advise(data_dir: str | Path, student: str, teachers: Sequence[str] | None = None, estimator: str = "latentmi",
+           repeats: int = 3, seed: int = 0, epochs: int = 200, mi_epochs: int = 300, mi_lr: float = 1e-4,
+           lr: float = LR, test_fraction: float = 0.1, n_features: int = 100,
+           device: str | None = None) -> Advice:
+    """Rank candidate teacher modalities for `student` by the CCH gap I(H_T;H_S) - I(H_S;Y); see module doc.
+
+    `teachers` None means every other modality in `data_dir`. `mi_epochs`/`mi_lr` apply to latentmi
+    (MINE and KSG keep their own defaults, as in the studies). `device` None: cuda when available.
+    """
+    data_dir = Path(data_dir)
+    teachers = _check_inputs(data_dir, student, teachers, estimator, repeats, epochs)
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    s = {"epochs": int(epochs), "lr": float(lr), "batch_size": 0}
+    mi_settings = {"mi_estimator": estimator, "mi_epochs": int(mi_epochs), "mi_lr": float(mi_lr)}
+
+    # Driver side: join, split and train per pairing (seconds); ship only the representations.
+    jobs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    n_patients: dict[str, int] = {}
+    classes: set[str] = set()
+    for teacher in teachers:
+        h_t, h_s, labels, n, pairing_classes = _representations(
+            data_dir, teacher, student, seed, s, test_fraction, n_features, torch.device(dev))
+        jobs[teacher] = (h_t, h_s, labels)
+        n_patients[teacher] = n
+        classes.update(pairing_classes)
+
+    values = _estimate_all(jobs, mi_settings, repeats, seed)
+    table = advice_frame(student, values, n_patients)
+    return Advice(table=table, data=str(data_dir), student=student, estimator=estimator, repeats=int(repeats),
+                  seed=int(seed), n_patients=n_patients, classes=sorted(classes),
+                  settings={**s, **mi_settings, "test_fraction": test_fraction, "n_features": n_features,
+                            "mi_split": "all"})
+
+
+def _check_inputs(data_dir: Path, student: str, teachers: Sequence[str] | None, estimator: str, repeats: int,
+                  epochs: int) -> list[str]:
+    """Every check that needs no data read; returns the candidate teachers."""
+    if estimator not in ESTIMATORS:
+        raise UsageError(f"unknown MI estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
+    if int(repeats) < 1:
+        raise UsageError(f"--repeats {repeats} must be at least 1 (2 or more give a standard error), e.g. 3")
+    if int(epochs) < 1:
+        raise UsageError(f"epochs={epochs} must be at least 1, e.g. 200")
+    available = list_modalities(data_dir)  # UsageError for a missing directory
+    if len(available) < 2:
+        found = f"only one modality ({available[0]})" if available else "no modality file"
+        raise UsageError(f"{data_dir} has {found}; advise needs a student and at least one teacher modality "
+                         f"(one CSV or Parquet per modality plus labels.csv)")
+    listing = ", ".join(available)
+    if student not in available:
+        raise UsageError(f"unknown student modality {student!r} in {data_dir}; available: {listing}")
+    if teachers is None:
+        return [m for m in available if m != student]
+    teachers = [t.strip() for t in teachers if t and t.strip()]
+    if not teachers:
+        raise UsageError(f"no teacher modality given; name some with --teachers a,b or leave it out to try "
+                         f"every other modality ({', '.join(m for m in available if m != student)})")
+    unknown = [t for t in teachers if t not in available]
+    if unknown:
+        raise UsageError(f"unknown teacher modalit{'y' if len(unknown) == 1 else 'ies'} "
+                         f"{', '.join(repr(t) for t in unknown)} in {data_dir}; available: {listing}")
+    if student in teachers:
+        raise UsageError(f"{student!r} is the student; a teacher must be another modality "
+                         f"({', '.join(m for m in available if m != student)})")
+    return list(dict.fromkeys(teachers))  # keep order, drop repeats
+
+
+def _representations(data_dir: Path, teacher: str, student: str, seed: int, s: dict, test_fraction: float,
+                     n_features: int, dev: torch.device):
+    """H_T, H_S (train+test rows) and one-hot labels for one pairing, with its patient count and classes."""
+    cohort = load_cohort(data_dir, [teacher, student], min_modalities=2)
+    p = prepare(cohort, seed, test_fraction=test_fraction, n_features=n_features)
+    y_tr = _tensor(p.y_train, dev, torch.int64)
+
+    def ce(out, idx):
+        return F.cross_entropy(out, y_tr[idx])
+
+    # init seeds as tcga.unimodal_pair: teacher 2*seed, no-KD student 2*seed+1
+    teacher_net = _unimodal(p, teacher, seed * 2, ce, s, dev)
+    student_net = _unimodal(p, student, seed * 2 + 1, ce, s, dev)
+
+    def rep(net, modality: str) -> np.ndarray:
+        x = mi_rows(p.x_train[modality], p.x_test[modality], "all")
+        return represent(net, _tensor(x, dev)).cpu().numpy().astype(np.float64)
+
+    labels = one_hot(mi_rows(p.y_train, p.y_test, "all"), len(p.classes))
+    return rep(teacher_net, teacher), rep(student_net, student), labels, len(cohort.patients), p.classes
+
+
+def _triplet_task(h_t: np.ndarray, h_s: np.ndarray, labels: np.ndarray, mi_settings: dict, repeats: int,
+                  seed: int) -> dict[str, list]:
+    """One teacher's three MI estimates (runs in a Ray worker, or in process)."""
+    device = "cpu"
+    try:
+        import ray
+
+        if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available():
+            device = "cuda"
+    except Exception:  # pragma: no cover - no runtime context outside a worker
+        pass
+    estimator = make_estimator(mi_settings, device)
+    # mi_triplet seeds i_ts, i_sl, i_tl with seed*10 + 0, 1, 2: the tcga trials' seeds
+    return mi_triplet(h_t, h_s, labels, estimator, repeats=repeats, seed=seed)
+
+
+def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed: int) -> dict[str, dict]:
+    import ray
+
+    started = False
+    if not ray.is_initialized():
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        import logging
+
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
+                 logging_level=logging.ERROR)
+        started = True
+    try:
+        gpus = float(ray.cluster_resources().get("GPU", 0.0))
+        uses_gpu = mi_settings["mi_estimator"] in ("latentmi", "mine")
+        # Share the GPUs between the teachers' tasks (at most one whole GPU each).
+        num_gpus = min(1.0, gpus / len(jobs)) if gpus > 0 and uses_gpu else 0
+        task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_triplet_task)
+        refs = {teacher: task.remote(ray.put(h_t), ray.put(h_s), ray.put(labels), mi_settings, repeats, seed)
+                for teacher, (h_t, h_s, labels) in jobs.items()}
+        return {teacher: result for teacher, result in zip(refs, ray.get(list(refs.values())))}
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# --- the verdict --------------------------------------------------------------------------------
+
+def _se(value) -> float:
+    return float("nan") if value is None else float(value)
+
+
+def verdict(gap_lo: float, gap_hi: float) -> str:
+    if gap_lo > 0:
+        return "distil"
+    if gap_hi < 0:
+        return "do not distil"
+    return "undetermined"  # also when the SE is NaN (one repeat)
+
+
+def advice_frame(student: str, values: dict[str, dict[str, list]], n_patients: dict[str, int]) -> pl.DataFrame:
+    """The advice table from {teacher: {quantity: [mean, se]}}, ranked by gap (1 = largest)."""
+    rows = []
+    for teacher, v in values.items():
+        row: dict[str, Any] = {"teacher": teacher, "student": student, "n_patients": int(n_patients[teacher])}
+        for q in QUANTITIES:
+            row[q], row[f"{q}_se"] = float(v[q][0]), _se(v[q][1])
+        row["gap"] = row["i_ts"] - row["i_sl"]
+        row["gap_se"] = math.sqrt(row["i_ts_se"] ** 2 + row["i_sl_se"] ** 2)
+        row["gap_lo"], row["gap_hi"] = row["gap"] - Z * row["gap_se"], row["gap"] + Z * row["gap_se"]
+        row["verdict"] = verdict(row["gap_lo"], row["gap_hi"])
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["gap"], r["teacher"]))
+    for i, row in enumerate(rows, 1):
+        row["rank"] = i
+    schema = {c: pl.Float64 for c in COLUMNS}
+    schema.update(teacher=pl.String, student=pl.String, verdict=pl.String, rank=pl.Int64, n_patients=pl.Int64)
+    return pl.DataFrame(rows, schema={c: schema[c] for c in COLUMNS})
+
+
+# --- the database -------------------------------------------------------------------------------
+
+def _nullable(x):
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
+    """Rows for the `advice` table, in ADVICE_COLUMNS order (NaN SEs become NULL)."""
+    out = []
+    for r in advice.table.iter_rows(named=True):
+        out.append((run_id, advice.data, advice.student, r["teacher"], advice.estimator, int(advice.repeats),
+                    *(_nullable(r[c]) for c in ("i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se",
+                                                "gap", "gap_se")),
+                    r["verdict"], int(r["rank"]), advice.created_at))
+    return out
+
+
+def store_advice(db_path: str | Path, advice: Advice, run_id: str) -> int:
+    """Write the advice rows under `run_id` in one transaction; the same run_id again replaces its rows.
+
+    Returns the number of rows written.
+    """
+    from cchsweep.store import Store
+
+    store = Store(db_path)
+    store.ensure_schema()
+    rows = advice_table_rows(advice, run_id)
+    with store.connect() as con:
+        con.begin()
+        try:
+            con.execute(ADVICE_DDL)
+            con.execute("DELETE FROM advice WHERE run_id = ?", [run_id])
+            if rows:
+                con.executemany(f"INSERT INTO advice ({', '.join(ADVICE_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(ADVICE_COLUMNS))})", [list(r) for r in rows])
+            con.commit()
+        except Exception:
+            con.rollback()
+            raise
+    return len(rows)
+
+
+# --- presentation -------------------------------------------------------------------------------
+
+def _pm(value: float, se: float, signed: bool = False) -> str:
+    v = f"{value:+.3f}" if signed else f"{value:.3f}"
+    return f"{v} ± {se:.3f}" if math.isfinite(se) else f"{v} ± n/a"
+
+
+def _names(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def advice_sentence(advice: Advice) -> str:
+    rows = list(advice.table.iter_rows(named=True))
+    by = {v: [r for r in rows if r["verdict"] == v] for v in VERDICTS}
+    parts = []
+    if by["distil"]:
+        parts.append("distil from " + _names([f"{r['teacher']} (gap {_pm(r['gap'], r['gap_se'], True)} nats)"
+                                                for r in by["distil"]]))
+    else:
+        parts.append(f"no teacher passes the criterion for {advice.student}")
+    if by["undetermined"]:
+        names = [r["teacher"] for r in by["undetermined"]]
+        parts.append(f"{_names(names)} {'is' if len(names) == 1 else 'are'} undetermined")
+    if by["do not distil"]:
+        names = [r["teacher"] for r in by["do not distil"]]
+        parts.append(f"{_names(names)} fail{'s' if len(names) == 1 else ''} the criterion")
+    sentence = "; ".join(parts)
+    sentence = sentence[0].upper() + sentence[1:] + "."
+    if advice.repeats < 2:
+        sentence += " (One repeat gives no standard error: use --repeats 2 or more for a verdict.)"
+    return sentence
+
+
+def format_advice(advice: Advice) -> str:
+    """A terminal table (one line per teacher, best first) and a one-sentence recommendation."""
+    header = ("rank", "teacher", "patients", "I(T;S) ± SE", "I(S;Y) ± SE", "I(T;Y) ± SE", "gap ± SE", "verdict")
+    lines = [(str(r["rank"]), r["teacher"], str(r["n_patients"]), _pm(r["i_ts"], r["i_ts_se"]),
+              _pm(r["i_sl"], r["i_sl_se"]), _pm(r["i_tl"], r["i_tl_se"]), _pm(r["gap"], r["gap_se"], True),
+              r["verdict"]) for r in advice.table.iter_rows(named=True)]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    right = {0, 2, 3, 4, 5, 6}
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    title = (f"CCH advice for student {advice.student} ({advice.data}; {advice.estimator}, "
+             f"{advice.repeats} repeat{'s' if advice.repeats != 1 else ''}, nats; "
+             f"distil when gap = I(T;S) - I(S;Y) > 0 by 2 SE)")
+    return "\n".join([title, fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines), "",
+                      advice_sentence(advice)])
+
+
+def advice_chart(advice: Advice):
+    import altair as alt
+
+    df = advice.table.with_columns(
+        pl.col("gap_lo").fill_nan(None), pl.col("gap_hi").fill_nan(None)).to_pandas()
+    order = advice.table["teacher"].to_list()
+    colour = alt.Color("verdict:N", scale=alt.Scale(domain=list(VERDICTS), range=["#2ca02c", "#7f7f7f", "#d62728"]),
+                       title="verdict")
+    x = alt.X("teacher:N", sort=order, title="teacher modality")
+    base = alt.Chart(df)
+    bars = base.mark_errorbar(ticks=True).encode(
+        x=x, y=alt.Y("gap_lo:Q", title="gap = I(H_T;H_S) − I(H_S;Y) (nats), ± 2 SE"), y2="gap_hi:Q", color=colour)
+    points = base.mark_point(filled=True, size=80).encode(
+        x=x, y="gap:Q", color=colour,
+        tooltip=["teacher", "verdict", alt.Tooltip("gap:Q", format="+.3f"), alt.Tooltip("gap_se:Q", format=".3f"),
+                 alt.Tooltip("i_ts:Q", format=".3f"), alt.Tooltip("i_sl:Q", format=".3f"),
+                 alt.Tooltip("i_tl:Q", format=".3f"), "n_patients"])
+    zero = alt.Chart(pl.DataFrame({"zero": [0.0]}).to_pandas()).mark_rule(strokeDash=[4, 4], color="black").encode(
+        y="zero:Q")
+    return (zero + bars + points).properties(
+        title=f"CCH gap per teacher, student {advice.student} ({advice.estimator}, {advice.repeats} repeats)",
+        width=max(240, 70 * len(order)), height=300)
+
+
+def write_advice_report(advice: Advice, out_dir: str | Path) -> Path:
+    """advice.html (offline, inline Vega), advice.png and advice.csv in `out_dir`; returns the HTML path."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    chart = advice_chart(advice)
+    html = out / "advice.html"
+    chart.save(str(html), inline=True)
+    chart.save(str(out / "advice.png"))
+    advice.table.write_csv(out / "advice.csv")
+    return html

@@ -1,0 +1,334 @@
+"""TCGA multi-omics trials (paper Section 4.4, Appendix E): cross-modal KD under teacher noise, and fusion.
+
+Data: `<data_dir>/tcga/<cohort>/` holds one table per modality plus labels.csv
+(cchsweep.data.cohort). A trial joins its TWO modalities on patient (so the patient set depends on
+the pairing: BRCA mRNA+CNV is 190 patients, BRCA RPPA+CNV 861) and calls `prepare` for its seed:
+a stratified 90/10 split, train-fitted median imputation, standardization and mRMR top-100 per
+modality. Recomputed in every trial (0.3 s to read, < 0.1 s to prepare), never cached.
+
+Choices the paper leaves open (all documented in the study modules too):
+
+* Batch size: FULL BATCH (`batch_size` 0). The cohorts have 171-774 training patients, and the
+  paper gives Adam, a learning rate and 200 epochs but no batch size; full batch makes "200 epochs"
+  200 Adam steps, deterministic up to float rounding, with no batch-order choice to make.
+* Noise (Tables 5-7): x + N(0, (level * train_std)^2) per feature on the TEACHER's inputs only,
+  train and test rows alike, via cchsweep.data.cohort.add_noise with
+  rng = np.random.default_rng([seed, NOISE_STREAM]) drawing the train rows, then the test rows.
+  One rng state per seed gives the same standard-normal pattern at every level (common random
+  numbers), so a noise sweep differs only in the scale. The teacher is trained on CLEAN inputs
+  and frozen; its soft targets come from the NOISY train inputs. The student never sees noise.
+* MI rows (`mi_split`): "all" (default) = the train and test rows' representations, "test" =
+  the held-out rows only (19 patients for BRCA mRNA+CNV: too few for any MI estimator). With
+  "all", the networks have been fit to most of those rows, which inflates I(H;Y) relative to a
+  held-out estimate; it is the same for every noise level, so the gap's movement with noise is
+  unaffected.
+* MI quantities (cross-modal): I_TS = I(teacher's representation of the NOISY teacher input;
+  no-KD student's representation), cached per (pairing, noise, seed), so the gap moves with
+  noise. I_SL = I(no-KD student; Y) and I_TL = I(teacher on the CLEAN input; Y) do not depend on
+  the noise (the paper reports one I_SL and one I(H_teacher; Y) per table) and are cached per
+  (pairing, seed). Labels are fed one-hot; latentmi, nats.
+* Fusion loss (Figure 3, Table 18): both strategies share the architecture, which has a fusion
+  head AND one head per modality; "direct fusion" trains all three heads with cross-entropy
+  (the modality heads would otherwise be dead weight), and Fusion+KD replaces the student head's
+  CE by eq. (2): (1 - lam) CE + lam T^2 KL(teacher head / T || student head / T), with the
+  teacher head's logits detached (knowledge flows teacher -> student only). At lam = 0 the two
+  losses are identical. Both are trained jointly from scratch (no teacher pretraining, Appendix E)
+  from the same initial weights and dropout stream; the fusion head's test predictions are scored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cchsweep.data.cohort import LABELS_STEM, SUFFIXES, Prepared, add_noise, load_cohort, prepare
+from cchsweep.errors import UsageError
+from cchsweep.kd import classification_kd_loss
+from cchsweep.metrics import classification_metrics
+from cchsweep.mi.interface import estimate_repeated
+from cchsweep.mi.latentmi_estimator import one_hot
+from cchsweep.mi.triplet import make_estimator
+from cchsweep.models import MLP
+from cchsweep.study import MIValue, TrialContext, TrialOutput
+from cchsweep.train import cpu_state, fit, predict, represent, with_state
+
+HIDDEN = 64  # Table 9 (cross-modal MLP) and Table 18 (n_enc of each fusion encoder)
+DROPOUT = 0.25  # Table 18
+OPTIMIZER = "adam"  # Tables 17, 19, 21
+NOISE_STREAM = 7  # rng = default_rng([seed, NOISE_STREAM]): the noise pattern of a seed
+# What the shipped studies read: cohort -> modalities (file stems) besides labels.
+NEEDS: dict[str, tuple[str, ...]] = {"brca": ("mrna", "rppa", "cnv"), "kipan": ("rppa", "cnv")}
+DATA_KEYS = ("test_fraction", "n_features")
+TRAIN_KEYS = (*DATA_KEYS, "epochs", "lr", "batch_size")
+MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_split")
+MI_SPLITS = ("all", "test")
+MI_SOURCES = ("fusion", "unimodal")
+
+
+# --- data -------------------------------------------------------------------------------------------
+
+def check_data(data_dir, needs: Mapping[str, tuple[str, ...]] = NEEDS) -> None:
+    """Driver-side: every cohort directory in `needs` exists with labels and its modality files."""
+    root = Path(data_dir) / "tcga"
+    missing: list[str] = []
+    for cohort, modalities in needs.items():
+        directory = root / cohort
+        if not directory.is_dir():
+            missing.append(f"{directory}/")
+            continue
+        stems = {p.stem for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES}
+        missing += [f"{directory}/{m}.csv" for m in (*modalities, LABELS_STEM) if m not in stems]
+    if missing:
+        raise UsageError(
+            f"TCGA data missing: {', '.join(missing)}; put one CSV or Parquet per modality (first column "
+            f"'patient') and labels.csv (patient,subtype) under {root}/<cohort>/, or pass another --data-dir"
+        )
+
+
+def load_split(ctx: TrialContext, cohort: str, modalities: list[str], seed: int,
+               s: Mapping[str, Any]) -> Prepared:
+    if ctx.data_dir is None:
+        raise UsageError("the TCGA studies need a data directory; pass --data-dir or set CCHSWEEP_DATA")
+    joined = load_cohort(Path(ctx.data_dir) / "tcga" / cohort, modalities, min_modalities=2)
+    return prepare(joined, seed, test_fraction=s["test_fraction"], n_features=s["n_features"])
+
+
+def noisy_teacher_inputs(p: Prepared, modality: str, level: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher modality's train and test rows with Gaussian noise at `level` (see module doc)."""
+    rng = np.random.default_rng([seed, NOISE_STREAM])
+    train = add_noise(p.x_train[modality], level, p.train_std[modality], rng)
+    test = add_noise(p.x_test[modality], level, p.train_std[modality], rng)
+    return train, test
+
+
+def mi_rows(train: np.ndarray, test: np.ndarray, split: str) -> np.ndarray:
+    if split == "all":
+        return np.concatenate([train, test])
+    if split == "test":
+        return test
+    raise ValueError(f"mi_split={split!r}; use one of {', '.join(MI_SPLITS)}")
+
+
+def _tensor(x: np.ndarray, dev: torch.device, dtype=torch.float32) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(dev)
+
+
+def _batch(s: Mapping[str, Any], n: int) -> int:
+    return int(s["batch_size"]) or n  # 0 = full batch
+
+
+def _mi(s: Mapping[str, Any], ctx: TrialContext, a: np.ndarray, b: np.ndarray, seed: int) -> list:
+    mean, se = estimate_repeated(make_estimator(s, ctx.device), a, b, repeats=s["mi_repeats"], seed=seed)
+    return [mean, se]
+
+
+# --- cross-modal KD under teacher noise (Tables 5-7, 17) ---------------------------------------
+
+def _unimodal(p: Prepared, modality: str, init_seed: int, loss, s: Mapping[str, Any], dev: torch.device,
+              build: bool = True) -> MLP:
+    """Table 9 network (in -> 64 ReLU -> classes), trained with Adam at s['lr'] when `build`."""
+    torch.manual_seed(init_seed)
+    net = MLP(p.x_train[modality].shape[1], [HIDDEN], len(p.classes)).to(dev)
+    if build:
+        x = _tensor(p.x_train[modality], dev)
+        fit(net, x, loss, optimizer=OPTIMIZER, lr=s["lr"], epochs=s["epochs"], batch_size=_batch(s, len(x)),
+            seed=init_seed)
+    return net
+
+
+def unimodal_pair(ctx: TrialContext, p: Prepared, cohort: str, t_mod: str, s_mod: str, seed: int,
+                  s: Mapping[str, Any], dev: torch.device) -> tuple[MLP, MLP, dict]:
+    """Teacher (clean teacher modality) and no-KD student, from the cache.
+
+    Keys: the pairing (its joint patients decide the split), the seed and the training settings;
+    never the noise, temperature or lambda, so every noise level shares one teacher and baseline.
+    """
+    y_tr = _tensor(p.y_train, dev, torch.int64)
+    train_cfg = {k: s[k] for k in TRAIN_KEYS}
+    key = {**train_cfg, "cohort": cohort, "teacher_modality": t_mod, "student_modality": s_mod, "seed": seed}
+
+    def ce(out, idx):
+        return F.cross_entropy(out, y_tr[idx])
+
+    teacher = with_state(_unimodal(p, t_mod, 0, None, s, dev, build=False), ctx.cached(
+        "tcga_teacher", key, lambda: cpu_state(_unimodal(p, t_mod, seed * 2, ce, s, dev))))
+    nokd = with_state(_unimodal(p, s_mod, 0, None, s, dev, build=False), ctx.cached(
+        "tcga_nokd", key, lambda: cpu_state(_unimodal(p, s_mod, seed * 2 + 1, ce, s, dev))))
+    return teacher, nokd, key
+
+
+def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
+    s = {**settings, **params}
+    cohort, t_mod, s_mod = s["cohort"], s["teacher_modality"], s["student_modality"]
+    seed, level = int(s["seed"]), float(s["noise"])
+    temperature, lam = float(s["temperature"]), float(s["lam"])
+    dev = torch.device(ctx.device)
+    p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
+    y_tr, y_te = _tensor(p.y_train, dev, torch.int64), _tensor(p.y_test, dev, torch.int64)
+
+    teacher, nokd, key = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, s, dev)
+    noisy_tr, noisy_te = noisy_teacher_inputs(p, t_mod, level, seed)
+    t_logits = predict(teacher, _tensor(noisy_tr, dev))  # soft targets from the frozen teacher, noisy input
+
+    def kd_loss(out, idx):
+        return classification_kd_loss(out, y_tr[idx], t_logits[idx], temperature, lam)
+
+    # the KD student starts from the no-KD student's initial weights (same init seed, same order seed)
+    kd = _unimodal(p, s_mod, seed * 2 + 1, kd_loss, s, dev)
+    xs_te = _tensor(p.x_test[s_mod], dev)
+    metrics = {
+        "teacher": classification_metrics(predict(teacher, _tensor(p.x_test[t_mod], dev)), y_te),
+        "nokd": classification_metrics(predict(nokd, xs_te), y_te),
+        "kd": classification_metrics(predict(kd, xs_te), y_te),
+    }
+
+    split = s["mi_split"]
+    rows = {
+        "t_noisy": mi_rows(noisy_tr, noisy_te, split),
+        "t_clean": mi_rows(p.x_train[t_mod], p.x_test[t_mod], split),
+        "s": mi_rows(p.x_train[s_mod], p.x_test[s_mod], split),
+    }
+    labels = one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes))
+
+    def rep(net: MLP, x: np.ndarray) -> np.ndarray:
+        return represent(net, _tensor(x, dev)).cpu().numpy()
+
+    mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}}
+    i_ts = ctx.cached("tcga_mi_ts", {**mi_cfg, "noise": level},
+                      lambda: _mi(s, ctx, rep(teacher, rows["t_noisy"]), rep(nokd, rows["s"]), seed * 10))
+
+    def build_label_mi():
+        return {"i_sl": _mi(s, ctx, rep(nokd, rows["s"]), labels, seed * 10 + 1),
+                "i_tl": _mi(s, ctx, rep(teacher, rows["t_clean"]), labels, seed * 10 + 2)}
+
+    label_mi = ctx.cached("tcga_mi_label", mi_cfg, build_label_mi)
+    values = {"i_ts": i_ts, **label_mi}
+    mi = [MIValue(q, s["mi_estimator"], values[q][0], values[q][1], s["mi_repeats"], None, len(labels))
+          for q in ("i_ts", "i_sl", "i_tl")]
+    gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
+    return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
+
+
+# --- fusion vs Fusion+KD (Figure 3, Tables 8, 18-21) -------------------------------------------
+
+class FusionNet(nn.Module):
+    """Table 18: per modality Linear -> ReLU, BatchNorm1d, Dropout(0.25) (64 units); concat -> fusion head,
+    plus one Linear head per modality.
+
+    The input is [x_teacher | x_student] (columns); the output is [fusion | teacher head | student head]
+    logits (3 * n_classes columns) so the engine's fit/predict loop handles it like any network;
+    `split_logits` takes it apart. `representation` is [h_teacher | h_student] (2 * 64).
+    """
+
+    def __init__(self, in_teacher: int, in_student: int, n_classes: int, hidden: int = HIDDEN,
+                 dropout: float = DROPOUT):
+        super().__init__()
+        self.in_teacher, self.n_classes = in_teacher, n_classes
+
+        def encoder(width: int) -> nn.Sequential:
+            return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.BatchNorm1d(hidden), nn.Dropout(dropout))
+
+        self.enc_teacher, self.enc_student = encoder(in_teacher), encoder(in_student)
+        self.fusion = nn.Linear(2 * hidden, n_classes)
+        self.head_teacher = nn.Linear(hidden, n_classes)
+        self.head_student = nn.Linear(hidden, n_classes)
+
+    def representation(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.enc_teacher(x[:, :self.in_teacher]), self.enc_student(x[:, self.in_teacher:])], 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.representation(x)
+        h_t, h_s = h.chunk(2, dim=1)
+        return torch.cat([self.fusion(h), self.head_teacher(h_t), self.head_student(h_s)], 1)
+
+    def split_logits(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fused, teacher, student = out.split(self.n_classes, dim=1)
+        return fused, teacher, student
+
+
+def fusion_loss(net: FusionNet, out: torch.Tensor, labels: torch.Tensor, temperature: float,
+                lam: float) -> torch.Tensor:
+    """CE(fusion) + CE(teacher head) + eq. (2) on the student head with the teacher head as teacher.
+
+    lam = 0 is direct fusion (every head with plain CE); the teacher head's logits are detached in
+    the KL term, so distillation moves only the student head and encoder.
+    """
+    fused, teacher, student = net.split_logits(out)
+    return (F.cross_entropy(fused, labels) + F.cross_entropy(teacher, labels)
+            + classification_kd_loss(student, labels, teacher.detach(), temperature, lam))
+
+
+def _fusion(p: Prepared, t_mod: str, s_mod: str, init_seed: int, s: Mapping[str, Any], dev: torch.device,
+            temperature: float = 1.0, lam: float = 0.0, build: bool = True) -> FusionNet:
+    torch.manual_seed(init_seed)  # the same weights, and then the same dropout masks, for both strategies
+    net = FusionNet(p.x_train[t_mod].shape[1], p.x_train[s_mod].shape[1], len(p.classes)).to(dev)
+    if build:
+        x = _tensor(np.concatenate([p.x_train[t_mod], p.x_train[s_mod]], 1), dev)
+        y = _tensor(p.y_train, dev, torch.int64)
+        fit(net, x, lambda out, idx: fusion_loss(net, out, y[idx], temperature, lam), optimizer=OPTIMIZER,
+            lr=s["lr"], epochs=s["epochs"], batch_size=_batch(s, len(x)), seed=init_seed)
+    return net
+
+
+def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
+    s = {**settings, **params}
+    cohort, t_mod, s_mod = s["cohort"], s["teacher_modality"], s["student_modality"]
+    seed, temperature, lam = int(s["seed"]), float(s["temperature"]), float(s["lam"])
+    dev = torch.device(ctx.device)
+    p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
+    y_te = _tensor(p.y_test, dev, torch.int64)
+    key = {**{k: s[k] for k in TRAIN_KEYS}, "cohort": cohort, "teacher_modality": t_mod,
+           "student_modality": s_mod, "seed": seed}
+
+    direct = with_state(_fusion(p, t_mod, s_mod, 0, s, dev, build=False), ctx.cached(
+        "tcga_fusion_direct", key, lambda: cpu_state(_fusion(p, t_mod, s_mod, seed * 2, s, dev))))
+    kd = _fusion(p, t_mod, s_mod, seed * 2, s, dev, temperature, lam)
+    x_te = _tensor(np.concatenate([p.x_test[t_mod], p.x_test[s_mod]], 1), dev)
+    fused_direct, teacher_head, _ = direct.split_logits(predict(direct, x_te))
+    fused_kd, _, _ = kd.split_logits(predict(kd, x_te))
+    metrics = {
+        "teacher": classification_metrics(teacher_head, y_te),  # the direct-fusion model's teacher-modality head
+        "nokd": classification_metrics(fused_direct, y_te),  # direct fusion
+        "kd": classification_metrics(fused_kd, y_te),  # Fusion+KD
+    }
+
+    split, source = s["mi_split"], s["mi_source"]
+    labels = one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes))
+    xt = mi_rows(p.x_train[t_mod], p.x_test[t_mod], split)
+    xs = mi_rows(p.x_train[s_mod], p.x_test[s_mod], split)
+
+    def build_mi():
+        # The criterion is decided before distillation: representations of the direct-fusion
+        # encoders, or (mi_source "unimodal") of the Table 9 teacher and no-KD student trained
+        # alone at unimodal_lr, as in the cross-modal study (shared through the cache).
+        if source == "fusion":
+            h = represent(direct, _tensor(np.concatenate([xt, xs], 1), dev)).cpu().numpy()
+            h_t, h_s = h[:, :HIDDEN], h[:, HIDDEN:]
+        elif source == "unimodal":
+            teacher, nokd, _ = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, {**s, "lr": s["unimodal_lr"]}, dev)
+            h_t = represent(teacher, _tensor(xt, dev)).cpu().numpy()
+            h_s = represent(nokd, _tensor(xs, dev)).cpu().numpy()
+        else:
+            raise ValueError(f"mi_source={source!r}; use one of {', '.join(MI_SOURCES)}")
+        return {"i_ts": _mi(s, ctx, h_t, h_s, seed * 10), "i_sl": _mi(s, ctx, h_s, labels, seed * 10 + 1),
+                "i_tl": _mi(s, ctx, h_t, labels, seed * 10 + 2)}
+
+    mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}, "mi_source": source}
+    if source == "unimodal":
+        mi_cfg["unimodal_lr"] = s["unimodal_lr"]
+    values = ctx.cached("tcga_fusion_mi", mi_cfg, build_mi)
+    mi = [MIValue(q, s["mi_estimator"], values[q][0], values[q][1], s["mi_repeats"], None, len(labels))
+          for q in ("i_ts", "i_sl", "i_tl")]
+    gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
+    return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
+
+
+def validate(s: Mapping[str, Any]) -> None:
+    if s["teacher_modality"] == s["student_modality"]:
+        raise ValueError(f"teacher_modality and student_modality are both {s['teacher_modality']!r}; "
+                         f"cross-modal KD needs two modalities")

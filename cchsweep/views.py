@@ -1,0 +1,99 @@
+"""The CCH agreement test as DuckDB views over the `results` view (schema.VIEWS).
+
+The same numbers as analysis/agreement.py (its module docstring states the rules):
+
+- `cch_conditions`: one row per gap_source ('estimated' from mi_gap, 'closed_form' from
+  mi_gap_truth), study, profile, settings, every axis column except seed, and mi_estimator,
+  with n_seeds, gain_mean, gain_se, gap_mean, gap_se, undetermined, agrees. Only status 'ok'
+  rows with a finite kd_gain and gap. NULL axis columns group together, as wanted.
+- `cch_agreement`: one row per gap_source, mi_estimator and study, plus study = '(all)' per
+  gap_source and mi_estimator, with n_conditions, n_determined, n_undetermined, n_agree, rate,
+  wilson_lo, wilson_hi, p_value (exact two-sided binomial test against 0.5, summed from lgamma
+  terms: for p = 0.5 it is min(1, 2 * P(X <= min(k, n - k)))), precision, recall and
+  spearman_rho (corr() of average ranks; NULL under 3 conditions or a constant side).
+
+Only `results` columns are referenced, so the views work for any study. Not part of the
+versioned schema: run CCH_VIEWS on a connection (it is idempotent) before querying them.
+"""
+
+from cchsweep.schema import AXIS_COLUMNS
+
+Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as analysis/agreement.py
+
+_KEYS = ", ".join(["study", "profile", "settings", *(c for c in AXIS_COLUMNS if c != "seed"), "mi_estimator"])
+_SOURCE_COLS = f"{_KEYS}, status, kd_gain"
+
+CCH_VIEWS = f"""
+CREATE OR REPLACE VIEW cch_conditions AS
+WITH src AS (
+    SELECT 'estimated' AS gap_source, {_SOURCE_COLS}, mi_gap AS gap FROM results
+    UNION ALL
+    SELECT 'closed_form' AS gap_source, {_SOURCE_COLS}, mi_gap_truth AS gap FROM results
+), per_condition AS (
+    SELECT gap_source, {_KEYS},
+        count(*) AS n_seeds,
+        avg(kd_gain) AS gain_mean,
+        stddev_samp(kd_gain) / sqrt(count(*)) AS gain_se,
+        avg(gap) AS gap_mean,
+        stddev_samp(gap) / sqrt(count(*)) AS gap_se
+    FROM src
+    WHERE status = 'ok' AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
+    GROUP BY gap_source, {_KEYS}
+), called AS (
+    SELECT *, (n_seeds < 2 OR gain_se IS NULL OR abs(gain_mean) <= 2 * gain_se) AS undetermined
+    FROM per_condition
+)
+SELECT *, CASE WHEN undetermined THEN NULL ELSE sign(gap_mean) = sign(gain_mean) END AS agrees
+FROM called;
+
+CREATE OR REPLACE VIEW cch_agreement AS
+WITH c AS (
+    SELECT gap_source, mi_estimator, study AS grp, FALSE AS is_all,
+        gap_mean, gain_mean, undetermined, agrees FROM cch_conditions
+    UNION ALL
+    SELECT gap_source, mi_estimator, '(all)' AS grp, TRUE AS is_all,
+        gap_mean, gain_mean, undetermined, agrees FROM cch_conditions
+), ranked AS (
+    SELECT *,
+        rank() OVER (PARTITION BY gap_source, mi_estimator, grp ORDER BY gap_mean)
+            + (count(*) OVER (PARTITION BY gap_source, mi_estimator, grp, gap_mean) - 1) / 2.0 AS gap_rank,
+        rank() OVER (PARTITION BY gap_source, mi_estimator, grp ORDER BY gain_mean)
+            + (count(*) OVER (PARTITION BY gap_source, mi_estimator, grp, gain_mean) - 1) / 2.0 AS gain_rank
+    FROM c
+), counts AS (
+    SELECT gap_source, mi_estimator, grp AS study, bool_or(is_all) AS is_all,
+        count(*) AS n_conditions,
+        count(*) FILTER (WHERE NOT undetermined) AS n_determined,
+        count(*) FILTER (WHERE undetermined) AS n_undetermined,
+        count(*) FILTER (WHERE agrees) AS n_agree,
+        count(*) FILTER (WHERE NOT undetermined AND gap_mean > 0 AND gain_mean > 0) AS true_pos,
+        count(*) FILTER (WHERE NOT undetermined AND gap_mean > 0) AS pred_pos,
+        count(*) FILTER (WHERE NOT undetermined AND gain_mean > 0) AS actual_pos,
+        CASE WHEN count(*) >= 3 AND count(DISTINCT gap_mean) >= 2 AND count(DISTINCT gain_mean) >= 2
+             THEN corr(gap_rank, gain_rank) END AS spearman_rho
+    FROM ranked
+    GROUP BY gap_source, mi_estimator, grp
+), rates AS (
+    SELECT *,
+        CASE WHEN n_determined > 0 THEN n_agree / n_determined END AS rate,
+        CASE WHEN n_determined > 0 THEN 1 + {Z95} * {Z95} / n_determined END AS w_denom
+    FROM counts
+)
+SELECT gap_source, mi_estimator, study, n_conditions, n_determined, n_undetermined, n_agree, rate,
+    CASE WHEN n_determined > 0 THEN greatest(0.0, (rate + {Z95} * {Z95} / (2 * n_determined)) / w_denom
+        - {Z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
+                                 + {Z95} * {Z95} / (4 * n_determined * n_determined))) END AS wilson_lo,
+    CASE WHEN n_determined > 0 THEN least(1.0, (rate + {Z95} * {Z95} / (2 * n_determined)) / w_denom
+        + {Z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
+                                 + {Z95} * {Z95} / (4 * n_determined * n_determined))) END AS wilson_hi,
+    CASE WHEN n_determined > 0 THEN least(1.0, 2 * (
+        SELECT sum(exp(lgamma(n_determined + 1) - lgamma(i + 1) - lgamma(n_determined - i + 1)
+                       - n_determined * ln(2)))
+        FROM range(0, least(n_agree, n_determined - n_agree) + 1) AS tail(i)))
+    END AS p_value,
+    CASE WHEN pred_pos > 0 THEN true_pos / pred_pos END AS precision,
+    CASE WHEN actual_pos > 0 THEN true_pos / actual_pos END AS recall,
+    spearman_rho
+FROM rates
+ORDER BY gap_source = 'closed_form', mi_estimator NULLS LAST, is_all, study;
+"""

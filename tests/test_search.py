@@ -1,0 +1,66 @@
+"""The adaptive boundary search: zero crossings from points, and a real Optuna search through Ray."""
+
+import duckdb
+import pytest
+
+from analysis.boundary import crossing
+from cchsweep.mi.gaussian import optimal_linear_mi
+from conftest import run_cli
+
+
+def test_crossing_interpolates_inside_the_bracket():
+    c = crossing([0.0, 0.2, 0.5, 0.4, 0.7], [-2.0, -1.0, 0.5, 0.0 - 0.5, 2.0])
+    assert (c.lo, c.hi, c.n_sign_changes) == (0.4, 0.5, 1)
+    assert c.estimate == pytest.approx(0.45)
+    assert crossing([0.1, 0.2, 0.3], [1.0, 2.0, 3.0]) is None  # no sign change: no crossing
+    assert crossing([], []) is None
+    exact = crossing([0.1, 0.2], [0.0, 1.0])
+    assert exact.estimate == 0.1 and exact.n_sign_changes == 0
+
+
+def test_noisy_targets_widen_the_interval_and_repeats_are_averaged():
+    c = crossing([0.1, 0.2, 0.3, 0.4, 0.5], [-1.0, 0.2, -0.1, 0.3, 1.0])
+    assert (c.lo, c.hi, c.n_sign_changes) == (0.1, 0.4, 3)
+    assert c.estimate == pytest.approx(0.25)
+    c = crossing([0.1, 0.1, 0.3], [-3.0, 1.0, 2.0])  # x = 0.1 averages to -1
+    assert (c.lo, c.hi) == (0.1, 0.3) and c.estimate == pytest.approx(0.1 + 0.2 / 3)
+
+
+@pytest.mark.slow
+def test_boundary_search_finds_the_closed_form_crossing_with_a_third_of_the_grid(tmp_path):
+    truth_root = 0.4022
+    assert optimal_linear_mi(100, 0.40, 0.9, 0.4)["mi_gap"] < 0 < optimal_linear_mi(100, 0.41, 0.9, 0.4)["mi_gap"]
+    db = tmp_path / "s.duckdb"
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--search", "boundary",
+                  "--param", "sigma12", "--range", "0:0.7", "--budget", "12", "--target", "mi_gap_truth",
+                  "--set", "mi_epochs=1", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    line = next(l for l in out.stdout.splitlines() if l.startswith("boundary:"))
+    estimate = float(line.split("sigma12 = ")[1].split(",")[0])
+    lo, hi = (float(v) for v in line.split("interval [")[1].split("]")[0].split(", "))
+    assert abs(estimate - truth_root) < 0.02 and lo <= truth_root <= hi and hi - lo < 0.1
+    with duckdb.connect(str(db), read_only=True) as con:
+        rows = con.execute("select mode, count(*), count(distinct sigma12) from trials group by mode").fetchall()
+    assert rows[0][0] == "boundary:sigma12:mi_gap_truth"
+    assert rows[0][1] == 12 <= 80 // 3  # the paper grid has 80 trials
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--search", "boundary", "--range", "0:1"], "needs --param NAME and --range"),
+    (["--search", "boundary", "--param", "seed", "--range", "0:5"], "search a float grid axis"),
+    (["--search", "boundary", "--param", "sigma12", "--range", "0.7:0.1"], "LO must be below HI"),
+    (["--search", "boundary", "--param", "sigma12", "--range", "0:0.9"], "conditional variance"),
+    (["--search", "boundary", "--param", "sigma12", "--range", "a:b"], "write LO:HI"),
+    (["--search", "boundary", "--param", "sigma12", "--range", "0:0.7", "--budget", "2"], "at least 4"),
+    (["--search", "boundary", "--param", "sigma12", "--range", "0:0.7", "--target", "vibes"], "choose one of"),
+])
+def test_bad_search_input(tmp_path, args, message):
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "x.duckdb"), *args)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_closed_form_target_needs_a_closed_form_study(tmp_path):
+    out = run_cli("run", "mnist_blur", "--profile", "smoke", "--db", str(tmp_path / "x.duckdb"), "--search",
+                  "boundary", "--param", "gamma", "--range", "0:4", "--target", "mi_gap_truth")
+    assert out.returncode == 2 and "has no closed-form MI" in out.stderr
