@@ -70,6 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--repeats", type=int, default=3, help="seeded MI repeats for the standard errors (default 3)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--db", help="also store the advice in this results database (table advice)")
+    a.add_argument("--verify", type=int, metavar="K",
+                   help="distil for real from the top K teachers and one control, through the engine (needs --db)")
+    a.add_argument("--verify-seeds", type=int, default=3, help="seeds per verified teacher (default 3)")
+    a.add_argument("--verify-profile", default="paper", help="tcga_noise profile for the KD trials (paper or smoke)")
     a.add_argument("--out", help="write an HTML/PNG report of the gaps to this directory")
 
     s = sub.add_parser("status", help="list runs with trial counts by status")
@@ -190,6 +194,8 @@ def cmd_advise(args) -> int:
 
     from cchsweep.advise import advise, format_advice, store_advice, write_advice_report
 
+    if args.verify is not None and not args.db:
+        raise UsageError("--verify stores its KD trials in the results database: add --db PATH")
     teachers = args.teachers.split(",") if args.teachers else None
     result = advise(Path(args.data).expanduser(), args.student, teachers, estimator=args.estimator,
                     repeats=args.repeats, seed=args.seed)
@@ -198,6 +204,14 @@ def cmd_advise(args) -> int:
         run_id = f"advise-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         store_advice(Path(args.db).expanduser(), result, run_id)
         print(f"stored as run {run_id} in {args.db} (table advice)")
+    if args.verify is not None:
+        from cchsweep.verify import format_verification, verify, write_verification_report
+
+        checked = verify(result, args.verify, Path(args.db).expanduser(), seeds=args.verify_seeds,
+                         profile=args.verify_profile)
+        print(format_verification(checked))
+        if args.out:
+            print(f"verification report: {write_verification_report(checked, Path(args.out).expanduser())}")
     if args.out:
         print(f"report: {write_advice_report(result, Path(args.out).expanduser())}")
     return 0

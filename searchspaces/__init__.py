@@ -2,10 +2,10 @@
 
 from cchsweep.study import Study
 from searchspaces import (mi_estimators, mnist_alpha, mnist_blur, mosei_noise, mosei_teacher, synthetic_lambda,
-                          synthetic_sigma12, tcga_fusion, tcga_noise)
+                          synthetic_sigma12, tcga_estimators, tcga_fusion, tcga_noise)
 
 STUDIES: dict[str, Study] = {
     m.STUDY.name: m.STUDY
-    for m in (synthetic_sigma12, synthetic_lambda, mnist_blur, mnist_alpha, tcga_noise, tcga_fusion,
+    for m in (synthetic_sigma12, synthetic_lambda, mnist_blur, mnist_alpha, tcga_noise, tcga_fusion, tcga_estimators,
               mosei_teacher, mosei_noise, mi_estimators)
 }

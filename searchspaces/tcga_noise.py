@@ -36,7 +36,7 @@ SMOKE_NOISE = [0.0, 0.8]
 # Table 17 (stated for BRCA and LIHC; KIPAN assumed the same). Batch size 0 = full batch (the paper
 # gives none; see the trial). MI: latentmi with its own defaults (300 epochs, lr 1e-4), one estimate,
 # on the representations of all train+test patients (mi_split "all"; "test" = held-out rows only).
-PAPER = dict(test_fraction=0.1, n_features=100, epochs=200, lr=0.01, batch_size=0, mi_estimator="latentmi",
+PAPER = dict(cohort_dir="", test_fraction=0.1, n_features=100, epochs=200, lr=0.01, batch_size=0, mi_estimator="latentmi",
              mi_epochs=300, mi_lr=1e-4, mi_repeats=1, mi_split="all")
 SMOKE = dict(PAPER, epochs=20, mi_epochs=10, mi_lr=1e-3)
 
@@ -48,6 +48,7 @@ PARAMS = {
     "temperature": Param(float, 0.05, 100.0, "KD temperature T"),
     "lam": Param(float, 0.0, 1.0, "KD weight lambda in eq. (2)"),
     "seed": Param(int, 0, 2**31 - 1, "split, initialization and noise seed"),
+    "cohort_dir": Param(str, help="a cohort directory anywhere (overrides <data-dir>/tcga/<cohort>); '' = default"),
     "test_fraction": Param(float, 0.01, 0.99, "stratified test share"),
     "n_features": Param(int, 1, 100_000, "mRMR features kept per modality"),
     "epochs": Param(int, 1, 100_000),

@@ -41,3 +41,38 @@ def test_advise_needs_two_modalities(tmp_path):
     (tmp_path / "labels.csv").write_text("patient,subtype\np1,x\np2,y\n")
     out = run_cli("advise", str(tmp_path), "--student", "only")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+def test_pick_teachers_adds_a_failing_control():
+    import polars as pl
+
+    from cchsweep.verify import pick_teachers
+
+    table = pl.DataFrame({"teacher": ["a", "b", "c", "d"], "rank": [1, 2, 3, 4],
+                          "verdict": ["distil", "distil", "undetermined", "do not distil"]})
+    assert pick_teachers(table, 1) == ["a", "c"]
+    assert pick_teachers(table, 3) == ["a", "b", "c", "d"]
+    assert pick_teachers(table.filter(pl.col("verdict") == "distil"), 2) == ["a", "b"]  # no control to add
+
+
+@pytest.mark.slow
+def test_verify_distils_for_real_through_the_engine(tmp_path):
+    db = tmp_path / "v.duckdb"
+    out = run_cli("advise", str(BRCA), "--student", "cnv", "--estimator", "ksg", "--repeats", "2", "--db", str(db),
+                  "--verify", "1", "--verify-seeds", "2", "--verify-profile", "smoke", "--out", str(tmp_path / "r"),
+                  cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "verified by distilling" in out.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        trials = con.execute("select count(*), count(distinct teacher_modality), min(status), "
+                             "bool_and(json_extract_string(settings, '$.cohort_dir') like '%brca') "
+                             "from results where study = 'tcga_noise'").fetchall()
+        advice = con.execute("select count(*) from advice").fetchall()
+    assert trials == [(4, 2, "ok", True)]  # top teacher + control, 2 seeds each, on the user's cohort dir
+    assert advice == [(2,)]
+    assert (tmp_path / "r" / "verification.png").exists()
+
+
+def test_verify_needs_a_database():
+    out = run_cli("advise", str(BRCA), "--student", "cnv", "--verify", "1")
+    assert out.returncode == 2 and "add --db PATH" in out.stderr

@@ -52,7 +52,7 @@ from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.interface import estimate_repeated
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import make_estimator
+from cchsweep.mi.triplet import ESTIMATORS, make_estimator
 from cchsweep.models import MLP
 from cchsweep.study import MIValue, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
@@ -63,7 +63,7 @@ OPTIMIZER = "adam"  # Tables 17, 19, 21
 NOISE_STREAM = 7  # rng = default_rng([seed, NOISE_STREAM]): the noise pattern of a seed
 # What the shipped studies read: cohort -> modalities (file stems) besides labels.
 NEEDS: dict[str, tuple[str, ...]] = {"brca": ("mrna", "rppa", "cnv"), "kipan": ("rppa", "cnv")}
-DATA_KEYS = ("test_fraction", "n_features")
+DATA_KEYS = ("cohort_dir", "test_fraction", "n_features")
 TRAIN_KEYS = (*DATA_KEYS, "epochs", "lr", "batch_size")
 MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_split")
 MI_SPLITS = ("all", "test")
@@ -92,9 +92,13 @@ def check_data(data_dir, needs: Mapping[str, tuple[str, ...]] = NEEDS) -> None:
 
 def load_split(ctx: TrialContext, cohort: str, modalities: list[str], seed: int,
                s: Mapping[str, Any]) -> Prepared:
-    if ctx.data_dir is None:
+    if s.get("cohort_dir"):  # a user's own cohort (cchsweep advise --verify), anywhere on disk
+        directory = Path(s["cohort_dir"])
+    elif ctx.data_dir is None:
         raise UsageError("the TCGA studies need a data directory; pass --data-dir or set CCHSWEEP_DATA")
-    joined = load_cohort(Path(ctx.data_dir) / "tcga" / cohort, modalities, min_modalities=2)
+    else:
+        directory = Path(ctx.data_dir) / "tcga" / cohort
+    joined = load_cohort(directory, modalities, min_modalities=2)
     return prepare(joined, seed, test_fraction=s["test_fraction"], n_features=s["n_features"])
 
 
@@ -149,7 +153,7 @@ def unimodal_pair(ctx: TrialContext, p: Prepared, cohort: str, t_mod: str, s_mod
     never the noise, temperature or lambda, so every noise level shares one teacher and baseline.
     """
     y_tr = _tensor(p.y_train, dev, torch.int64)
-    train_cfg = {k: s[k] for k in TRAIN_KEYS}
+    train_cfg = {k: s.get(k, "") for k in TRAIN_KEYS}  # cohort_dir: only the noise studies have it
     key = {**train_cfg, "cohort": cohort, "teacher_modality": t_mod, "student_modality": s_mod, "seed": seed}
 
     def ce(out, idx):
@@ -282,7 +286,7 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
     dev = torch.device(ctx.device)
     p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
     y_te = _tensor(p.y_test, dev, torch.int64)
-    key = {**{k: s[k] for k in TRAIN_KEYS}, "cohort": cohort, "teacher_modality": t_mod,
+    key = {**{k: s.get(k, "") for k in TRAIN_KEYS}, "cohort": cohort, "teacher_modality": t_mod,
            "student_modality": s_mod, "seed": seed}
 
     direct = with_state(_fusion(p, t_mod, s_mod, 0, s, dev, build=False), ctx.cached(
@@ -332,3 +336,18 @@ def validate(s: Mapping[str, Any]) -> None:
     if s["teacher_modality"] == s["student_modality"]:
         raise ValueError(f"teacher_modality and student_modality are both {s['teacher_modality']!r}; "
                          f"cross-modal KD needs two modalities")
+
+
+# --- the three MI estimators side by side (Table 2's comparison, on TCGA offline) ----------------
+
+def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
+    """The cross-modal trial with the MI triplet from every estimator (latentmi, mine, ksg).
+
+    Networks come from the cache, so they are trained once and every estimator sees the same
+    representations; each estimator's values are cached under its own settings (mi_estimator is
+    part of the MI keys). The results view then has one row per trial and estimator.
+    """
+    outs = [crossmodal_trial(params, {**settings, "mi_estimator": name}, ctx) for name in ESTIMATORS]
+    first = outs[0]
+    return TrialOutput(metrics=first.metrics, gain_metric=first.gain_metric, kd_gain=first.kd_gain,
+                       mi=[m for out in outs for m in out.mi])

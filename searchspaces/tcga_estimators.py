@@ -1,0 +1,33 @@
+"""TCGA: the CCH's MI triplet by latentmi, MINE and KSG side by side, with repeats (Table 2's test, offline).
+
+Table 2 compares the three estimators on CMU-MOSEI (study mi_estimators, which needs the user's
+MOSEI file); this study runs the same comparison on the offline TCGA BRCA cohort: the modality
+pairs mRNA-CNV and RPPA-CNV and their modality-label pairs, noise-free teachers, 10 seeded repeats
+per estimate (mean and standard error in the mi table), 5 seeds.
+"""
+
+from cchsweep.study import Profile, Resources, Study
+from cchsweep.trials.tcga import check_data, estimators_trial, validate
+from searchspaces.tcga_noise import PAPER, PARAMS, SEEDS, SMOKE
+
+NAME = "tcga_estimators"
+
+STUDY = Study(
+    name=NAME,
+    description="TCGA BRCA: I(H_T;H_S), I(H_S;Y), I(H_T;Y) by latentmi, MINE and KSG (10 repeats each)",
+    reproduces="Table 2 (offline, TCGA)",
+    task="classification",
+    params=PARAMS,
+    profiles={
+        "paper": Profile(grid={"cohort": ["brca"], "teacher_modality": ["mrna", "rppa"], "student_modality": ["cnv"],
+                               "noise": [0.0], "temperature": [2.0], "lam": [0.5], "seed": SEEDS},
+                         settings=dict(PAPER, mi_repeats=10)),
+        "smoke": Profile(grid={"cohort": ["brca"], "teacher_modality": ["mrna"], "student_modality": ["cnv"],
+                               "noise": [0.0], "temperature": [2.0], "lam": [0.5], "seed": [0]},
+                         settings=dict(SMOKE, mi_epochs=5, mi_repeats=2)),
+    },
+    trial=estimators_trial,
+    resources=Resources(cpu=1, gpu=0.25),
+    validate=validate,
+    check_data=check_data,
+)
