@@ -4,21 +4,16 @@ import subprocess
 import sys
 import time
 
-import duckdb
 import pytest
 import ray
 from ray.cluster_utils import Cluster
 
 from cchsweep.errors import UsageError
 from cchsweep.runner import check_storage_is_shared, gpu_per_trial
-from conftest import run_cli
+from conftest import q, run_cli
 
 LOOPBACK = {"node_ip_address": "127.0.0.1"}
 
-
-def q(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 @pytest.fixture

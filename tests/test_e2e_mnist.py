@@ -3,17 +3,12 @@
 import gzip
 import shutil
 
-import duckdb
 import pytest
 
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, q, run_cli
 
 pytestmark = pytest.mark.slow
 
-
-def q(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,13 @@
 
 import shutil
 
-import duckdb
 import pytest
 
 from cchsweep.mi.gaussian import optimal_linear_mi
-from conftest import run_cli
+from conftest import q, run_cli
 
 pytestmark = pytest.mark.slow
 
-
-def q(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 @pytest.fixture(scope="module")

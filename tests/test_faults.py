@@ -10,15 +10,11 @@ import duckdb
 import pytest
 
 from cchsweep.store import Store
-from conftest import run_cli
+from conftest import q, run_cli
 
 pytestmark = pytest.mark.slow
 SMOKE = ("run", "synthetic_sigma12", "--profile", "smoke")
 
-
-def q(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 def with_fault(spec, *args, cwd):

@@ -8,7 +8,6 @@ weakly and holds -inf padding.
 import pickle
 import time
 
-import duckdb
 import numpy as np
 import pytest
 import torch
@@ -16,7 +15,7 @@ import torch
 from cchsweep.data.mosei import FILENAME, PATH_ENV, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.trials.mosei import MoseiNet, check_data, noisy_inputs
-from conftest import run_cli
+from conftest import q, run_cli
 from searchspaces import STUDIES
 
 SIZES = {"train": 120, "valid": 40, "test": 60}
@@ -60,10 +59,6 @@ def data_dir(tmp_path_factory):
 def _no_env_path(monkeypatch):
     monkeypatch.delenv(PATH_ENV, raising=False)
 
-
-def q(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 # --- loader --------------------------------------------------------------------------------------

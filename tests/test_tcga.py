@@ -6,7 +6,6 @@ a tiny scale; the end-to-end tests run each study's smoke profile through the re
 
 import shutil
 
-import duckdb
 import numpy as np
 import pytest
 import torch
@@ -18,7 +17,7 @@ from cchsweep.data.cohort import load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.execute import WorkerContext
 from cchsweep.grid import plan
-from conftest import SHARED_DATA, run_cli
+from conftest import SHARED_DATA, q, run_cli
 from searchspaces import STUDIES
 from searchspaces.tcga_fusion import SMOKE as FUSION_SMOKE
 from searchspaces.tcga_noise import SMOKE as NOISE_SMOKE
@@ -37,10 +36,6 @@ def ctx_for(cache_dir):
 def events(ctx):
     return {e.kind: e.hit for e in ctx.cache.events}
 
-
-def q(db, sql):
-    with duckdb.connect(str(db), read_only=True) as con:
-        return con.execute(sql).fetchall()
 
 
 @pytest.fixture(scope="module")
