@@ -28,6 +28,20 @@ def has_values(frame: pl.DataFrame, column: str) -> bool:
     return column in frame.columns and frame[column].null_count() < frame.height
 
 
+def estimator_keys(frame: pl.DataFrame) -> list[str]:
+    """["mi_estimator"] where the rows hold several estimators (then they are a key), else []."""
+    return ["mi_estimator"] if has_values(frame, "mi_estimator") and frame["mi_estimator"].n_unique() > 1 else []
+
+
+def paper_lookup(mapping: dict, key):
+    """mapping[key] with float keys (or tuples of them) matched to 6 decimals; None if absent."""
+    def norm(k):
+        if isinstance(k, tuple):
+            return tuple(norm(v) for v in k)
+        return round(float(k), 6) if isinstance(k, (int, float)) else k
+    return {norm(k): v for k, v in mapping.items()}.get(norm(key))
+
+
 def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
     """keys, then per value: <v> (mean over seeds), <v>_se, and n_seeds; sorted by keys."""
     seed = ["seed"] if "seed" in frame.columns else []
@@ -137,3 +151,29 @@ def save_chart(chart: alt.TopLevelMixin, out_dir, name: str) -> dict:
     chart.save(str(out_dir / f"{name}.png"), scale_factor=2)
     chart.save(str(out_dir / f"{name}.svg"))
     return chart.to_dict()
+
+
+def paper_points_chart(data: pl.DataFrame, x: str, x_title: str, y_title: str, legend: str, title: str, *,
+                       facet: str | None = None, facet_title: str | None = None) -> alt.TopLevelMixin:
+    """Measured mean ± SE (filled points, error bars) beside the paper's value (open diamonds) per
+    category x and series; data: x, series, mean, se, lo, hi, n_seeds, paper."""
+    base = alt.Chart(data)
+    xe = alt.X(f"{x}:N", title=x_title, sort=None)
+    offset, color = alt.XOffset("series:N"), alt.Color("series:N", title=legend)
+    y = alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False))
+    tips = [x, "series", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("se:Q", format=".4f"), "n_seeds",
+            alt.Tooltip("paper:Q", format=".4f")]
+    layers = [
+        base.transform_filter("isValid(datum.se)").mark_errorbar(ticks=True).encode(
+            x=xe, xOffset=offset, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
+        base.mark_point(filled=True, size=60).encode(x=xe, xOffset=offset, y=y, color=color, tooltip=tips),
+    ]
+    if has_values(data, "paper"):
+        layers.append(base.transform_filter("isValid(datum.paper)").mark_point(shape="diamond", size=90, filled=False,
+                                                                                strokeWidth=2)
+                      .encode(x=xe, xOffset=offset, y="paper:Q", color=color, tooltip=tips))
+    chart = alt.layer(*layers).properties(width=alt.Step(28), height=240)
+    if facet:
+        chart = chart.facet(column=alt.Column(f"{facet}:N", title=facet_title or facet))
+    return chart.properties(title=alt.TitleParams(title, subtitle="filled: measured (mean ± SE over seeds); "
+                                                  "open diamond: paper"))

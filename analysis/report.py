@@ -6,11 +6,13 @@ without a server or network), every chart as <name>.png and <name>.svg, every ta
 <name>.html and <name>.csv (numbers in the CSV, "mean ± SE" text in the HTML).
 
 Sections by study: synthetic_sigma12 (Figure 1), synthetic_lambda (Figure 4), mnist_blur
-(Figure 2, Table 1), mnist_alpha (Table 13 and its curves); every study, including ones
-without a section of their own (tcga_*, mosei_*), gets the KD-gain-vs-MI-gap scatter and the
-per-condition table. A study with rows of several profiles or settings gets one figure section
-per (profile, settings), its files suffixed with the profile. Means and SEs are over seeds
-(analysis.charts.seed_stats).
+(Figure 2, Table 1), mnist_alpha (Table 13 and its curves), and from analysis/paper_tables.py
+tcga_noise (Tables 5-7), tcga_fusion (Tables 8, 20), mosei_teacher (Table 3), mosei_noise
+(Table 4), mi_estimators and tcga_estimators (Table 2's layout), each with the paper's numbers
+beside the measured ones. Every study, including one without a section of its own, gets the
+KD-gain-vs-MI-gap scatter and the per-condition table. A study with rows of several profiles or
+settings gets one figure section per (profile, settings), its files suffixed with the profile.
+Means and SEs are over seeds (analysis.charts.seed_stats).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
+from analysis import paper_tables
 from analysis.agreement import agreement_both, verdict_line
-from analysis.charts import (MI_TITLE, condition_table, gain_gap_chart, gain_title, has_values, long_stats,
-                             mean_se_chart, per_trial, save_chart, seed_stats)
+from analysis.charts import (MI_TITLE, condition_table, estimator_keys, gain_gap_chart, gain_title, has_values,
+                             long_stats, mean_se_chart, paper_lookup, per_trial, save_chart, seed_stats)
 from analysis.frame import condition_columns, load_results
 from cchsweep.errors import UsageError
 from cchsweep.schema import AXIS_COLUMNS
@@ -123,13 +126,13 @@ def _mi_chart(page: "_Page", ok: pl.DataFrame, x: str, x_title: str, name: str, 
 def _mnist_blur(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     _accuracy_and_mi(page, ok, sfx, ("Figure 2a", "Figure 2b"))
     trials = per_trial(ok).with_columns((pl.col("kd_acc") - pl.col("nokd_acc")).alias("acc_diff"))
-    est = _est_keys(ok)
+    est = estimator_keys(ok)
     table = seed_stats(ok, ["gamma", *est], ["mi_gap"]).drop("n_seeds")
-    table = table.with_columns(pl.Series("paper_mi_gap", [_ref(ref.get("mi_gap", {}), g) for g in table["gamma"]],
-                                         pl.Float64))
+    paper_gap = [paper_lookup(ref.get("mi_gap", {}), g) for g in table["gamma"]]
+    table = table.with_columns(pl.Series("paper_mi_gap", paper_gap, pl.Float64))
     acc = seed_stats(trials, ["gamma", "temperature"], ["acc_diff"])
     for t in acc["temperature"].unique().sort().to_list():
-        pair = [_ref(ref.get("acc_diff", {}), (g, t)) for g in acc.filter(pl.col("temperature") == t)["gamma"]]
+        pair = [paper_lookup(ref.get("acc_diff", {}), (g, t)) for g in acc.filter(pl.col("temperature") == t)["gamma"]]
         col = acc.filter(pl.col("temperature") == t).with_columns(
             pl.Series("paper", [p[0] if p else None for p in pair], pl.Float64),
             pl.Series("paper_se", [p[1] if p else None for p in pair], pl.Float64))
@@ -150,7 +153,7 @@ def _mnist_blur(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
 def _mnist_alpha(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     _accuracy_and_mi(page, ok, sfx, ("α = 0.18", "α = 0.18"))
     sub, _ = _at_t3(ok)
-    est = _est_keys(sub)
+    est = estimator_keys(sub)
     mi = seed_stats(sub, ["gamma", *est], ["i_ts", "i_sl", "mi_gap"])
     trials = per_trial(sub).with_columns((pl.col("kd_acc") - pl.col("nokd_acc")).alias("acc_diff"))
     acc = seed_stats(trials, ["gamma"], ["kd_acc", "nokd_acc", "acc_diff"])
@@ -158,7 +161,7 @@ def _mnist_alpha(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     names = ["i_ts", "i_sl", "kd_acc", "kd_acc_se", "nokd_acc", "nokd_acc_se", "mi_gap", "acc_diff", "acc_diff_se"]
     paper = {n: [] for n in names}
     for g in table["gamma"]:
-        values = _ref(ref.get("table13", {}), g) or (None,) * len(names)
+        values = paper_lookup(ref.get("table13", {}), g) or (None,) * len(names)
         for n, v in zip(names, values):
             paper[n].append(v)
     table = table.with_columns(pl.Series(f"paper_{n}", v, pl.Float64) for n, v in paper.items())
@@ -185,7 +188,9 @@ def _generic(page: "_Page", ok: pl.DataFrame) -> None:
 
 
 SECTIONS = {"synthetic_sigma12": _figure1, "synthetic_lambda": _figure4, "mnist_blur": _mnist_blur,
-            "mnist_alpha": _mnist_alpha}
+            "mnist_alpha": _mnist_alpha, "tcga_noise": paper_tables.tcga_noise, "tcga_fusion": paper_tables.tcga_fusion,
+            "tcga_estimators": paper_tables.table2, "mosei_teacher": paper_tables.mosei_teacher,
+            "mosei_noise": paper_tables.mosei_noise, "mi_estimators": paper_tables.table2}
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -211,17 +216,6 @@ def _setups(ok: pl.DataFrame) -> list[tuple[str, str, pl.DataFrame]]:
         label = f" — profile {profile}" + ("" if profiles.count(profile) == 1 else f", settings {settings}")
         out.append((suffix, label, ok.filter((pl.col("profile") == profile) & (pl.col("settings") == settings))))
     return out
-
-
-def _est_keys(ok: pl.DataFrame) -> list[str]:
-    return ["mi_estimator"] if has_values(ok, "mi_estimator") and ok["mi_estimator"].n_unique() > 1 else []
-
-
-def _ref(mapping: dict, key):
-    """mapping[key] with float keys (or tuples of them) matched to 6 decimals; None if absent."""
-    def norm(k):
-        return tuple(round(float(v), 6) for v in k) if isinstance(k, tuple) else round(float(k), 6)
-    return {norm(k): v for k, v in mapping.items()}.get(norm(key))
 
 
 def _e(text: str) -> str:

@@ -136,6 +136,11 @@ def cmd_run(args) -> int:
     print(f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
           f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s")
     print(f"results: {db}  (run {summary.run_id}; try `cchsweep query \"select * from results\" --db {args.db}`)")
+    if summary.interrupted:
+        left = summary.n_trials - summary.n_skipped - summary.n_ok - summary.n_error
+        print(f"cchsweep: interrupted with {left} trials not run; stored trials are kept, rerun the same command "
+              f"to finish", file=sys.stderr)
+        return 130
     from analysis.frame import load_results
     from analysis.agreement import verdict_line
 

@@ -27,6 +27,7 @@ class RunSummary:
     n_skipped: int
     seconds: float
     crossing: object = None  # analysis.boundary.Crossing for a boundary search (None: no crossing)
+    interrupted: bool = False  # stopped (Ctrl-C) before every trial had run
 
 
 def default_storage(db_path: Path) -> Path:
@@ -92,12 +93,14 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
         raise
     finally:
         counts = _run_counts(store, run_id)
+        if status == "finished" and counts.get("ok", 0) + counts.get("error", 0) < len(todo):
+            status = "interrupted"  # Ray Tune catches Ctrl-C itself, stops the trials and returns normally
         finished = datetime.now(timezone.utc)
         store.finish_run(run_id, status=status, finished_at=finished)
         if ray is not None and address is None:
             ray.shutdown()
     summary = RunSummary(run_id, len(todo) + len(done), counts.get("ok", 0), counts.get("error", 0), len(done),
-                         (finished - started).total_seconds())
+                         (finished - started).total_seconds(), interrupted=status == "interrupted")
     if search is not None:
         summary.crossing = _search_crossing(store, run_id, search)
     return summary

@@ -16,29 +16,50 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def fit(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn, *, optimizer: str, lr: float,
-        epochs: int, batch_size: int, seed: int) -> nn.Module:
-    """Train in place with a seeded shuffle each epoch; returns the model in eval mode."""
+        epochs: int, batch_size: int, seed: int, weight_decay: float = 0.0, schedule: str | None = None
+        ) -> nn.Module:
+    """Train in place with a seeded shuffle each epoch; returns the model in eval mode.
+
+    schedule "cosine": CosineAnnealingLR(T_max=epochs, eta_min=0), stepped once per epoch. A model
+    with BatchNorm skips a one-row batch (BatchNorm cannot normalise a single row in training).
+    """
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    opt = make_optimizer(optimizer, model.parameters(), lr)
+    opt = make_optimizer(optimizer, model.parameters(), lr, weight_decay)
+    sched = make_schedule(schedule, opt, epochs)
+    smallest = 2 if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()) else 1
     n = inputs.shape[0]
     model.train()
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator).to(inputs.device)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
+            if len(idx) < smallest:
+                continue
             loss = loss_fn(model(inputs[idx]), idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+        if sched is not None:
+            sched.step()
     return model.eval()
 
 
-def make_optimizer(name: str, params, lr: float) -> torch.optim.Optimizer:
+def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr)
-    raise ValueError(f"unknown optimizer {name!r}; use adam or sgd")
+        return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; use adam, adamw or sgd")
+
+
+def make_schedule(name: str | None, opt: torch.optim.Optimizer, epochs: int):
+    if name is None:
+        return None
+    if name == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=0.0)
+    raise ValueError(f"unknown schedule {name!r}; use cosine or none")
 
 
 @torch.no_grad()

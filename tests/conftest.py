@@ -4,6 +4,8 @@ import sys
 from pathlib import Path
 
 import duckdb
+import numpy as np
+import polars as pl
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,3 +29,29 @@ def q(db, sql: str) -> list[tuple]:
     """Read the results database the way a user's SQL would: a read-only connection."""
     with duckdb.connect(str(db), read_only=True) as con:
         return con.execute(sql).fetchall()
+
+
+def trial_row(study: str, params: dict, metrics: dict, mi: list, gain_metric: str | None, kd_gain: float | None,
+              status: str = "ok", profile: str = "smoke") -> dict:
+    """A hand-made trial row for Store.write_trials; mi items are (quantity, value, truth[, estimator])."""
+    key = f"{study}/{profile}/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
+    r = {"trial_key": key, "run_id": "r1", "study": study, "profile": profile, "params": params,
+         "settings": {"epochs": 3}, "status": status}
+    if status != "ok":
+        return dict(r, error="RuntimeError: boom")
+    return dict(r, task="regression" if gain_metric == "mse" else "classification", gain_metric=gain_metric,
+                kd_gain=kd_gain, metrics=metrics,
+                mi=[{"quantity": m[0], "estimator": m[3] if len(m) > 3 else "latentmi", "value": m[1], "se": 0.01,
+                     "repeats": 1, "truth": m[2]} for m in mi])
+
+
+def checked_report_table(db, study: str, out: Path, name: str, cols: list[str], order_by: str) -> pl.DataFrame:
+    """Write the study's report from db and check that its table `name` holds, for `cols`, the numbers
+    SQL on the results view gives (rows in `order_by` order); return the table, so ordered."""
+    from analysis.report import write_report
+
+    write_report(db, study, out)
+    table = pl.read_csv(out / study / f"{name}.csv").sort(order_by)
+    np.testing.assert_allclose(table.select(cols).rows(), q(db, f"select {', '.join(cols)} from results "
+                                                                f"order by {order_by}"))
+    return table

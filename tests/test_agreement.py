@@ -4,7 +4,6 @@ answers, and the SQL views (cchsweep/views.py) against the Python functions on a
 import json
 import math
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest

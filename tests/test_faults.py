@@ -16,6 +16,18 @@ pytestmark = pytest.mark.slow
 SMOKE = ("run", "synthetic_sigma12", "--profile", "smoke")
 
 
+def wait_for_rows(db, n: int, timeout: float = 300) -> int:
+    """Poll a sweep's database (read-only) until it holds n trial rows; return the count seen."""
+    deadline, stored = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and stored < n:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                stored = q(db, "select count(*) from trials")[0][0]
+            except duckdb.Error:
+                pass  # the writer holds the file for a moment
+    return stored
+
 
 def with_fault(spec, *args, cwd):
     env = dict(os.environ, CCHSWEEP_INJECT_FAULT=spec)
@@ -54,15 +66,7 @@ def test_killed_driver_then_resume_loses_and_duplicates_nothing(tmp_path):
     args = [*SMOKE, "--seeds", "3", "--db", str(db)]
     driver = subprocess.Popen([sys.executable, "-m", "cchsweep", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 300
-    stored = 0
-    while time.monotonic() < deadline and stored < 2:
-        time.sleep(0.5)
-        if db.exists():
-            try:
-                stored = q(db, "select count(*) from trials")[0][0]
-            except duckdb.Error:
-                pass  # the writer holds the file for a moment
+    stored = wait_for_rows(db, 2)
     os.kill(driver.pid, signal.SIGKILL)
     driver.wait()
     assert 2 <= stored < 6
@@ -78,6 +82,27 @@ def test_killed_driver_then_resume_loses_and_duplicates_nothing(tmp_path):
     after = {k: (g, i) for k, g, i in q(db, "select trial_key, kd_gain, i_ts from results")}
     assert all(after[k] == (g, i) for k, g, i in kept)  # completed trials kept as they were
     assert q(db, "select status from runs order by started_at") == [("interrupted",), ("finished",)]
+
+
+def test_ctrl_c_is_an_interrupted_run_and_the_rerun_finishes_it(tmp_path):
+    db = tmp_path / "r.duckdb"
+    args = [*SMOKE, "--seeds", "3", "--db", str(db)]
+    driver = subprocess.Popen([sys.executable, "-m", "cchsweep", *args], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    wait_for_rows(db, 1)
+    driver.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "rerun the same command to finish" in err
+    assert "Traceback" not in err
+    stored = q(db, "select count(*) from trials")[0][0]
+    assert q(db, "select status from runs") == [("interrupted",)]  # not "finished" with trials missing
+    assert 1 <= stored < 6
+
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"{6 - stored} ok, 0 failed, {stored} already stored, of 6 trials" in out.stdout
+    assert q(db, "select count(*), count(distinct trial_key) from trials where status = 'ok'") == [(6, 6)]
 
 
 def test_queries_succeed_while_a_sweep_writes_and_two_sweeps_share_a_file(tmp_path):

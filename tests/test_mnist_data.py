@@ -4,8 +4,6 @@ Reads the real offline data in ../shared/data (relative to the project root); ne
 """
 
 import gzip
-import io
-import os
 import shutil
 import tarfile
 from pathlib import Path

@@ -9,13 +9,15 @@ import pickle
 import time
 
 import numpy as np
+import polars as pl
 import pytest
 import torch
 
+from analysis.report import write_report
 from cchsweep.data.mosei import FILENAME, PATH_ENV, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.trials.mosei import MoseiNet, check_data, noisy_inputs
-from conftest import q, run_cli
+from conftest import checked_report_table, q, run_cli
 from searchspaces import STUDIES
 
 SIZES = {"train": 120, "valid": 40, "test": 60}
@@ -195,6 +197,10 @@ def test_teacher_smoke_end_to_end(data_dir, tmp_path):
     # one pooled data set and one text teacher shared by both students
     assert built == {"mosei_pooled": 1, "mosei_teacher": 1, "mosei_nokd": 2, "mosei_mi_ts": 2, "mosei_mi_label": 2}
     assert q(db, "select count(distinct teacher_f1_weighted), min(teacher_acc) > 0.8 from results") == [(1, True)]
+    # the report's Table 3 holds the same numbers beside the paper's
+    table3 = checked_report_table(db, "mosei_teacher", tmp_path / "report", "table3",
+                                  ["i_ts", "i_sl", "nokd_acc", "kd_f1_weighted", "kd_gain"], "student_modality")
+    assert table3["paper_kd_f1_weighted"].to_list() == [0.6161, 0.6315]
 
 
 def test_noise_smoke_end_to_end(data_dir, tmp_path):
@@ -206,6 +212,9 @@ def test_noise_smoke_end_to_end(data_dir, tmp_path):
     # teacher, baseline and the label MI are shared by both noise levels; I_TS is not
     assert q(db, "select count(distinct teacher_acc), count(distinct nokd_f1_weighted), count(distinct i_sl), "
                  "count(distinct i_ts) from results") == [(1, 1, 1, 2)]
+    table4 = checked_report_table(db, "mosei_noise", tmp_path / "report", "table4",
+                                  ["noise", "i_ts", "i_sl", "kd_f1_weighted", "nokd_f1_weighted", "mi_gap"], "noise")
+    assert table4["paper_kd_f1_weighted"].to_list() == [0.6315, 0.6156]
 
 
 def test_estimators_smoke_end_to_end(data_dir, tmp_path):
@@ -221,6 +230,15 @@ def test_estimators_smoke_end_to_end(data_dir, tmp_path):
     assert all(v is not None for r in rows for v in r)
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     assert built["mosei_teacher"] == 1 and built["mosei_mi_ts_ksg"] == 2 and built["mosei_mi_label_mine"] == 2
+    write_report(db, "mi_estimators", tmp_path / "report")
+    table2 = pl.read_csv(tmp_path / "report" / "mi_estimators" / "table2.csv").sort("mi_estimator")
+    by_student = {(r[0], r[1]): r for r in rows}
+    for est in ("ksg", "latentmi", "mine"):
+        cell = table2.filter(pl.col("mi_estimator") == est).row(0, named=True)
+        assert cell["i_text_vision"] == pytest.approx(by_student[("vision", est)][2])
+        assert cell["i_audio_y"] == pytest.approx(by_student[("audio", est)][3])
+        assert cell["i_text_y"] == pytest.approx((by_student[("vision", est)][4] + by_student[("audio", est)][4]) / 2)
+    assert table2["paper_i_text_audio"].to_list() == [0.6606, 1.4160, 1.1817]
 
 
 def test_missing_data_is_a_clean_cli_error(tmp_path):

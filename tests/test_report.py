@@ -6,6 +6,7 @@ import re
 
 import polars as pl
 import pytest
+from conftest import trial_row as row
 
 from analysis.agreement import verdict_line
 from analysis.frame import load_results
@@ -20,18 +21,6 @@ ACC_DIFF = {(0.0, 1.0): (0.01, 0.02, 0.03), (0.0, 3.0): (0.03, 0.04, 0.02),
             (2.5, 1.0): (-0.10, -0.12, -0.11), (2.5, 3.0): (-0.20, -0.18, -0.16)}
 I_TS = {0.0: 1.5, 2.5: 1.0}  # + 0.01 * seed, the same at every temperature
 I_SL = 1.2
-
-
-def row(study, params, metrics, mi, gain_metric, kd_gain, status="ok"):
-    key = f"{study}/smoke/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
-    r = {"trial_key": key, "run_id": "r1", "study": study, "profile": "smoke", "params": params,
-         "settings": {"epochs": 3}, "status": status}
-    if status != "ok":
-        return dict(r, error="RuntimeError: boom")
-    return dict(r, task="regression" if gain_metric == "mse" else "classification", gain_metric=gain_metric,
-                kd_gain=kd_gain, metrics=metrics,
-                mi=[{"quantity": q, "estimator": "latentmi", "value": v, "se": 0.01, "repeats": 1, "truth": t}
-                    for q, v, t in mi])
 
 
 def synthetic_rows(study="synthetic_sigma12", lams=(0.3,)):

@@ -12,12 +12,13 @@ import torch
 import torch.nn.functional as F
 
 import cchsweep.trials.tcga as tcga
+from analysis.paper_tables import NOISE_VALUES
 from cchsweep.cache import ArtifactCache
 from cchsweep.data.cohort import load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.execute import WorkerContext
 from cchsweep.grid import plan
-from conftest import SHARED_DATA, q, run_cli
+from conftest import SHARED_DATA, checked_report_table, q, run_cli
 from searchspaces import STUDIES
 from searchspaces.tcga_fusion import SMOKE as FUSION_SMOKE
 from searchspaces.tcga_noise import SMOKE as NOISE_SMOKE
@@ -127,7 +128,8 @@ def test_fusion_net_shapes():
     x2 = x.clone()
     x2[:, 100:] += 1.0
     h2 = net.representation(x2)
-    assert torch.equal(h[:, :tcga.HIDDEN], h2[:, :tcga.HIDDEN]) and not torch.equal(h[:, tcga.HIDDEN:], h2[:, tcga.HIDDEN:])
+    assert torch.equal(h[:, :tcga.HIDDEN], h2[:, :tcga.HIDDEN])
+    assert not torch.equal(h[:, tcga.HIDDEN:], h2[:, tcga.HIDDEN:])
     assert [type(m).__name__ for m in net.enc_teacher] == ["Linear", "ReLU", "BatchNorm1d", "Dropout"]
     assert net.enc_teacher[3].p == 0.25
 
@@ -231,6 +233,10 @@ def test_noise_smoke_end_to_end(tmp_path):
         assert all(0.0 <= v <= 1.0 for v in row[:3])
         assert all(-0.3 < v < 1.5 for v in row[3:6])  # I(H; Y) <= H(Y) <= log 3 nats, up to estimator noise
         assert row[6] == 190
+    # the report's Table 5 holds the same numbers beside the paper's
+    table5 = checked_report_table(db, "tcga_noise", tmp_path / "report", "table5", ["noise", *NOISE_VALUES], "noise")
+    assert table5["paper_i_ts"].to_list() == [0.5005, 0.1325]
+    assert table5["paper_kd_gain"].to_list() == [0.0477, -0.0218]
 
 
 @pytest.mark.slow
@@ -251,6 +257,10 @@ def test_fusion_smoke_end_to_end(tmp_path):
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     assert built == {"tcga_fusion_direct": 2, "tcga_fusion_mi": 2}
     assert dict(q(db, "select teacher_modality, mi_n_samples from results")) == {"mrna": 190, "rppa": 861}
+    table20 = checked_report_table(db, "tcga_fusion", tmp_path / "report", "table20",
+                                   ["i_tl", "i_ts", "i_sl", "nokd_f1_weighted", "kd_f1_weighted", "kd_auc"],
+                                   "teacher_modality")
+    assert table20["paper_kd_f1_weighted"].to_list() == [0.8225, 0.6103]
 
 
 def test_missing_data_is_a_clean_cli_error(tmp_path):

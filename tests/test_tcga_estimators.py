@@ -1,9 +1,11 @@
 """The three MI estimators side by side on the offline TCGA cohort, through the real CLI."""
 
 import duckdb
+import polars as pl
 import pytest
-
 from conftest import SHARED_DATA, run_cli
+
+from analysis.report import write_report
 
 
 @pytest.mark.slow
@@ -23,3 +25,11 @@ def test_every_estimator_gets_a_row_with_standard_errors(tmp_path):
         assert -0.3 < i_ts < 5.0
     assert len({r[7] for r in rows}) == 1  # one set of networks for every estimator
     assert built == [("tcga_teacher", False)]  # the teacher was trained once
+    # the report's Table 2 layout holds the same numbers, one row per estimator
+    write_report(db, "tcga_estimators", tmp_path / "report")
+    table = pl.read_csv(tmp_path / "report" / "tcga_estimators" / "table2.csv").sort("mi_estimator")
+    assert table["mi_estimator"].to_list() == [r[0] for r in rows]
+    assert table["i_mrna_cnv"].to_list() == pytest.approx([r[1] for r in rows])
+    assert table["i_cnv_y"].to_list() == pytest.approx([r[3] for r in rows])
+    assert table["gap_mrna_cnv"].to_list() == pytest.approx([r[1] - r[3] for r in rows])
+    assert table["paper_i_mrna_cnv"].null_count() == 3  # Table 2 is MOSEI: no paper numbers for TCGA

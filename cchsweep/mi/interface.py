@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import Any, Protocol
 
 import numpy as np
@@ -26,3 +27,25 @@ def estimate_repeated(estimator: MIEstimator, x: np.ndarray, y: np.ndarray, *, r
     if repeats < 2:
         return mean, None
     return mean, float(np.std(values, ddof=1) / math.sqrt(repeats))
+
+
+def recorded_config(estimator: Any, *ignored: str) -> dict[str, Any]:
+    """A dataclass estimator's fields, less those that do not change the value (device, threads)."""
+    cfg = asdict(estimator)
+    for name in ignored:
+        cfg.pop(name)
+    return cfg
+
+
+def two_d(a: np.ndarray) -> np.ndarray:
+    """float64 (n, d): a 1-d array becomes one column, more dimensions are flattened per sample."""
+    a = np.asarray(a, dtype=np.float64)
+    return a.reshape(-1, 1) if a.ndim == 1 else a.reshape(a.shape[0], -1)
+
+
+def paired(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y as two_d arrays with the same number of samples, or a ValueError naming both counts."""
+    x, y = two_d(x), two_d(y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+    return x, y

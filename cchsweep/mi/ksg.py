@@ -25,11 +25,13 @@ break ties, in float64, after the optional z-scoring.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.spatial import cKDTree
 from scipy.special import digamma
+
+from cchsweep.mi.interface import recorded_config, two_d
 
 _JITTER = 1e-10
 
@@ -62,9 +64,7 @@ class KSG:
     name: str = "ksg"
 
     def config(self) -> dict:
-        cfg = asdict(self)
-        cfg.pop("workers")
-        return cfg
+        return recorded_config(self, "workers")
 
     def estimate(self, x: np.ndarray, y: np.ndarray, seed: int) -> float:
         if self.k < 1:
@@ -133,7 +133,7 @@ class KSG:
         return float(value)
 
     def _prepare(self, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        a = _two_d(a)
+        a = two_d(a)
         if not np.all(np.isfinite(a)):
             raise ValueError("inputs must be finite")
         if self.standardize:
@@ -141,11 +141,6 @@ class KSG:
             std = a.std(axis=0)
             a = a / np.where(std > 0, std, 1.0)
         return a + _JITTER * rng.random(a.shape)
-
-
-def _two_d(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    return a.reshape(-1, 1) if a.ndim == 1 else a.reshape(a.shape[0], -1)
 
 
 def _strictly_below(r: np.ndarray) -> np.ndarray:

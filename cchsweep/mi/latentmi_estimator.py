@@ -5,10 +5,12 @@ from __future__ import annotations
 import contextlib
 import io
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+from cchsweep.mi.interface import paired, recorded_config
 
 
 @dataclass(frozen=True)
@@ -23,16 +25,12 @@ class LatentMI:
     name: str = "latentmi"
 
     def config(self) -> dict:
-        cfg = asdict(self)
-        cfg.pop("device")  # where it ran does not change what it estimates
-        return cfg
+        return recorded_config(self, "device")  # where it ran does not change what it estimates
 
     def estimate(self, x: np.ndarray, y: np.ndarray, seed: int) -> float:
         from latentmi import lmi  # heavy import, only where an estimate is made
 
-        x, y = _two_d(x), _two_d(y)
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        x, y = paired(x, y)
         # latentmi draws its split and KSG noise from numpy's global RNG and its init and
         # shuffling from torch's: seed both, and put them back afterwards.
         np_state = np.random.get_state()
@@ -47,11 +45,6 @@ class LatentMI:
         np.random.set_state(np_state)
         bits = float(np.nanmean(pointwise))
         return bits * math.log(2.0)  # latentmi's KSG works in bits; the paper reports nats
-
-
-def _two_d(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    return a.reshape(-1, 1) if a.ndim == 1 else a
 
 
 def one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:

@@ -30,11 +30,13 @@ continuous input; a 1-D integer vector would be read as a single numeric column.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+
+from cchsweep.mi.interface import paired, recorded_config
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,10 @@ class MINE:
     name: str = "mine"
 
     def config(self) -> dict:
-        cfg = asdict(self)
-        cfg.pop("device")  # where it ran does not change what it estimates
-        return cfg
+        return recorded_config(self, "device")  # where it ran does not change what it estimates
 
     def estimate(self, x: np.ndarray, y: np.ndarray, seed: int) -> float:
-        x, y = _two_d(x), _two_d(y)
-        if x.shape[0] != y.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]}")
+        x, y = paired(x, y)
         if self.steps < 0 or self.eval_every < 1 or self.eval_shuffles < 1 or self.patience < 1:
             raise ValueError("steps must be >= 0 and eval_every, eval_shuffles, patience >= 1")
         n = x.shape[0]
@@ -164,6 +162,3 @@ def _zscore(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     return (a - mean) / np.where(std > 0, std, 1.0)
 
 
-def _two_d(a: np.ndarray) -> np.ndarray:
-    a = np.asarray(a, dtype=np.float64)
-    return a.reshape(-1, 1) if a.ndim == 1 else a.reshape(a.shape[0], -1)

@@ -60,7 +60,7 @@ from cchsweep.mi.interface import estimate_repeated
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, make_estimator
 from cchsweep.study import MIValue, TrialContext, TrialOutput
-from cchsweep.train import cpu_state, predict, represent, with_state
+from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
 HIDDEN = (256, 128)  # Table 14; the 128-unit block is the representation H
 DROPOUT = 0.3  # Table 14
@@ -158,28 +158,6 @@ class MoseiNet(nn.Module):
         return self.head(self.representation(x))
 
 
-def fit_adamw(model: nn.Module, inputs: torch.Tensor, loss_fn, *, lr: float, weight_decay: float, epochs: int,
-              batch_size: int, seed: int) -> nn.Module:
-    """AdamW + CosineAnnealingLR(T_max=epochs, eta_min=0) stepped per epoch; seeded shuffle per epoch."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=0.0)
-    n = inputs.shape[0]
-    model.train()
-    for _ in range(epochs):
-        order = torch.randperm(n, generator=generator).to(inputs.device)
-        for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
-            if len(idx) < 2:  # BatchNorm cannot normalise a single row
-                continue
-            loss = loss_fn(model(inputs[idx]), idx)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        sched.step()
-    return model.eval()
-
-
 def _net(in_dim: int, init_seed: int, dev: torch.device) -> MoseiNet:
     torch.manual_seed(init_seed)
     return MoseiNet(in_dim).to(dev)
@@ -187,8 +165,8 @@ def _net(in_dim: int, init_seed: int, dev: torch.device) -> MoseiNet:
 
 def _train(x: torch.Tensor, loss, init_seed: int, s: Mapping[str, Any], dev: torch.device) -> MoseiNet:
     net = _net(x.shape[1], init_seed, dev)  # reseeds the global RNG: same init, same dropout stream
-    return fit_adamw(net, x, loss, lr=s["lr"], weight_decay=s["weight_decay"], epochs=s["epochs"],
-                     batch_size=s["batch_size"], seed=init_seed)
+    return fit(net, x, loss, optimizer="adamw", lr=s["lr"], weight_decay=s["weight_decay"], schedule="cosine",
+               epochs=s["epochs"], batch_size=s["batch_size"], seed=init_seed)
 
 
 def trained_pair(ctx: TrialContext, data: Mapping, fp: Mapping, t_mod: str, s_mod: str, seed: int,
