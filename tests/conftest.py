@@ -55,3 +55,15 @@ def checked_report_table(db, study: str, out: Path, name: str, cols: list[str], 
     np.testing.assert_allclose(table.select(cols).rows(), q(db, f"select {', '.join(cols)} from results "
                                                                 f"order by {order_by}"))
     return table
+
+
+F1_COLUMNS = [f"{m}_{k}" for m in ("teacher", "nokd", "kd") for k in ("acc", "f1_weighted", "f1_macro", "auc")]
+
+
+def assert_complete_f1_rows(db, n: int) -> None:
+    """n ok rows in `results` with every classification metric, the MI triplet, gap and gain, and
+    kd_gain equal to KD minus no-KD weighted F1."""
+    nulls = " or ".join(f"{c} is null" for c in [*F1_COLUMNS, "i_ts", "i_sl", "i_tl", "mi_gap", "kd_gain"])
+    assert q(db, f"select count(*) from results where status = 'ok' and not ({nulls})") == [(n,)]
+    assert q(db, "select bool_and(gain_metric = 'f1_weighted'), "
+                 "max(abs(kd_gain - (kd_f1_weighted - nokd_f1_weighted))) < 1e-12 from results") == [(True, True)]

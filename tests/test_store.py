@@ -86,13 +86,15 @@ def test_constraints_reject_inconsistent_rows(store):
 
 def test_concurrent_read_during_writes(store):
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
-        import sys
+        import sys, time
         sys.path.insert(0, {str(__import__('pathlib').Path(__file__).parent)!r})
         from test_store import make_row
         from cchsweep.store import Store
         s = Store({str(store.path)!r})
         for i in range(40):
             s.write_trials([make_row(f"k{{i}}-{{j}}", seed=j) for j in range(5)])
+            time.sleep(0.02)  # a gap between flushes, as a sweep's writer leaves: else the 40 writes
+                              # can all land while the reader waits for the file lock once
         """)])
     seen = []
     while writer.poll() is None:

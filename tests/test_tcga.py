@@ -18,7 +18,7 @@ from cchsweep.data.cohort import load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.execute import WorkerContext
 from cchsweep.grid import plan
-from conftest import SHARED_DATA, checked_report_table, q, run_cli
+from conftest import SHARED_DATA, assert_complete_f1_rows, checked_report_table, q, run_cli
 from searchspaces import STUDIES
 from searchspaces.tcga_fusion import SMOKE as FUSION_SMOKE
 from searchspaces.tcga_noise import SMOKE as NOISE_SMOKE
@@ -219,11 +219,7 @@ def test_noise_smoke_end_to_end(tmp_path):
     assert q(db, "select count(*), count(distinct trial_key), count(distinct noise) from trials") == [(2, 2, 2)]
     assert q(db, "select distinct cohort, teacher_modality, student_modality, temperature, lam, seed, "
                  "settings->>'mi_split' from trials") == [("brca", "mrna", "cnv", 2.0, 0.5, 0, "all")]
-    cols = [f"{m}_{k}" for m in ("teacher", "nokd", "kd") for k in ("acc", "f1_weighted", "f1_macro", "auc")]
-    nulls = " or ".join(f"{c} is null" for c in [*cols, "i_ts", "i_sl", "i_tl", "mi_gap", "kd_gain"])
-    assert q(db, f"select count(*) from results where status = 'ok' and not ({nulls})") == [(2,)]
-    assert q(db, "select bool_and(gain_metric = 'f1_weighted'), "
-                 "max(abs(kd_gain - (kd_f1_weighted - nokd_f1_weighted))) < 1e-12 from results") == [(True, True)]
+    assert_complete_f1_rows(db, 2)
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     assert built == {"tcga_teacher": 1, "tcga_nokd": 1, "tcga_mi_ts": 2, "tcga_mi_label": 1}
     # the teacher, baseline and I_SL are shared by both noise levels
@@ -249,11 +245,7 @@ def test_fusion_smoke_end_to_end(tmp_path):
     assert q(db, "select teacher_modality, cohort, student_modality, temperature, lam, settings->>'lr' "
                  "from trials order by 1") == [("mrna", "brca", "cnv", 4.0, 0.5, "0.04"),
                                                ("rppa", "brca", "cnv", 4.0, 0.5, "0.04")]
-    cols = [f"{m}_{k}" for m in ("teacher", "nokd", "kd") for k in ("acc", "f1_weighted", "f1_macro", "auc")]
-    nulls = " or ".join(f"{c} is null" for c in [*cols, "i_ts", "i_sl", "i_tl", "mi_gap", "kd_gain"])
-    assert q(db, f"select count(*) from results where status = 'ok' and not ({nulls})") == [(2,)]
-    assert q(db, "select bool_and(gain_metric = 'f1_weighted'), "
-                 "max(abs(kd_gain - (kd_f1_weighted - nokd_f1_weighted))) < 1e-12 from results") == [(True, True)]
+    assert_complete_f1_rows(db, 2)
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     assert built == {"tcga_fusion_direct": 2, "tcga_fusion_mi": 2}
     assert dict(q(db, "select teacher_modality, mi_n_samples from results")) == {"mrna": 190, "rppa": 861}

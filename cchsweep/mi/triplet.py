@@ -26,6 +26,12 @@ def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:
     raise ValueError(f"unknown MI estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
 
 
+def estimate_one(settings: Mapping[str, Any], device: str, a: np.ndarray, b: np.ndarray, seed: int) -> list:
+    """[mean, se] of I(a; b) by the estimator `settings` names, over settings["mi_repeats"] seeded repeats."""
+    mean, se = estimate_repeated(make_estimator(settings, device), a, b, repeats=settings["mi_repeats"], seed=seed)
+    return [mean, se]
+
+
 def mi_triplet(h_teacher: np.ndarray, h_student: np.ndarray, labels: np.ndarray,
                estimator: MIEstimator, *, repeats: int, seed: int) -> dict[str, list]:
     """{quantity: [mean, se]} for I(H_T; H_S), I(H_S; Y) and I(H_T; Y).

@@ -56,9 +56,8 @@ from cchsweep.data.mosei import MODALITIES, check_file, default_path, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
-from cchsweep.mi.interface import estimate_repeated
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, make_estimator
+from cchsweep.mi.triplet import ESTIMATORS, estimate_one
 from cchsweep.study import MIValue, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
@@ -196,11 +195,6 @@ def mi_rows(n_test: int, cap: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng([seed, MI_STREAM]).choice(n_test, size=cap, replace=False))
 
 
-def _mi(s: Mapping[str, Any], ctx: TrialContext, a: np.ndarray, b: np.ndarray, seed: int) -> list:
-    mean, se = estimate_repeated(make_estimator(s, ctx.device), a, b, repeats=s["mi_repeats"], seed=seed)
-    return [mean, se]
-
-
 def _modalities(s: Mapping[str, Any]) -> tuple[str, str]:
     t_mod, s_mod = s["teacher_modality"], s["student_modality"]
     for role, m in (("teacher_modality", t_mod), ("student_modality", s_mod)):
@@ -262,12 +256,12 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
         # one cache kind per estimator when several run in one trial (cache_events has one row per kind)
         suffix = f"_{estimator}" if estimators else ""
         i_ts = ctx.cached("mosei_mi_ts" + suffix, {**mi_cfg, "noise": level, "noise_space": space},
-                          lambda: _mi(se, ctx, rep(teacher, torch.from_numpy(t_noisy_te)), rep(nokd, te[s_mod]),
-                                      seed * 10))
+                          lambda: estimate_one(se, ctx.device, rep(teacher, torch.from_numpy(t_noisy_te)),
+                                               rep(nokd, te[s_mod]), seed * 10))
 
         def build_label_mi():
-            return {"i_sl": _mi(se, ctx, rep(nokd, te[s_mod]), labels, seed * 10 + 1),
-                    "i_tl": _mi(se, ctx, rep(teacher, te[t_mod]), labels, seed * 10 + 2)}
+            return {"i_sl": estimate_one(se, ctx.device, rep(nokd, te[s_mod]), labels, seed * 10 + 1),
+                    "i_tl": estimate_one(se, ctx.device, rep(teacher, te[t_mod]), labels, seed * 10 + 2)}
 
         values = {"i_ts": i_ts, **ctx.cached("mosei_mi_label" + suffix, mi_cfg, build_label_mi)}
         mi += [MIValue(q, estimator, values[q][0], values[q][1], s["mi_repeats"], None, len(rows))

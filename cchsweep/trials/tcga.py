@@ -50,9 +50,8 @@ from cchsweep.data.cohort import LABELS_STEM, SUFFIXES, Prepared, add_noise, loa
 from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
-from cchsweep.mi.interface import estimate_repeated
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, make_estimator
+from cchsweep.mi.triplet import ESTIMATORS, estimate_one, make_estimator, mi_triplet
 from cchsweep.models import MLP
 from cchsweep.study import MIValue, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
@@ -124,11 +123,6 @@ def _tensor(x: np.ndarray, dev: torch.device, dtype=torch.float32) -> torch.Tens
 
 def _batch(s: Mapping[str, Any], n: int) -> int:
     return int(s["batch_size"]) or n  # 0 = full batch
-
-
-def _mi(s: Mapping[str, Any], ctx: TrialContext, a: np.ndarray, b: np.ndarray, seed: int) -> list:
-    mean, se = estimate_repeated(make_estimator(s, ctx.device), a, b, repeats=s["mi_repeats"], seed=seed)
-    return [mean, se]
 
 
 # --- cross-modal KD under teacher noise (Tables 5-7, 17) ---------------------------------------
@@ -204,11 +198,12 @@ def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
 
     mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}}
     i_ts = ctx.cached("tcga_mi_ts", {**mi_cfg, "noise": level},
-                      lambda: _mi(s, ctx, rep(teacher, rows["t_noisy"]), rep(nokd, rows["s"]), seed * 10))
+                      lambda: estimate_one(s, ctx.device, rep(teacher, rows["t_noisy"]), rep(nokd, rows["s"]),
+                                           seed * 10))
 
     def build_label_mi():
-        return {"i_sl": _mi(s, ctx, rep(nokd, rows["s"]), labels, seed * 10 + 1),
-                "i_tl": _mi(s, ctx, rep(teacher, rows["t_clean"]), labels, seed * 10 + 2)}
+        return {"i_sl": estimate_one(s, ctx.device, rep(nokd, rows["s"]), labels, seed * 10 + 1),
+                "i_tl": estimate_one(s, ctx.device, rep(teacher, rows["t_clean"]), labels, seed * 10 + 2)}
 
     label_mi = ctx.cached("tcga_mi_label", mi_cfg, build_label_mi)
     values = {"i_ts": i_ts, **label_mi}
@@ -319,8 +314,7 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
             h_s = represent(nokd, _tensor(xs, dev)).cpu().numpy()
         else:
             raise ValueError(f"mi_source={source!r}; use one of {', '.join(MI_SOURCES)}")
-        return {"i_ts": _mi(s, ctx, h_t, h_s, seed * 10), "i_sl": _mi(s, ctx, h_s, labels, seed * 10 + 1),
-                "i_tl": _mi(s, ctx, h_t, labels, seed * 10 + 2)}
+        return mi_triplet(h_t, h_s, labels, make_estimator(s, ctx.device), repeats=s["mi_repeats"], seed=seed)
 
     mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}, "mi_source": source}
     if source == "unimodal":
