@@ -196,14 +196,11 @@ def _triplet_task(h_t: np.ndarray, h_s: np.ndarray, labels: np.ndarray, mi_setti
 def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed: int) -> dict[str, dict]:
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        import logging
+    from cchsweep.raystart import start_ray, stop_ray
 
-        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False,
-                 logging_level=logging.ERROR)
-        started = True
+    started = not ray.is_initialized()
+    if started:
+        start_ray(None)
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
         uses_gpu = mi_settings["mi_estimator"] in ("latentmi", "mine")
@@ -215,7 +212,7 @@ def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed:
         return {teacher: result for teacher, result in zip(refs, ray.get(list(refs.values())))}
     finally:
         if started:
-            ray.shutdown()
+            stop_ray(ray, None)
 
 
 # --- the verdict --------------------------------------------------------------------------------

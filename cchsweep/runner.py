@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 from cchsweep import __version__
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan
+from cchsweep.raystart import start_ray, stop_ray
 from cchsweep.store import Store
 
 
@@ -64,7 +64,7 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
     done = set() if force or search else store.done_keys(keys)
     todo = [t for t in plan.trials if t.key not in done] if search is None else list(range(search.budget))
 
-    ray = _init_ray(address) if todo else None
+    ray = start_ray(address) if todo else None
     resources = ray.cluster_resources() if ray else {}
     if ray is not None:
         check_storage_is_shared(ray.nodes(), storage, shared_storage)
@@ -97,8 +97,7 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
             status = "interrupted"  # Ray Tune catches Ctrl-C itself, stops the trials and returns normally
         finished = datetime.now(timezone.utc)
         store.finish_run(run_id, status=status, finished_at=finished)
-        if ray is not None and address is None:
-            ray.shutdown()
+        stop_ray(ray, address)
     summary = RunSummary(run_id, len(todo) + len(done), counts.get("ok", 0), counts.get("error", 0), len(done),
                          (finished - started).total_seconds(), interrupted=status == "interrupted")
     if search is not None:
@@ -205,33 +204,6 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise UsageError(f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one "
                          f"with `ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
-
-
-def _init_ray(address: str | None):
-    # The database is the record: Tune's own CSV/JSON/TensorBoard loggers only add overhead.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    host = (address or "").split("://", 1)[-1].rpartition(":")[0]
-    loopback = address is None or host in ("127.0.0.1", "localhost")
-    if loopback and address is not None:
-        # Ray rewrites a loopback address to the machine's outward IP unless its single-machine
-        # mode is on; a cluster whose nodes listen on 127.0.0.1 is then never found.
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
-    import ray
-
-    # An embedded Ray serves only this process, and a loopback cluster runs on this machine:
-    # both stay on the loopback interface.
-    local = {"_node_ip_address": "127.0.0.1"} if loopback else {}
-    try:
-        # "local" always starts a fresh embedded Ray; None would join whatever cluster this
-        # machine last started (ray start, or a test cluster), live or dead.
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False,
-                 ignore_reinit_error=True, **local)
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
-                         f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
-    return ray
 
 
 def _run_counts(store: Store, run_id: str) -> dict[str, int]:

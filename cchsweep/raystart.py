@@ -1,0 +1,68 @@
+"""The one place cchsweep starts (or joins) Ray: `cchsweep run`, the boundary search, `advise`
+and `advise --verify` all come through `start_ray`.
+
+An embedded Ray (no --address) serves only this process and has no authentication, so every
+socket it opens must be on the loopback interface. Ray rewrites a loopback node address to the
+machine's outward IP, and its GCS, raylets, agents and gRPC servers then listen on all
+interfaces, unless its single-machine mode is on: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` in the
+environment before `ray.init` (measured with ray 2.60; `tests/test_loopback.py` lists the
+sockets of a live sweep). A cluster given by --address keeps its own addresses and its own
+authentication (token auth, see README).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from cchsweep.errors import UsageError
+
+LOOPBACK = "127.0.0.1"
+SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def is_loopback(address: str | None) -> bool:
+    """None (an embedded Ray) or an address on this machine's loopback interface."""
+    if address is None:
+        return True
+    host = address.split("://", 1)[-1].rpartition(":")[0]
+    return host in (LOOPBACK, "localhost", "::1", "[::1]")
+
+
+def start_ray(address: str | None = None):
+    """Start an embedded loopback-only Ray (address None) or join the cluster at `address`.
+
+    Returns the `ray` module; raises UsageError (one line) when the cluster cannot be joined.
+    Whoever started an embedded Ray shuts it down (`stop_ray`).
+    """
+    # The database is the record: Tune's own CSV/JSON/TensorBoard loggers only add overhead.
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    loopback = is_loopback(address)
+    if loopback:
+        os.environ[SINGLE_MACHINE_ENV] = "0"
+    import ray
+    from ray._private import ray_constants
+
+    if loopback:
+        # Ray reads the variable once, when ray_constants is first imported; a process that
+        # imported ray before this call (a library user, advise) needs the constant itself set.
+        ray_constants.ENABLE_RAY_CLUSTER = False
+
+    local = {"_node_ip_address": LOOPBACK} if loopback else {}
+    try:
+        # "local" always starts a fresh embedded Ray; None would join whatever cluster this
+        # machine last started (ray start, or a test cluster), live or dead.
+        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR,
+                 log_to_driver=False, ignore_reinit_error=True, **local)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UsageError(f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
+                         f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
+    return ray
+
+
+def stop_ray(ray, address: str | None) -> None:
+    """Shut down a Ray this process started itself; a joined cluster keeps running."""
+    if ray is not None and address is None and ray.is_initialized():
+        ray.shutdown()
