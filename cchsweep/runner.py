@@ -64,6 +64,10 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
     done = set() if force or search else store.done_keys(keys)
     todo = [t for t in plan.trials if t.key not in done] if search is None else list(range(search.budget))
 
+    cache_dir = storage / "cache"
+    if todo and search is None and plan.study.prepare is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        plan.study.prepare(data_dir, cache_dir, [{**t.settings, **t.params} for t in todo])
     ray = start_ray(address) if todo else None
     resources = ray.cluster_resources() if ray else {}
     if ray is not None:

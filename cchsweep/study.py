@@ -107,6 +107,9 @@ class Study:
     closed_form: bool = False  # trials store closed-form MI beside the estimates (mi.truth)
     # Run once in the driver before any trial: verify (or download) the data, raise UsageError.
     check_data: Callable[[Path], None] | None = None
+    # Run in the driver once the trials to run are known, before any starts: build derived data
+    # they share (data_dir, cache_dir, each trial's settings and parameters), its progress shown here.
+    prepare: Callable[[Path | None, Path, list[Mapping[str, Any]]], None] | None = None
 
     def grid_size(self, profile: str) -> int:
         size = 1

@@ -1,7 +1,7 @@
 """MNIST -> MNIST-M at a fainter digit (alpha = 0.18): KD gain and MI vs blur (paper Table 13)."""
 
 from cchsweep.study import Profile, Resources, Study
-from cchsweep.trials.mnist import check_data, trial
+from cchsweep.trials.mnist import check_data, prepare, trial
 from searchspaces.mnist_blur import GAMMAS, PAPER, PARAMS, SEEDS, SMOKE, SMOKE_GAMMAS
 
 NAME = "mnist_alpha"
@@ -32,4 +32,5 @@ STUDY = Study(
     resources=Resources(cpu=1, gpu=0.25),
     reference={"teacher_acc": 0.9812, "i_tl": 1.9095, "table13": TABLE13},
     check_data=check_data,
+    prepare=prepare,
 )

@@ -15,12 +15,17 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 @pytest.fixture(autouse=True, scope="session")
 def _data_env():
     os.environ.setdefault("CCHSWEEP_DATA", str(SHARED_DATA))
+    # Tests never reach the internet: a download must be asked for (allow_download=True, or a
+    # test's own environment pointing the URLs at a server on 127.0.0.1).
+    os.environ.setdefault("CCHSWEEP_OFFLINE", "1")
     yield
 
 
-def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    """The real command line, in a fresh process, as a user would run it."""
-    env = dict(os.environ, CCHSWEEP_DATA=os.environ.get("CCHSWEEP_DATA", str(SHARED_DATA)))
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
+            env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real command line, in a fresh process, as a user would run it (in `env` if given)."""
+    if env is None:
+        env = dict(os.environ, CCHSWEEP_DATA=os.environ.get("CCHSWEEP_DATA", str(SHARED_DATA)))
     return subprocess.run([sys.executable, "-m", "cchsweep", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
 

@@ -139,22 +139,6 @@ def test_missing_mnist_offline_names_the_files(tmp_path, monkeypatch):
         load_mnist(tmp_path, "train")
 
 
-def test_download_path_fetches_missing_files_with_the_canonical_md5(tmp_path, monkeypatch):
-    calls = []
-
-    def fake_retrieve(url, known_hash, fname, path, progressbar):
-        calls.append((url, known_hash))
-        shutil.copyfile(DATA / "mnist" / fname, Path(path) / fname)
-        return str(Path(path) / fname)
-
-    import pooch
-    monkeypatch.setattr(pooch, "retrieve", fake_retrieve)
-    x, y = load_mnist(tmp_path, "test", allow_download=True)
-    assert x.shape == (10000, 28, 28) and y[0] == 7
-    assert len(calls) == 4 and calls[0][0].startswith(mnist_module.MIRRORS[0])
-    assert {h for _, h in calls} == {f"md5:{s.gz_md5}" for s in FILES.values()}
-
-
 def test_failed_download_is_a_usage_error(tmp_path, monkeypatch):
     def unreachable(url, **kwargs):
         raise ConnectionError(f"cannot reach {url}")

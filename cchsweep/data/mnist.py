@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import os
+import shutil
+import sys
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -23,11 +26,13 @@ from cchsweep.errors import UsageError
 
 Split = Literal["train", "test"]
 
-# Tried in order; both serve the canonical gz files (MD5s below).
+# Tried in order; both serve the canonical gz files. $CCHSWEEP_MNIST_URLS (comma-separated base
+# URLs) replaces them, e.g. with an institute's mirror or a test server.
 MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
 )
+URLS_ENV = "CCHSWEEP_MNIST_URLS"
 
 IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
@@ -37,7 +42,7 @@ LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 class IdxFile:
     name: str  # without the .gz suffix
     sha256: str  # of the decompressed bytes
-    gz_md5: str  # of the canonical gz download
+    gz_md5: str  # of the canonical gz download (for reference: downloads are checked by content)
     magic: int
     shape: tuple[int, ...]
 
@@ -93,7 +98,7 @@ def ensure_mnist(data_dir: Path, *, allow_download: bool | None = None) -> Path:
     if not downloads_allowed(allow_download):
         raise missing_data_error(
             "MNIST", directory, missing,
-            f"copy them there from {MIRRORS[0]}, point --data-dir/$CCHSWEEP_DATA at a directory "
+            f"copy them there from {mirrors()[0]}, point --data-dir/$CCHSWEEP_DATA at a directory "
             "holding mnist/, or allow downloads (unset $CCHSWEEP_OFFLINE) to fetch them",
         )
     for spec in FILES.values():
@@ -102,20 +107,38 @@ def ensure_mnist(data_dir: Path, *, allow_download: bool | None = None) -> Path:
     return directory
 
 
+def mirrors() -> list[str]:
+    env = os.environ.get(URLS_ENV, "").strip()
+    urls = [u.strip() for u in env.split(",") if u.strip()] if env else list(MIRRORS)
+    return [u if u.endswith("/") else u + "/" for u in urls]
+
+
 def _download(spec: IdxFile, directory: Path) -> None:
+    """Fetch one file into a staging folder, check its decompressed content, then move it in place:
+    an interrupted or refused download never leaves a file under the final name."""
     import pooch  # only needed on this path
 
+    pooch.get_logger().setLevel("WARNING")  # we say ourselves what is fetched from where
     errors = []
-    for base in MIRRORS:
+    for base in mirrors():
+        staging = directory / ".download"
         try:
-            directory.mkdir(parents=True, exist_ok=True)
-            # pooch writes to a temporary file and renames it, so an interrupted download
-            # never leaves a partial file under the final name.
-            pooch.retrieve(base + spec.filename, known_hash=f"md5:{spec.gz_md5}",
-                           fname=spec.filename, path=directory, progressbar=False)
+            staging.mkdir(parents=True, exist_ok=True)
+            print(f"downloading MNIST {spec.filename} from {base}", file=sys.stderr, flush=True)
+            # no known_hash: mirrors may recompress; the content's SHA-256 is checked below
+            path = Path(pooch.retrieve(base + spec.filename, known_hash=None, fname=spec.filename, path=staging,
+                                       progressbar=True))
+            try:
+                read_idx(path, spec)
+            except UsageError:
+                path.unlink()
+                raise
+            os.replace(path, directory / spec.filename)
             return
-        except Exception as exc:  # network, HTTP, hash or permission errors: try the next mirror
+        except Exception as exc:  # network, HTTP, content or permission errors: try the next mirror
             errors.append(f"{base}: {type(exc).__name__}: {exc}".replace("\n", " "))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
     raise UsageError(
         f"could not download {spec.filename} into {directory} ({'; '.join(errors)}); "
         "download it by hand from an MNIST mirror into that directory or use --data-dir"

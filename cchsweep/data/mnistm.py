@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import io
 import os
-import re
 import struct
-import tarfile
-from collections.abc import Callable
+import sys
+import time
 from pathlib import Path
 from typing import TypedDict
 
@@ -31,17 +30,13 @@ import numpy as np
 from filelock import FileLock
 
 from cchsweep.data.mnist import load_mnist
-from cchsweep.data.paths import missing_data_error
+from cchsweep.data import bsds500
 from cchsweep.errors import UsageError
 
 THRESHOLD = 127
 LUMA_BT601 = (0.299, 0.587, 0.114)
 PATCH = 28
 CHUNK = 8192
-BSDS_SPLITS = ("train", "val", "test")
-BSDS_COUNTS = {"train": 200, "val": 100, "test": 200}
-BSDS_ARCHIVE = "BSR_bsds500.tgz"
-BSDS_ARCHIVE_URL = "http://www.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"
 BACKGROUNDS = {"train": ("train", "val"), "test": ("test",)}
 # Bump when the construction changes so that stale caches are not reused.
 CACHE_VERSION = 1
@@ -102,11 +97,14 @@ def build_mnistm(
         cached = _load(path)
         if cached is not None:
             return cached
+        started = time.perf_counter()
         built = _build(Path(data_dir), alpha, int(seed), n_train, n_test, allow_download)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
             np.savez(fh, **{k: v for k, v in built.items() if k != "from_cache"})
         os.replace(tmp, path)
+        print(f"MNIST-M alpha={alpha:g} seed={seed}: {len(built['y_train']):,}/{len(built['y_test']):,} digits "
+              f"built in {time.perf_counter() - started:.1f} s, cached in {path.parent}", file=sys.stderr, flush=True)
     return built
 
 
@@ -140,7 +138,7 @@ def _rng(seed: int, alpha: float, split: str) -> np.random.Generator:
 
 def _build(data_dir: Path, alpha: float, seed: int, n_train: int | None, n_test: int | None,
            allow_download: bool | None) -> MnistM:
-    names, images = load_bsds_luma(data_dir)
+    names, images = load_bsds_luma(data_dir, allow_download=allow_download)
     out: dict[str, np.ndarray] = {"bg_names": np.asarray(names)}
     for split, n in (("train", n_train), ("test", n_test)):
         digits, labels = load_mnist(data_dir, split, allow_download=allow_download)
@@ -181,59 +179,15 @@ def _extract(images: list[np.ndarray], bg: np.ndarray, pos: np.ndarray) -> np.nd
     return patches
 
 
-def load_bsds_luma(data_dir: Path) -> tuple[list[str], list[np.ndarray]]:
+def load_bsds_luma(data_dir: Path, *, allow_download: bool | None = None) -> tuple[list[str], list[np.ndarray]]:
     """All BSDS500 images as grey float32 arrays, named "split/file.jpg", in train, val, test
-    order and sorted by name within a split, from `<data_dir>/bsds500/` or the tgz archive."""
-    data_dir = Path(data_dir)
-    for root in (data_dir / "bsds500", data_dir / "BSR" / "BSDS500" / "data" / "images"):
-        if all((root / split).is_dir() for split in BSDS_SPLITS):
-            sources = [(f"{split}/{p.name}", p.read_bytes) for split in BSDS_SPLITS
-                       for p in sorted((root / split).glob("*.jpg"))]
-            return _decode_all(sources, str(root))
-    archive = data_dir / BSDS_ARCHIVE
-    if archive.is_file():
-        return _decode_all(_archive_sources(archive), str(archive))
-    raise missing_data_error(
-        "BSDS500 images", data_dir, ["bsds500/{train,val,test}/*.jpg", f"or {BSDS_ARCHIVE}"],
-        f"download {BSDS_ARCHIVE} from {BSDS_ARCHIVE_URL} (or the BIDS/BSDS500 GitHub mirror) "
-        "into that directory",
-    )
+    order and sorted by name within a split, verified (and downloaded if missing and allowed)."""
+    from PIL import Image
 
-
-def _archive_sources(archive: Path) -> list[tuple[str, Callable[[], bytes]]]:
-    pattern = re.compile(r"(?:^|/)BSR/BSDS500/data/images/(train|val|test)/([^/]+\.jpg)$")
-    found: dict[str, bytes] = {}
-    try:
-        with tarfile.open(archive, "r:gz") as tar:
-            for member in tar:
-                match = pattern.search(member.name)
-                if match and member.isfile():
-                    found[f"{match[1]}/{match[2]}"] = tar.extractfile(member).read()
-    except (OSError, EOFError, tarfile.TarError) as exc:
-        raise UsageError(f"{archive} is unreadable ({exc}); delete it and download it again") from None
-    order = {split: i for i, split in enumerate(BSDS_SPLITS)}
-    names = sorted(found, key=lambda name: (order[name.split("/")[0]], name))
-    return [(name, (lambda data=found[name]: data)) for name in names]
-
-
-def _decode_all(sources: list[tuple[str, Callable[[], bytes]]],
-                where: str) -> tuple[list[str], list[np.ndarray]]:
-    counts = {split: sum(name.startswith(split + "/") for name, _ in sources) for split in BSDS_SPLITS}
-    if counts != BSDS_COUNTS:
-        raise UsageError(f"BSDS500 at {where} has {counts} images per split, expected {BSDS_COUNTS}; "
-                         f"restore the full image set (e.g. from {BSDS_ARCHIVE})")
-    try:
-        from PIL import Image
-    except ImportError:
-        raise UsageError("decoding BSDS500 JPEGs needs Pillow; run `pip install pillow`") from None
     names, images = [], []
-    for name, read in sources:
-        try:
-            with Image.open(io.BytesIO(read())) as im:
-                rgb = np.asarray(im.convert("RGB"))
-        except OSError as exc:
-            raise UsageError(f"BSDS500 image {name} in {where} is unreadable ({exc}); "
-                             "replace it with an intact copy") from None
+    for name, data in bsds500.load_images(data_dir, allow_download=allow_download):
+        with Image.open(io.BytesIO(data)) as im:  # verified bytes: decoding cannot meet a damaged file
+            rgb = np.asarray(im.convert("RGB"))
         names.append(name)
         images.append(luma(rgb))
     return names, images

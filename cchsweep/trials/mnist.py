@@ -10,6 +10,7 @@ from the no-KD student's initial weights and sees the same batch order.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
@@ -39,6 +40,16 @@ def check_data(data_dir) -> None:
     load_bsds_luma(data_dir)
 
 
+def prepare(data_dir, cache_dir, points) -> None:
+    """Run in the driver before the trials start: build the MNIST-M sets they share, one line each."""
+    for alpha, seed, n_tr, n_te in sorted({(p["alpha"], int(p["seed"]), p["n_train"], p["n_test"]) for p in points}):
+        build_mnistm(data_dir, alpha, seed, mnistm_cache(cache_dir), n_tr, n_te)
+
+
+def mnistm_cache(cache_dir) -> Path:
+    return Path(cache_dir) / "mnistm"
+
+
 def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
     s = {**settings, **params}
     seed, n_tr, n_te = int(s["seed"]), s["n_train"], s["n_test"]
@@ -52,7 +63,7 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
     (img_tr, y_tr), (img_te, y_te) = load_mnist(ctx.data_dir, "train"), load_mnist(ctx.data_dir, "test")
     mnist_tr, y_tr = tensors(img_tr[:n_tr], y_tr[:n_tr], 255.0)
     mnist_te, y_te = tensors(img_te[:n_te], y_te[:n_te], 255.0)
-    mm = build_mnistm(ctx.data_dir, s["alpha"], seed, ctx.cache_dir / "mnistm", n_tr, n_te)
+    mm = build_mnistm(ctx.data_dir, s["alpha"], seed, mnistm_cache(ctx.cache_dir), n_tr, n_te)
     mm_tr, mm_y_tr = tensors(mm["x_train"], mm["y_train"], 1.0)
     mm_te, mm_y_te = tensors(mm["x_test"], mm["y_test"], 1.0)
     if not (torch.equal(mm_y_tr, y_tr) and torch.equal(mm_y_te, y_te)):
