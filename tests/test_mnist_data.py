@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from cchsweep.data import mnist as mnist_module
 from cchsweep.data import mnistm as mnistm_module
 from cchsweep.data.blur import gaussian_blur, gaussian_kernel1d
 from cchsweep.data.mnist import FILES, load_mnist, read_idx
