@@ -29,6 +29,7 @@ import polars as pl
 from scipy import stats
 
 from analysis.frame import condition_columns
+from cchsweep.rules import undetermined_expr
 
 ALL = "(all)"
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
@@ -75,11 +76,7 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
         pl.col(gap).mean().alias("gap_mean"),
         (pl.col(gap).std(ddof=1) / n.cast(pl.Float64).sqrt()).alias("gap_se"),
     )
-    undetermined = (
-        (pl.col("n_seeds") < 2)
-        | pl.col("gain_se").is_null()
-        | (pl.col("gain_mean").abs() <= 2 * pl.col("gain_se"))
-    )
+    undetermined = undetermined_expr("gain_mean", "gain_se", "n_seeds")
     table = table.with_columns(undetermined.alias("undetermined")).with_columns(
         pl.when(pl.col("undetermined")).then(None)
         .otherwise(pl.col("gap_mean").sign() == pl.col("gain_mean").sign())

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import polars as pl
 
-from cchsweep.schema import AXIS_COLUMNS
+from cchsweep.schema import axis_columns, condition_axes
 from cchsweep.store import Store
 
 
@@ -26,6 +26,8 @@ def load_results(db_path: str | Path, study: str | None = None, run_id: str | No
 
 
 def condition_columns(frame: pl.DataFrame) -> list[str]:
-    """A condition is a study's parameters without the seed (plus profile and fixed settings)."""
-    axes = [c for c in AXIS_COLUMNS if c != "seed" and c in frame.columns and frame[c].null_count() < frame.height]
+    """A condition is a study's parameters without the seed (plus profile and fixed settings): the
+    registered studies' axes (schema.axis_columns) that the frame holds."""
+    axes = [c for c in condition_axes(axis_columns())
+            if c in frame.columns and frame[c].null_count() < frame.height]
     return ["study", "profile", "settings", *axes]

@@ -31,7 +31,7 @@ from analysis.charts import (MI_TITLE, condition_table, estimator_keys, gain_gap
                              long_stats, mean_se_chart, paper_lookup, per_trial, save_chart, seed_stats)
 from analysis.frame import condition_columns, load_results
 from cchsweep.errors import UsageError
-from cchsweep.schema import AXIS_COLUMNS
+from cchsweep.schema import axis_columns
 
 SIGMA12 = "σ12 (teacher–student correlation)"
 GAMMA = "blur γ (Gaussian std, pixels)"
@@ -236,7 +236,8 @@ def _fmt(value, se=None, axis: bool = False) -> str:
 def _html_table(table: pl.DataFrame, cols: list[tuple[str, str, str | None]] | None = None) -> str:
     cols = cols or [(c, c, None) for c in table.columns]
     head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in cols)
-    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(row.get(v), row.get(se) if se else None, v in AXIS_COLUMNS))}</td>"
+    axes = axis_columns()
+    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(row.get(v), row.get(se) if se else None, v in axes))}</td>"
                                     for _, v, se in cols) + "</tr>" for row in table.iter_rows(named=True))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 

@@ -35,7 +35,6 @@ is NaN and every verdict "undetermined": use at least 2 repeats for a verdict.
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,24 +49,16 @@ from cchsweep.data.cohort import list_modalities, load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet
+from cchsweep.rules import Z  # gap_lo/gap_hi = gap -+ Z * gap_se, as every verdict
 from cchsweep.trials.tcga import _tensor, _unimodal, mi_rows
 from cchsweep.train import represent
 
 VERDICTS = ("distil", "undetermined", "do not distil")
-Z = 2.0  # gap_lo/gap_hi = gap -+ Z * gap_se
 LR = 0.01  # Tables 17, 19, 21 (Adam), as the TCGA trials
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
 COLUMNS = ("teacher", "student", "n_patients", "i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se",
            "gap", "gap_se", "gap_lo", "gap_hi", "verdict", "rank")
 
-ADVICE_DDL = (
-    "CREATE TABLE IF NOT EXISTS advice (run_id VARCHAR, data VARCHAR, student VARCHAR, teacher VARCHAR, "
-    "estimator VARCHAR, repeats INTEGER, i_ts DOUBLE, i_ts_se DOUBLE, i_sl DOUBLE, i_sl_se DOUBLE, "
-    "i_tl DOUBLE, i_tl_se DOUBLE, gap DOUBLE, gap_se DOUBLE, verdict VARCHAR, rank INTEGER, "
-    "created_at TIMESTAMP, PRIMARY KEY (run_id, teacher))"
-)
-ADVICE_COLUMNS = ("run_id", "data", "student", "teacher", "estimator", "repeats", "i_ts", "i_ts_se", "i_sl",
-                  "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se", "verdict", "rank", "created_at")
 
 
 @dataclass(frozen=True)
@@ -278,18 +269,7 @@ def store_advice(db_path: str | Path, advice: Advice, run_id: str) -> int:
     store = Store(db_path)
     store.ensure_schema()
     rows = advice_table_rows(advice, run_id)
-    with store.connect() as con:
-        con.begin()
-        try:
-            con.execute(ADVICE_DDL)
-            con.execute("DELETE FROM advice WHERE run_id = ?", [run_id])
-            if rows:
-                con.executemany(f"INSERT INTO advice ({', '.join(ADVICE_COLUMNS)}) "
-                                f"VALUES ({', '.join('?' * len(ADVICE_COLUMNS))})", [list(r) for r in rows])
-            con.commit()
-        except Exception:
-            con.rollback()
-            raise
+    store.write_advice(run_id, rows)
     return len(rows)
 
 

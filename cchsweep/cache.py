@@ -18,17 +18,12 @@ from typing import Any, Callable, Mapping
 import torch
 from filelock import FileLock
 
+from cchsweep.record import CacheEvent
+
 
 def config_hash(kind: str, config: Mapping[str, Any]) -> str:
     canonical = json.dumps({"kind": kind, "config": config}, sort_keys=True, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()[:20]
-
-
-@dataclass
-class CacheEvent:
-    kind: str
-    key: str
-    hit: bool
 
 
 @dataclass

@@ -175,12 +175,7 @@ def cmd_query(args) -> int:
 def cmd_status(args) -> int:
     from cchsweep.store import Store
 
-    columns, rows = Store(Path(args.db).expanduser()).query("""
-        SELECT r.run_id, r.study, r.profile, r.status, strftime(r.started_at, '%Y-%m-%d %H:%M') AS started,
-               r.n_trials AS trials, r.n_skipped AS skipped,
-               count(*) FILTER (WHERE t.status = 'ok') AS ok, count(*) FILTER (WHERE t.status = 'error') AS error
-        FROM runs r LEFT JOIN trials t USING (run_id)
-        GROUP BY ALL ORDER BY started""")
+    columns, rows = Store(Path(args.db).expanduser()).run_table()
     _print_table(columns, [[_cell(v) for v in r] for r in rows])
     return 0
 

@@ -1,15 +1,14 @@
-"""The Ray Tune trainable: runs one trial in a worker and reports one row.
+"""The Ray Tune trainable: runs one trial in a worker and reports its TrialRecord.
 
-Trials never open the database: the row travels back to the driver in the Tune result,
-where the single writer (cchsweep.writer) stores it.
+Trials never open the database: the record travels back to the driver in the Tune result
+(cchsweep.record serialises it), where the single writer (cchsweep.writer) stores it.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -19,6 +18,7 @@ import torch
 from ray import tune
 
 from cchsweep.cache import ArtifactCache
+from cchsweep.record import RESULT_KEY, TrialRecord, dump_records
 
 
 @dataclass
@@ -43,8 +43,8 @@ FAULT_ENV = "CCHSWEEP_INJECT_FAULT"
 
 def trainable(config: dict) -> None:
     _maybe_inject_fault(config["spec"]["key"], config["engine"].get("fault"))
-    row = run_spec(config["spec"], config["engine"])
-    tune.report({"row": json.dumps(row)})
+    record = run_spec(config["spec"], config["engine"])
+    tune.report({RESULT_KEY: dump_records([record])})
 
 
 def _maybe_inject_fault(key: str, spec: str | None) -> None:
@@ -67,8 +67,8 @@ def _maybe_inject_fault(key: str, spec: str | None) -> None:
         raise RuntimeError(f"injected fault (attempt {attempt}) in {key}")
 
 
-def run_spec(spec: dict, engine: dict) -> dict:
-    """Run one trial and return its database row (also used without Ray in tests)."""
+def run_spec(spec: dict, engine: dict) -> TrialRecord:
+    """Run one trial and return its record (also used without Ray in tests)."""
     from searchspaces import STUDIES  # the registry imports every study module
 
     study = STUDIES[spec["study"]]
@@ -81,14 +81,11 @@ def run_spec(spec: dict, engine: dict) -> dict:
     t0 = time.perf_counter()
     out = study.trial(spec["params"], spec["settings"], ctx)
     seconds = time.perf_counter() - t0
-    return {
-        "trial_key": spec["key"], "study": spec["study"], "profile": spec["profile"],
-        "params": spec["params"], "settings": spec["settings"], "status": "ok", "error": None,
-        "task": study.task, "gain_metric": out.gain_metric, "kd_gain": float(out.kd_gain),
-        "metrics": out.metrics, "mi": [asdict(m) for m in out.mi],
-        "cache": [asdict(e) for e in ctx.cache.events],
-        "node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
-        "device": ctx.device, "cpus": engine["cpus"], "gpu_fraction": engine["gpu"],
-        "started_at": started.isoformat(), "finished_at": datetime.now(timezone.utc).isoformat(),
-        "seconds": seconds,
-    }
+    return TrialRecord(
+        trial_key=spec["key"], study=spec["study"], profile=spec["profile"], params=spec["params"],
+        settings=spec["settings"], mode=spec.get("mode", "grid"), task=study.task, gain_metric=out.gain_metric,
+        kd_gain=float(out.kd_gain), metrics=out.metrics, mi=list(out.mi), cache=list(ctx.cache.events),
+        node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
+        device=ctx.device, cpus=engine["cpus"], gpu_fraction=engine["gpu"],
+        started_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(), seconds=seconds,
+    )

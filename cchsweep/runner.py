@@ -96,7 +96,7 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
         status = "interrupted"
         raise
     finally:
-        counts = _run_counts(store, run_id)
+        counts = store.run_counts(run_id)
         if status == "finished" and counts.get("ok", 0) + counts.get("error", 0) < len(todo):
             status = "interrupted"  # Ray Tune catches Ctrl-C itself, stops the trials and returns normally
         finished = datetime.now(timezone.utc)
@@ -164,9 +164,7 @@ def _search_setup(plan, search, engine):
 def _search_crossing(store: Store, run_id: str, search):
     from analysis.boundary import crossing
 
-    with store.connect(read_only=True) as con:
-        points = con.execute(f"SELECT {search.param}, {search.target} FROM results WHERE run_id = ? AND status = 'ok'",
-                             [run_id]).fetchall()
+    points = store.points(run_id, search.param, search.target)
     return crossing([p[0] for p in points], [p[1] for p in points])
 
 
@@ -208,20 +206,6 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise UsageError(f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one "
                          f"with `ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
-
-
-def _run_counts(store: Store, run_id: str) -> dict[str, int]:
-    """Trials this run completed, by status: the writer's own count at the end of the experiment,
-    else (a run cut short) the rows that still name this run."""
-    with store.connect() as con:
-        n_ok, n_error = con.execute("SELECT n_ok, n_error FROM runs WHERE run_id = ?", [run_id]).fetchone()
-        if n_ok is not None:
-            return {"ok": n_ok, "error": n_error}
-        rows = dict(con.execute("SELECT status, count(*) FROM trials WHERE run_id = ? GROUP BY status",
-                                [run_id]).fetchall())
-        con.execute("UPDATE runs SET n_ok = ?, n_error = ? WHERE run_id = ?",
-                    [rows.get("ok", 0), rows.get("error", 0), run_id])
-    return rows
 
 
 def _git_state() -> tuple[str | None, bool | None]:

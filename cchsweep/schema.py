@@ -1,13 +1,20 @@
-"""The results schema, version 1. README.md documents it; bump SCHEMA_VERSION on any change."""
+"""The results schema, version 2. README.md documents it; bump SCHEMA_VERSION on any change and
+add its migration to cchsweep/migrate.py.
 
-SCHEMA_VERSION = 1
+A trial's grid point is stored as JSON (`trials.params`), so a study with a new axis needs no DDL.
+The `results` view gives every axis of every registered study a typed column of its own
+(`axis_columns()`, read from searchspaces.STUDIES), regenerated whenever a writer opens the file:
+`select gamma, avg(kd_gain) from results group by gamma` keeps working.
+"""
 
-# Grid parameters that get a typed column of their own in `trials` (NULL where a study lacks them).
-AXIS_COLUMNS = {
-    "gamma": "DOUBLE", "temperature": "DOUBLE", "lam": "DOUBLE", "sigma12": "DOUBLE",
-    "sigma13": "DOUBLE", "sigma23": "DOUBLE", "noise": "DOUBLE", "alpha": "DOUBLE",
-    "seed": "INTEGER", "cohort": "VARCHAR", "teacher_modality": "VARCHAR", "student_modality": "VARCHAR",
-}
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+SCHEMA_VERSION = 2
+
+SQL_TYPES = {int: "INTEGER", float: "DOUBLE", str: "VARCHAR"}
+REPLICATE_AXIS = "seed"  # repeats of one condition; every other axis tells conditions apart
 MODELS = ("teacher", "nokd", "kd")
 METRICS = ("mse", "acc", "f1_weighted", "f1_macro", "auc")
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
@@ -17,7 +24,66 @@ def _in(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-_axis_ddl = ",\n    ".join(f"{name} {sql_type}" for name, sql_type in AXIS_COLUMNS.items())
+
+def axis_columns(studies: Iterable | None = None) -> dict[str, str]:
+    """Name -> SQL type of every grid axis (and every setting a study lists in `columns`) of the
+    registered studies, in first-seen order. Two studies giving one name two types is an error."""
+    if studies is None:
+        from searchspaces import STUDIES
+
+        studies = STUDIES.values()
+    columns: dict[str, str] = {}
+    for study in studies:
+        names = [n for profile in study.profiles.values() for n in profile.grid] + list(study.columns)
+        for name in dict.fromkeys(names):
+            sql_type = SQL_TYPES[study.params[name].kind]
+            if columns.setdefault(name, sql_type) != sql_type:
+                raise ValueError(f"parameter {name!r} of study {study.name} is {sql_type}, elsewhere "
+                                 f"{columns[name]}: one name, one type across studies")
+    return columns
+
+
+def condition_axes(axes: Mapping[str, str]) -> list[str]:
+    return [name for name in axes if name != REPLICATE_AXIS]
+
+
+ADVICE_COLUMNS = ("run_id", "data", "student", "teacher", "estimator", "repeats", "i_ts", "i_ts_se", "i_sl",
+                  "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se", "verdict", "rank", "created_at")
+ADVICE_DDL = """
+CREATE TABLE IF NOT EXISTS advice (
+    run_id VARCHAR, data VARCHAR, student VARCHAR, teacher VARCHAR, estimator VARCHAR, repeats INTEGER,
+    i_ts DOUBLE, i_ts_se DOUBLE, i_sl DOUBLE, i_sl_se DOUBLE, i_tl DOUBLE, i_tl_se DOUBLE, gap DOUBLE, gap_se DOUBLE,
+    verdict VARCHAR, rank INTEGER, created_at TIMESTAMP,
+    PRIMARY KEY (run_id, teacher)
+);
+"""
+
+TRIALS_DDL = """
+CREATE TABLE trials (
+    trial_key VARCHAR PRIMARY KEY,
+    run_id VARCHAR NOT NULL,
+    study VARCHAR NOT NULL,
+    profile VARCHAR NOT NULL,
+    params JSON NOT NULL,  -- the grid point: {"gamma": 0.5, "seed": 2, ...}
+    settings JSON NOT NULL,
+    mode VARCHAR NOT NULL,  -- 'grid', or 'boundary:PARAM:TARGET' for a boundary search's trials
+    status VARCHAR NOT NULL CHECK (status IN ('ok', 'error')),
+    error VARCHAR,
+    task VARCHAR,
+    gain_metric VARCHAR,
+    kd_gain DOUBLE,
+    node_id VARCHAR,
+    device VARCHAR,
+    cpus DOUBLE,
+    gpu_fraction DOUBLE,
+    attempts INTEGER,
+    started_at TIMESTAMP,
+    finished_at TIMESTAMP,
+    seconds DOUBLE,
+    CHECK (status = 'error' OR (kd_gain IS NOT NULL AND error IS NULL)),
+    CHECK (status = 'ok' OR error IS NOT NULL)
+);
+"""
 
 TABLES = f"""
 CREATE TABLE cchsweep_meta (
@@ -45,30 +111,7 @@ CREATE TABLE runs (
     storage VARCHAR,
     command VARCHAR
 );
-CREATE TABLE trials (
-    trial_key VARCHAR PRIMARY KEY,
-    run_id VARCHAR NOT NULL,
-    study VARCHAR NOT NULL,
-    profile VARCHAR NOT NULL,
-    {_axis_ddl},
-    settings JSON NOT NULL,
-    mode VARCHAR NOT NULL,  -- 'grid', or 'boundary:PARAM:TARGET' for a boundary search's trials
-    status VARCHAR NOT NULL CHECK (status IN ('ok', 'error')),
-    error VARCHAR,
-    task VARCHAR,
-    gain_metric VARCHAR,
-    kd_gain DOUBLE,
-    node_id VARCHAR,
-    device VARCHAR,
-    cpus DOUBLE,
-    gpu_fraction DOUBLE,
-    attempts INTEGER,
-    started_at TIMESTAMP,
-    finished_at TIMESTAMP,
-    seconds DOUBLE,
-    CHECK (status = 'error' OR (kd_gain IS NOT NULL AND error IS NULL)),
-    CHECK (status = 'ok' OR error IS NOT NULL)
-);
+{TRIALS_DDL}
 CREATE TABLE metrics (
     trial_key VARCHAR NOT NULL,
     model VARCHAR NOT NULL CHECK (model IN ({_in(MODELS)})),
@@ -94,7 +137,7 @@ CREATE TABLE cache_events (
     hit BOOLEAN NOT NULL,
     PRIMARY KEY (trial_key, kind)
 );
-"""
+""" + ADVICE_DDL
 
 
 def _pivot(table: str, pairs, value: str = "value") -> str:
@@ -110,8 +153,18 @@ _mi_cols = ",\n        ".join(
     + ["max(repeats) AS mi_repeats", "max(n_samples) AS mi_n_samples"]
 )
 
-# One row per trial and MI estimator: parameters, metrics, MI, gap and the CCH prediction.
-VIEWS = f"""
+TRIAL_COLUMNS = ("run_id", "study", "profile", "params", "settings", "mode", "status", "error", "task",
+                 "gain_metric", "kd_gain", "node_id", "device", "cpus", "gpu_fraction", "attempts", "started_at",
+                 "finished_at", "seconds")
+
+
+def results_view(axes: Mapping[str, str]) -> str:
+    """One row per trial and MI estimator: parameters as typed columns, metrics, MI, gap and the CCH
+    prediction. An axis column holds the trial's grid value, else a fixed setting of that name."""
+    axis_cols = ",\n    ".join(
+        f"TRY_CAST(coalesce(t.params->>'{name}', t.settings->>'{name}') AS {sql_type}) AS {name}"
+        for name, sql_type in axes.items())
+    return f"""
 CREATE OR REPLACE VIEW results AS
 WITH m AS (
     SELECT trial_key,
@@ -122,7 +175,10 @@ WITH m AS (
         {_mi_cols}
     FROM mi GROUP BY trial_key, estimator
 )
-SELECT t.*, m.* EXCLUDE (trial_key), i.* EXCLUDE (trial_key),
+SELECT t.trial_key, t.run_id, t.study, t.profile,
+    {axis_cols},
+    t.* EXCLUDE (trial_key, run_id, study, profile),
+    m.* EXCLUDE (trial_key), i.* EXCLUDE (trial_key),
     i.i_ts - i.i_sl AS mi_gap,
     i.i_ts_truth - i.i_sl_truth AS mi_gap_truth,
     i.i_ts - i.i_sl > 0 AS cch_predicts_gain,

@@ -7,11 +7,11 @@ analysis.boundary.crossing reads the answer off the evaluated points.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan, trial_key
+from cchsweep.record import RESULT_KEY, TrialRecord, dump_records
 
 TARGETS = {
     "mi_gap": "the estimated MI gap i_ts - i_sl",
@@ -71,12 +71,11 @@ def search_trainable(config: dict) -> None:
     from cchsweep.execute import run_spec
 
     spec = search_spec(config)
-    row = run_spec(spec, config["engine"])
-    row["mode"] = spec["mode"]
-    value = target_value(row, config["search"]["target"])
+    record = run_spec(spec, config["engine"])
+    value = target_value(record, config["search"]["target"])
     if value is None:
         raise RuntimeError(f"trial {spec['key']} has no {config['search']['target']}")
-    tune.report({"row": json.dumps(row), "objective": abs(value)})
+    tune.report({RESULT_KEY: dump_records([record]), "objective": abs(value)})
 
 
 def search_spec(config: dict) -> dict:
@@ -88,11 +87,7 @@ def search_spec(config: dict) -> dict:
             "mode": s["mode"]}
 
 
-def target_value(row: dict, target: str) -> float | None:
+def target_value(record: TrialRecord, target: str) -> float | None:
     if target == "kd_gain":
-        return row["kd_gain"]
-    field = "truth" if target == "mi_gap_truth" else "value"
-    mi = {m["quantity"]: m[field] for m in row.get("mi") or []}
-    if mi.get("i_ts") is None or mi.get("i_sl") is None:
-        return None
-    return mi["i_ts"] - mi["i_sl"]
+        return record.kd_gain
+    return record.gap("truth" if target == "mi_gap_truth" else "value")

@@ -2,10 +2,13 @@
 
 Contract (tests/test_store.py checks each point against a real file):
 - `ensure_schema()` creates schema version SCHEMA_VERSION in a new or empty file exactly once,
-  accepts a file at that version, and refuses anything else with a UsageError.
-- `write_trials(rows)` upserts a batch in one transaction, keyed by trial_key: writing the
-  same rows again changes nothing, a newer row for a key replaces the old one and its
-  metrics, MI and cache rows. A failed trial is a row too (status 'error', error text).
+  migrates a file of an older version (a copy of it first, cchsweep/migrate.py), accepts a file
+  at this version, and refuses anything else with a UsageError. It (re)creates the views from the
+  study registry, so every registered axis is a `results` column.
+- `write_trials(records)` upserts a batch of TrialRecords in one transaction, keyed by
+  trial_key: writing the same records again changes nothing, a newer record for a key replaces
+  the old one and its metrics, MI and cache rows. A failed trial is a row too (status 'error').
+- All SQL of the package lives here (and its DDL in schema.py, views.py); callers use methods.
 - Every call opens the file, does its work and closes it, so other processes (a reader
   running `cchsweep query`, a second sweep) get their turn; a locked file is retried briefly.
 - `query()` opens the file read-only.
@@ -24,23 +27,29 @@ from typing import Any, Iterator, Sequence
 import duckdb
 
 from cchsweep.errors import UsageError
-from cchsweep.schema import AXIS_COLUMNS, SCHEMA_VERSION, TABLES, VIEWS
-from cchsweep.views import CCH_VIEWS
+from cchsweep.record import TrialRecord
+from cchsweep.schema import ADVICE_COLUMNS, SCHEMA_VERSION, TABLES, TRIAL_COLUMNS, axis_columns, results_view
+from cchsweep.views import cch_views
 
 LOCK_RETRY_SECONDS = 10.0
 
-TRIAL_COLUMNS = ("trial_key", "run_id", "study", "profile", *AXIS_COLUMNS, "settings", "mode", "status", "error",
-                 "task", "gain_metric", "kd_gain", "node_id", "device", "cpus", "gpu_fraction", "attempts",
-                 "started_at", "finished_at", "seconds")
 RUN_COLUMNS = ("run_id", "study", "profile", "started_at", "finished_at", "status", "n_trials", "n_ok",
                "n_error", "n_skipped", "cchsweep_version", "git_commit", "git_dirty", "host", "pid", "ray_address",
                "cluster_resources", "storage", "command")
 
 
 class Store:
-    def __init__(self, path: str | Path, lock_retry_seconds: float = LOCK_RETRY_SECONDS):
+    def __init__(self, path: str | Path, lock_retry_seconds: float = LOCK_RETRY_SECONDS,
+                 axes: dict[str, str] | None = None):
         self.path = Path(path)
         self.lock_retry_seconds = lock_retry_seconds
+        self._axes = axes  # None: every registered study's (schema.axis_columns)
+
+    @property
+    def axes(self) -> dict[str, str]:
+        if self._axes is None:
+            self._axes = axis_columns()
+        return self._axes
 
     @contextmanager
     def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -63,28 +72,42 @@ class Store:
 
     # --- schema -----------------------------------------------------------------------
     def ensure_schema(self) -> None:
+        version = self._version()
+        if version is not None and version < SCHEMA_VERSION:
+            from cchsweep.migrate import migrate
+
+            migrate(self, version)
+        with self.connect() as con:
+            if version is None:
+                con.begin()
+                con.execute(TABLES)
+                con.execute("INSERT INTO cchsweep_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                self.create_views(con)
+                con.commit()
+                return
+            # Views hold no data: (re)create them so the file gains this release's views and columns.
+            self.create_views(con)
+
+    def create_views(self, con: duckdb.DuckDBPyConnection) -> None:
+        con.execute(results_view(self.axes))
+        con.execute(cch_views(self.axes))
+
+    def _version(self) -> int | None:
+        """The file's schema version; None for a new or empty file; UsageError for a foreign or newer one."""
         with self.connect() as con:
             tables = {r[0] for r in con.execute(
                 "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
             if not tables:
-                con.begin()
-                con.execute(TABLES)
-                con.execute("INSERT INTO cchsweep_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-                con.execute(VIEWS)
-                con.execute(CCH_VIEWS)
-                con.commit()
-                return
+                return None
             if "cchsweep_meta" not in tables:
                 raise UsageError(f"{self.path} is a DuckDB file but not a cchsweep database "
                                  f"(no cchsweep_meta table); pass another --db path")
             row = con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone()
-            version = int(row[0]) if row else None
-            if version != SCHEMA_VERSION:
-                raise UsageError(f"{self.path} has cchsweep schema version {version}, this cchsweep writes "
-                                 f"version {SCHEMA_VERSION}; use a new --db path")
-            # Views hold no data: (re)create them so a file gains the analysis views of this release.
-            con.execute(VIEWS)
-            con.execute(CCH_VIEWS)
+        version = int(row[0]) if row else None
+        if version is None or not 1 <= version <= SCHEMA_VERSION:
+            raise UsageError(f"{self.path} has cchsweep schema version {version}, this cchsweep reads versions 1 "
+                             f"to {SCHEMA_VERSION}; use a new --db path or a newer cchsweep")
+        return version
 
     def check_readable(self) -> None:
         """Raise a UsageError unless the file exists and is a cchsweep database."""
@@ -123,38 +146,43 @@ class Store:
             con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
 
     # --- trials -------------------------------------------------------------------------
-    def write_trials(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Upsert trial rows (with their metrics, MI and cache events) in one transaction."""
-        if not rows:
+    def write_trials(self, records: Sequence[TrialRecord]) -> None:
+        """Upsert trial records (with their metrics, MI and cache events) in one transaction."""
+        if not records:
             return
-        keys = [[r["trial_key"]] for r in rows]
-        trial_values = [[_trial_value(r, c) for c in TRIAL_COLUMNS] for r in rows]
-        updates = ", ".join(f"{c} = excluded.{c}" for c in TRIAL_COLUMNS if c != "trial_key")
+        keys = [[r.trial_key] for r in records]
+        columns = ("trial_key", *TRIAL_COLUMNS)
+        trial_values = [[_trial_value(r, c) for c in columns] for r in records]
+        updates = ", ".join(f"{c} = excluded.{c}" for c in TRIAL_COLUMNS)
+        metric_rows = [[r.trial_key, model, metric, value]
+                       for r in records for model, values in r.metrics.items() for metric, value in values.items()]
+        mi_rows = [[r.trial_key, m.quantity, m.estimator, m.value, m.se, m.repeats, m.truth, m.n_samples]
+                   for r in records for m in r.mi]
+        cache_rows = [[r.trial_key, e.kind, e.key, e.hit] for r in records for e in r.cache]
+        with self.transaction() as con:
+            for table in ("metrics", "mi", "cache_events"):
+                con.executemany(f"DELETE FROM {table} WHERE trial_key = ?", keys)
+            con.executemany(
+                f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+                f"ON CONFLICT (trial_key) DO UPDATE SET {updates}", trial_values)
+            if metric_rows:
+                con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
+            if mi_rows:
+                con.executemany("INSERT INTO mi VALUES (?, ?, ?, ?, ?, ?, ?, ?)", mi_rows)
+            if cache_rows:
+                con.executemany("INSERT INTO cache_events VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", cache_rows)
+
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection inside one transaction: committed on success, rolled back on any error."""
         with self.connect() as con:
             con.begin()
             try:
-                for table in ("metrics", "mi", "cache_events"):
-                    con.executemany(f"DELETE FROM {table} WHERE trial_key = ?", keys)
-                con.executemany(
-                    f"INSERT INTO trials ({', '.join(TRIAL_COLUMNS)}) VALUES ({', '.join('?' * len(TRIAL_COLUMNS))}) "
-                    f"ON CONFLICT (trial_key) DO UPDATE SET {updates}", trial_values)
-                metric_rows = [[r["trial_key"], model, metric, value]
-                               for r in rows for model, values in (r.get("metrics") or {}).items()
-                               for metric, value in values.items()]
-                mi_rows = [[r["trial_key"], m["quantity"], m["estimator"], m["value"], m.get("se"),
-                            m.get("repeats", 1), m.get("truth"), m.get("n_samples")]
-                           for r in rows for m in (r.get("mi") or [])]
-                cache_rows = [[r["trial_key"], e["kind"], e["key"], e["hit"]] for r in rows for e in (r.get("cache") or [])]
-                if metric_rows:
-                    con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
-                if mi_rows:
-                    con.executemany("INSERT INTO mi VALUES (?, ?, ?, ?, ?, ?, ?, ?)", mi_rows)
-                if cache_rows:
-                    con.executemany("INSERT INTO cache_events VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", cache_rows)
-                con.commit()
-            except Exception:
+                yield con
+            except BaseException:
                 con.rollback()
                 raise
+            con.commit()
 
     def done_keys(self, keys: Sequence[str]) -> set[str]:
         """The subset of `keys` already stored with status 'ok'."""
@@ -164,6 +192,44 @@ class Store:
             found = con.execute("SELECT trial_key FROM trials WHERE status = 'ok' AND trial_key IN "
                                 "(SELECT unnest(?::VARCHAR[]))", [list(keys)]).fetchall()
         return {r[0] for r in found}
+
+    def run_counts(self, run_id: str) -> dict[str, int]:
+        """Trials a run completed, by status: the writer's own count at the end of the experiment,
+        else (a run cut short) the rows that still name this run, recorded now."""
+        with self.connect() as con:
+            n_ok, n_error = con.execute("SELECT n_ok, n_error FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            if n_ok is not None:
+                return {"ok": n_ok, "error": n_error}
+            rows = dict(con.execute("SELECT status, count(*) FROM trials WHERE run_id = ? GROUP BY status",
+                                    [run_id]).fetchall())
+            con.execute("UPDATE runs SET n_ok = ?, n_error = ? WHERE run_id = ?",
+                        [rows.get("ok", 0), rows.get("error", 0), run_id])
+        return rows
+
+    def points(self, run_id: str, param: str, target: str) -> list[tuple[float, float | None]]:
+        """(param, target) of a run's ok trials, from `results` (a boundary search's evaluations)."""
+        if param not in self.axes or target not in ("mi_gap", "mi_gap_truth", "kd_gain"):
+            raise ValueError(f"no such axis or target: {param}, {target}")
+        with self.connect(read_only=True) as con:
+            return con.execute(f"SELECT {param}, {target} FROM results WHERE run_id = ? AND status = 'ok'",
+                               [run_id]).fetchall()
+
+    def run_table(self) -> tuple[list[str], list[tuple]]:
+        """`cchsweep status`: one row per run with its trial counts."""
+        return self.query("""
+            SELECT r.run_id, r.study, r.profile, r.status, strftime(r.started_at, '%Y-%m-%d %H:%M') AS started,
+                   r.n_trials AS trials, r.n_skipped AS skipped,
+                   count(*) FILTER (WHERE t.status = 'ok') AS ok, count(*) FILTER (WHERE t.status = 'error') AS error
+            FROM runs r LEFT JOIN trials t USING (run_id)
+            GROUP BY ALL ORDER BY started""")
+
+    def write_advice(self, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
+        """Replace run_id's rows of the `advice` table (ADVICE_COLUMNS order) in one transaction."""
+        with self.transaction() as con:
+            con.execute("DELETE FROM advice WHERE run_id = ?", [run_id])
+            if rows:
+                con.executemany(f"INSERT INTO advice ({', '.join(ADVICE_COLUMNS)}) "
+                                f"VALUES ({', '.join('?' * len(ADVICE_COLUMNS))})", [list(r) for r in rows])
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         self.check_readable()
@@ -190,15 +256,10 @@ def _alive(pid: int | None) -> bool:
     return True
 
 
-def _trial_value(row: dict[str, Any], column: str) -> Any:
-    if column in AXIS_COLUMNS:
-        params, settings = row.get("params") or {}, row.get("settings") or {}
-        return params.get(column, settings.get(column))
-    if column == "settings":
-        return json.dumps(row.get("settings") or {}, sort_keys=True)
-    if column == "mode":
-        return row.get("mode") or "grid"
-    return row.get(column)
+def _trial_value(record: TrialRecord, column: str) -> Any:
+    if column in ("params", "settings"):
+        return json.dumps(getattr(record, column), sort_keys=True)
+    return getattr(record, column)
 
 
 def _explain_open_error(path: Path, exc: Exception) -> str:

@@ -105,6 +105,8 @@ class Study:
     validate: Callable[[Mapping[str, Any]], None] | None = None
     reference: Mapping[str, Any] = field(default_factory=dict)  # the paper's reported values
     closed_form: bool = False  # trials store closed-form MI beside the estimates (mi.truth)
+    # fixed settings that also get a typed column in the `results` view (grid axes always do)
+    columns: tuple[str, ...] = ()
     # Run once in the driver before any trial: verify (or download) the data, raise UsageError.
     check_data: Callable[[Path], None] | None = None
     # Run in the driver once the trials to run are known, before any starts: build derived data

@@ -12,6 +12,7 @@ from pathlib import Path
 import polars as pl
 
 from cchsweep.errors import UsageError
+from cchsweep.rules import undetermined_expr
 
 
 def pick_teachers(table: pl.DataFrame, k: int) -> list[str]:
@@ -54,9 +55,9 @@ def verify(advice, k: int, db_path: Path, *, seeds: int = 3, profile: str = "pap
         print(f"verify: {summary.n_error} KD trials failed; see `cchsweep query \"select trial_key, error from trials "
               f"where status = 'error'\"`")
     # as in the sign-agreement test: a gain within 2 SE of zero (or one seed) decides nothing
-    decided = (pl.col("seeds") >= 2) & (pl.col("realised_gain").abs() > 2 * pl.col("realised_gain_se"))
+    undetermined = undetermined_expr("realised_gain", "realised_gain_se", "seeds")
     return out.with_columns(
-        pl.when(decided).then((pl.col("gap") > 0) == (pl.col("realised_gain") > 0)).otherwise(None)
+        pl.when(~undetermined).then((pl.col("gap") > 0) == (pl.col("realised_gain") > 0)).otherwise(None)
         .alias("sign_agrees")).sort("rank")
 
 

@@ -12,25 +12,33 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
   terms: for p = 0.5 it is min(1, 2 * P(X <= min(k, n - k)))), precision, recall and
   spearman_rho (corr() of average ranks; NULL under 3 conditions or a constant side).
 
-Only `results` columns are referenced, so the views work for any study. Not part of the
-versioned schema: run CCH_VIEWS on a connection (it is idempotent) before querying them.
+Only `results` columns are referenced, so the views work for any study. The condition keys are
+the registered studies' axes but the seed (schema.axis_columns), so the Store regenerates these
+views with `results` whenever a writer opens the file; they hold no data.
 """
 
-from cchsweep.schema import AXIS_COLUMNS
+from collections.abc import Mapping
+
+from cchsweep.rules import undetermined_sql
+from cchsweep.schema import condition_axes
 
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as analysis/agreement.py
 
-_KEYS = ", ".join(["study", "profile", "settings", *(c for c in AXIS_COLUMNS if c != "seed"), "mi_estimator"])
-_SOURCE_COLS = f"{_KEYS}, status, kd_gain"
 
-CCH_VIEWS = f"""
+def cch_views(axes: Mapping[str, str]) -> str:
+    keys = ", ".join(["study", "profile", "settings", *condition_axes(axes), "mi_estimator"])
+    return _CCH_VIEWS.format(keys=keys, source_cols=f"{keys}, status, kd_gain", z95=Z95,
+                             undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"))
+
+
+_CCH_VIEWS = """
 CREATE OR REPLACE VIEW cch_conditions AS
 WITH src AS (
-    SELECT 'estimated' AS gap_source, {_SOURCE_COLS}, mi_gap AS gap FROM results
+    SELECT 'estimated' AS gap_source, {source_cols}, mi_gap AS gap FROM results
     UNION ALL
-    SELECT 'closed_form' AS gap_source, {_SOURCE_COLS}, mi_gap_truth AS gap FROM results
+    SELECT 'closed_form' AS gap_source, {source_cols}, mi_gap_truth AS gap FROM results
 ), per_condition AS (
-    SELECT gap_source, {_KEYS},
+    SELECT gap_source, {keys},
         count(*) AS n_seeds,
         avg(kd_gain) AS gain_mean,
         stddev_samp(kd_gain) / sqrt(count(*)) AS gain_se,
@@ -38,9 +46,9 @@ WITH src AS (
         stddev_samp(gap) / sqrt(count(*)) AS gap_se
     FROM src
     WHERE status = 'ok' AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
-    GROUP BY gap_source, {_KEYS}
+    GROUP BY gap_source, {keys}
 ), called AS (
-    SELECT *, (n_seeds < 2 OR gain_se IS NULL OR abs(gain_mean) <= 2 * gain_se) AS undetermined
+    SELECT *, {undetermined} AS undetermined
     FROM per_condition
 )
 SELECT *, CASE WHEN undetermined THEN NULL ELSE sign(gap_mean) = sign(gain_mean) END AS agrees
@@ -76,16 +84,16 @@ WITH c AS (
 ), rates AS (
     SELECT *,
         CASE WHEN n_determined > 0 THEN n_agree / n_determined END AS rate,
-        CASE WHEN n_determined > 0 THEN 1 + {Z95} * {Z95} / n_determined END AS w_denom
+        CASE WHEN n_determined > 0 THEN 1 + {z95} * {z95} / n_determined END AS w_denom
     FROM counts
 )
 SELECT gap_source, mi_estimator, study, n_conditions, n_determined, n_undetermined, n_agree, rate,
-    CASE WHEN n_determined > 0 THEN greatest(0.0, (rate + {Z95} * {Z95} / (2 * n_determined)) / w_denom
-        - {Z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
-                                 + {Z95} * {Z95} / (4 * n_determined * n_determined))) END AS wilson_lo,
-    CASE WHEN n_determined > 0 THEN least(1.0, (rate + {Z95} * {Z95} / (2 * n_determined)) / w_denom
-        + {Z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
-                                 + {Z95} * {Z95} / (4 * n_determined * n_determined))) END AS wilson_hi,
+    CASE WHEN n_determined > 0 THEN greatest(0.0, (rate + {z95} * {z95} / (2 * n_determined)) / w_denom
+        - {z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
+                                 + {z95} * {z95} / (4 * n_determined * n_determined))) END AS wilson_lo,
+    CASE WHEN n_determined > 0 THEN least(1.0, (rate + {z95} * {z95} / (2 * n_determined)) / w_denom
+        + {z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
+                                 + {z95} * {z95} / (4 * n_determined * n_determined))) END AS wilson_hi,
     CASE WHEN n_determined > 0 THEN least(1.0, 2 * (
         SELECT sum(exp(lgamma(n_determined + 1) - lgamma(i + 1) - lgamma(n_determined - i + 1)
                        - n_determined * ln(2)))

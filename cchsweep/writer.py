@@ -1,20 +1,20 @@
 """The single DuckDB writer: a Tune callback in the driver process.
 
-Rows arrive with trial results (or as errors) and are flushed in batches, one transaction
+TrialRecords arrive with trial results (or are made here for errors) and are flushed in batches, one transaction
 per flush, opening the file only for the flush so readers get in between. The connection
 is never held by the object: callbacks are pickled into Tune's experiment state.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ray.tune import Callback
 
+from cchsweep.record import RESULT_KEY, TrialRecord, load_records
 from cchsweep.store import Store
 
 
@@ -29,20 +29,20 @@ class DuckDBWriter(Callback):
         self.show_progress = show_progress
 
     def setup(self, **info):
-        self._buffer: list[dict] = []
+        self._buffer: list[TrialRecord] = []
         self._last_flush = time.monotonic()
         self._started = time.monotonic()
         self.n_ok = 0
         self.n_error = 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        if "row" not in result:
+        if RESULT_KEY not in result:
             return
-        row = json.loads(result["row"])
-        row["run_id"] = self.run_id
-        row["attempts"] = trial.num_failures + 1
-        self.n_ok += 1
-        self._add(row)
+        for record in load_records(result[RESULT_KEY]):
+            record.run_id = self.run_id
+            record.attempts = trial.num_failures + 1
+            self.n_ok += 1
+            self._add(record)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if "spec" in trial.config:
@@ -54,13 +54,9 @@ class DuckDBWriter(Callback):
         engine = trial.config["engine"]
         text = _last_error_line(_error_text(trial))
         self.n_error += 1
-        self._add({
-            "trial_key": spec["key"], "run_id": self.run_id, "study": spec["study"], "profile": spec["profile"],
-            "params": spec["params"], "settings": spec["settings"], "status": "error", "error": text,
-            "mode": spec.get("mode", "grid"),
-            "cpus": engine["cpus"], "gpu_fraction": engine["gpu"], "attempts": trial.num_failures,
-            "finished_at": datetime.now(timezone.utc).isoformat(),
-        })
+        self._add(TrialRecord.failed(spec, text, run_id=self.run_id, cpus=engine["cpus"],
+                                     gpu_fraction=engine["gpu"], attempts=trial.num_failures,
+                                     finished_at=datetime.now(timezone.utc).isoformat()))
 
     def on_step_end(self, iteration, trials, **info):
         if self._buffer and (len(self._buffer) >= self.flush_rows
@@ -79,30 +75,23 @@ class DuckDBWriter(Callback):
             self._buffer = []
         self._last_flush = time.monotonic()
 
-    def _add(self, row: dict) -> None:
-        self._buffer.append(row)
+    def _add(self, record: TrialRecord) -> None:
+        self._buffer.append(record)
         if self.show_progress:
-            self._print(row)
+            self._print(record)
 
-    def _print(self, row: dict) -> None:
+    def _print(self, record: TrialRecord) -> None:
         done = self.n_ok + self.n_error
-        params = " ".join(f"{k}={v}" for k, v in sorted(row["params"].items()))
-        if row["status"] == "ok":
-            gap = _gap(row)
-            detail = f"kd_gain={row['kd_gain']:+.4f}" + (f" mi_gap={gap:+.3f}" if gap is not None else "")
-            detail += f" ({row['seconds']:.1f}s)"
+        params = " ".join(f"{k}={v}" for k, v in sorted(record.params.items()))
+        if record.status == "ok":
+            gap = record.gap()
+            detail = f"kd_gain={record.kd_gain:+.4f}" + (f" mi_gap={gap:+.3f}" if gap is not None else "")
+            detail += f" ({record.seconds:.1f}s)"
         else:
-            detail = f"ERROR {row['error']}"
+            detail = f"ERROR {record.error}"
         elapsed = time.monotonic() - self._started
-        print(f"[{done:>{len(str(self.total))}}/{self.total} {elapsed:6.0f}s] {row['status']:<5} {params}  {detail}",
+        print(f"[{done:>{len(str(self.total))}}/{self.total} {elapsed:6.0f}s] {record.status:<5} {params}  {detail}",
               file=sys.stderr, flush=True)
-
-
-def _gap(row: dict) -> float | None:
-    values = {m["quantity"]: m["value"] for m in row.get("mi") or []}
-    if "i_ts" in values and "i_sl" in values:
-        return values["i_ts"] - values["i_sl"]
-    return None
 
 
 def _error_text(trial) -> str:

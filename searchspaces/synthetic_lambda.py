@@ -29,4 +29,5 @@ STUDY = Study(
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
     closed_form=True,
+    columns=("sigma13", "sigma23"),
 )

@@ -65,6 +65,7 @@ STUDY = Study(
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
     closed_form=True,
+    columns=("sigma13", "sigma23"),
     # Figure 1 reports its curves only as a plot; the reference is the closed-form crossing.
     reference={"closed_form_crossing_sigma12": 0.4022},
 )

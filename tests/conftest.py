@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 import pytest
 
+from cchsweep.record import TrialRecord
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
@@ -37,17 +39,18 @@ def q(db, sql: str) -> list[tuple]:
 
 
 def trial_row(study: str, params: dict, metrics: dict, mi: list, gain_metric: str | None, kd_gain: float | None,
-              status: str = "ok", profile: str = "smoke") -> dict:
-    """A hand-made trial row for Store.write_trials; mi items are (quantity, value, truth[, estimator])."""
+              status: str = "ok", profile: str = "smoke") -> TrialRecord:
+    """A hand-made trial record for Store.write_trials; mi items are (quantity, value, truth[, estimator])."""
     key = f"{study}/{profile}/" + ",".join(f"{k}={v}" for k, v in sorted(params.items()))
     r = {"trial_key": key, "run_id": "r1", "study": study, "profile": profile, "params": params,
          "settings": {"epochs": 3}, "status": status}
     if status != "ok":
-        return dict(r, error="RuntimeError: boom")
-    return dict(r, task="regression" if gain_metric == "mse" else "classification", gain_metric=gain_metric,
-                kd_gain=kd_gain, metrics=metrics,
-                mi=[{"quantity": m[0], "estimator": m[3] if len(m) > 3 else "latentmi", "value": m[1], "se": 0.01,
-                     "repeats": 1, "truth": m[2]} for m in mi])
+        return TrialRecord.from_dict(dict(r, error="RuntimeError: boom"))
+    return TrialRecord.from_dict(dict(
+        r, task="regression" if gain_metric == "mse" else "classification", gain_metric=gain_metric,
+        kd_gain=kd_gain, metrics=metrics,
+        mi=[{"quantity": m[0], "estimator": m[3] if len(m) > 3 else "latentmi", "value": m[1], "se": 0.01,
+             "repeats": 1, "truth": m[2]} for m in mi]))
 
 
 def checked_report_table(db, study: str, out: Path, name: str, cols: list[str], order_by: str) -> pl.DataFrame:
@@ -72,3 +75,16 @@ def assert_complete_f1_rows(db, n: int) -> None:
     assert q(db, f"select count(*) from results where status = 'ok' and not ({nulls})") == [(n,)]
     assert q(db, "select bool_and(gain_metric = 'f1_weighted'), "
                  "max(abs(kd_gain - (kd_f1_weighted - nokd_f1_weighted))) < 1e-12 from results") == [(True, True)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu need CUDA: without it they are deselected (not skipped), so `pytest` and
+    `pytest -m "not slow"` run everything this machine can run; `pytest -m gpu` on a GPU machine."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if gpu:
+        config.hook.pytest_deselected(items=gpu)
+        items[:] = [item for item in items if not item.get_closest_marker("gpu")]

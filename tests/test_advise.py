@@ -10,7 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from cchsweep.advise import (ADVICE_COLUMNS, advice_table_rows, advise, format_advice, store_advice,
+from cchsweep.schema import ADVICE_COLUMNS
+from cchsweep.advise import (advice_table_rows, advise, format_advice, store_advice,
                              write_advice_report)
 from cchsweep.errors import UsageError
 

@@ -10,8 +10,8 @@ import pytest
 
 from analysis.agreement import agreement, agreement_both, conditions, verdict_line, wilson
 from analysis.frame import load_results
+from cchsweep.record import TrialRecord
 from cchsweep.store import Store
-from cchsweep.views import CCH_VIEWS
 
 SETTINGS = json.dumps({"epochs": 3}, sort_keys=True)
 
@@ -247,9 +247,8 @@ def db(tmp_path_factory):
     store = Store(path)
     store.ensure_schema()
     with store.connect() as con:
-        con.execute(CCH_VIEWS)
-        con.execute(CCH_VIEWS)  # idempotent
-    store.write_trials(db_rows())
+        store.create_views(con)  # idempotent
+    store.write_trials([TrialRecord.from_dict(r) for r in db_rows()])
     with store.connect(read_only=True) as con:
         views = {name: con.sql(f"SELECT * FROM {name}").pl() for name in ("cch_conditions", "cch_agreement")}
     return load_results(path), views

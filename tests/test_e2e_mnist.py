@@ -24,7 +24,7 @@ def test_one_row_per_grid_point_with_metrics_and_mi(sweep):
     _, db, out = sweep
     assert "mnist_blur (smoke): 4 ok, 0 failed" in out.stdout
     assert q(db, "select count(*), count(distinct trial_key) from trials") == [(4, 4)]
-    assert q(db, "select count(distinct gamma), count(distinct temperature), min(alpha), max(alpha) from trials") == [
+    assert q(db, "select count(distinct gamma), count(distinct temperature), min(alpha), max(alpha) from results") == [
         (2, 2, 0.2, 0.2)]
     missing = q(db, """select count(*) from results where teacher_acc is null or nokd_acc is null or kd_acc is null
                        or teacher_f1_weighted is null or nokd_f1_weighted is null or kd_f1_weighted is null

@@ -42,7 +42,7 @@ def test_a_failing_trial_is_retried_then_succeeds(tmp_path):
                      cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "4 ok, 0 failed" in out.stdout
-    assert q(db, "select sigma12, attempts from trials order by sigma12, seed") == [
+    assert q(db, "select sigma12, attempts from results order by sigma12, seed") == [
         (0.1, 2), (0.1, 2), (0.7, 1), (0.7, 1)]
 
 
@@ -53,7 +53,7 @@ def test_a_trial_that_keeps_failing_is_an_error_row_and_the_rest_completes(tmp_p
                      cwd=tmp_path)
     assert out.returncode == 1
     assert "2 ok, 2 failed" in out.stdout
-    rows = q(db, "select sigma12, status, error, attempts from trials order by sigma12, seed")
+    rows = q(db, "select sigma12, status, error, attempts from results order by sigma12, seed")
     assert [(r[0], r[1]) for r in rows] == [(0.1, "ok"), (0.1, "ok"), (0.7, "error"), (0.7, "error")]
     assert all("RuntimeError: injected fault (attempt 3)" in r[2] for r in rows[2:])
     assert [r[3] for r in rows[2:]] == [3, 3]  # the first try and two retries

@@ -183,10 +183,11 @@ def _smoke(study, data_dir, tmp_path):
     return db
 
 
+@pytest.mark.slow
 def test_teacher_smoke_end_to_end(data_dir, tmp_path):
     db = _smoke("mosei_teacher", data_dir, tmp_path)
-    assert q(db, "select distinct teacher_modality, temperature, lam, seed from trials") == [("text", 4.5, 0.5, 0)]
-    assert sorted(r[0] for r in q(db, "select student_modality from trials")) == ["audio", "vision"]
+    assert q(db, "select distinct teacher_modality, temperature, lam, seed from results") == [("text", 4.5, 0.5, 0)]
+    assert sorted(r[0] for r in q(db, "select student_modality from results")) == ["audio", "vision"]
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     # one pooled data set and one text teacher shared by both students
     assert built == {"mosei_pooled": 1, "mosei_teacher": 1, "mosei_nokd": 2, "mosei_mi_ts": 2, "mosei_mi_label": 2}
@@ -197,9 +198,10 @@ def test_teacher_smoke_end_to_end(data_dir, tmp_path):
     assert table3["paper_kd_f1_weighted"].to_list() == [0.6161, 0.6315]
 
 
+@pytest.mark.slow
 def test_noise_smoke_end_to_end(data_dir, tmp_path):
     db = _smoke("mosei_noise", data_dir, tmp_path)
-    assert q(db, "select count(distinct noise), min(student_modality), max(student_modality) from trials") \
+    assert q(db, "select count(distinct noise), min(student_modality), max(student_modality) from results") \
         == [(2, "vision", "vision")]
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     assert built == {"mosei_pooled": 1, "mosei_teacher": 1, "mosei_nokd": 1, "mosei_mi_ts": 2, "mosei_mi_label": 1}
@@ -211,6 +213,7 @@ def test_noise_smoke_end_to_end(data_dir, tmp_path):
     assert table4["paper_kd_f1_weighted"].to_list() == [0.6315, 0.6156]
 
 
+@pytest.mark.slow
 def test_estimators_smoke_end_to_end(data_dir, tmp_path):
     db = tmp_path / "t.duckdb"
     out = run_cli("run", "mi_estimators", "--profile", "smoke", "--db", str(db), "--data-dir", str(data_dir),

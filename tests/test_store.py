@@ -8,11 +8,12 @@ import duckdb
 import pytest
 
 from cchsweep.errors import UsageError
+from cchsweep.record import TrialRecord
 from cchsweep.schema import SCHEMA_VERSION
 from cchsweep.store import Store
 
 
-def make_row(key="s/smoke/seed=0", seed=0, kd_mse=0.9, status="ok"):
+def make_row(key="s/smoke/seed=0", seed=0, kd_mse=0.9, status="ok") -> TrialRecord:
     row = {"trial_key": key, "run_id": "r1", "study": "s", "profile": "smoke",
            "params": {"sigma12": 0.1, "lam": 0.3, "seed": seed}, "settings": {"sigma13": 0.9, "epochs": 3},
            "status": status}
@@ -24,7 +25,7 @@ def make_row(key="s/smoke/seed=0", seed=0, kd_mse=0.9, status="ok"):
                    cache=[{"kind": "teacher", "key": "abc", "hit": False}])
     else:
         row["error"] = "RuntimeError: boom"
-    return row
+    return TrialRecord.from_dict(row)
 
 
 @pytest.fixture
@@ -73,12 +74,14 @@ def test_failed_trial_is_a_row_with_its_error(store):
 
 
 def test_constraints_reject_inconsistent_rows(store):
+    with pytest.raises(ValueError, match="an ok record needs a kd_gain"):
+        TrialRecord.from_dict({**make_row().to_dict(), "kd_gain": None})
     bad = make_row()
-    bad["kd_gain"] = None
+    bad.kd_gain = None  # past the record's own check, the schema's CHECK still refuses it
     with pytest.raises(duckdb.ConstraintException):
         store.write_trials([bad])
     bad = make_row()
-    bad["metrics"] = {"student": {"mse": 1.0}}
+    bad.metrics = {"student": {"mse": 1.0}}
     with pytest.raises(duckdb.ConstraintException):
         store.write_trials([bad])
     assert count(store, "select count(*) from trials") == 0  # the failed batch left nothing behind

@@ -218,7 +218,7 @@ def test_noise_smoke_end_to_end(tmp_path):
     assert "tcga_noise (smoke): 2 ok, 0 failed" in out.stdout
     assert q(db, "select count(*), count(distinct trial_key), count(distinct noise) from trials") == [(2, 2, 2)]
     assert q(db, "select distinct cohort, teacher_modality, student_modality, temperature, lam, seed, "
-                 "settings->>'mi_split' from trials") == [("brca", "mrna", "cnv", 2.0, 0.5, 0, "all")]
+                 "settings->>'mi_split' from results") == [("brca", "mrna", "cnv", 2.0, 0.5, 0, "all")]
     assert_complete_f1_rows(db, 2)
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))
     assert built == {"tcga_teacher": 1, "tcga_nokd": 1, "tcga_mi_ts": 2, "tcga_mi_label": 1}
@@ -243,7 +243,7 @@ def test_fusion_smoke_end_to_end(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "tcga_fusion (smoke): 2 ok, 0 failed" in out.stdout
     assert q(db, "select teacher_modality, cohort, student_modality, temperature, lam, settings->>'lr' "
-                 "from trials order by 1") == [("mrna", "brca", "cnv", 4.0, 0.5, "0.04"),
+                 "from results order by 1") == [("mrna", "brca", "cnv", 4.0, 0.5, "0.04"),
                                                ("rppa", "brca", "cnv", 4.0, 0.5, "0.04")]
     assert_complete_f1_rows(db, 2)
     built = dict(q(db, "select kind, count(*) filter (where not hit) from cache_events group by kind"))

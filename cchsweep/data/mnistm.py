@@ -31,7 +31,6 @@ from filelock import FileLock
 
 from cchsweep.data.mnist import load_mnist
 from cchsweep.data import bsds500
-from cchsweep.errors import UsageError
 
 THRESHOLD = 127
 LUMA_BT601 = (0.299, 0.587, 0.114)

@@ -10,8 +10,10 @@ from cchsweep.mi.interface import MIEstimator, estimate_repeated
 from cchsweep.mi.ksg import KSG
 from cchsweep.mi.latentmi_estimator import LatentMI
 from cchsweep.mi.mine import MINE
+from cchsweep.study import MIValue
 
 ESTIMATORS = ("latentmi", "mine", "ksg")
+QUANTITIES = ("i_ts", "i_sl", "i_tl")
 
 
 def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:
@@ -44,3 +46,10 @@ def mi_triplet(h_teacher: np.ndarray, h_student: np.ndarray, labels: np.ndarray,
         mean, se = estimate_repeated(estimator, a, b, repeats=repeats, seed=seed * 10 + offset)
         out[quantity] = [mean, se]
     return out
+
+
+def mi_values(values: Mapping[str, list], estimator: str, repeats: int, n_samples: int,
+              truth: Mapping[str, float] | None = None) -> list[MIValue]:
+    """The typed MIValues of a {quantity: [mean, se]} triplet (as cached), with the closed form if any."""
+    return [MIValue(q, estimator, float(values[q][0]), values[q][1], repeats, None if truth is None else truth[q],
+                    n_samples) for q in QUANTITIES]

@@ -23,9 +23,9 @@ from cchsweep.data.mnistm import build_mnistm, load_bsds_luma
 from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import make_estimator, mi_triplet
+from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
-from cchsweep.study import MIValue, TrialContext, TrialOutput
+from cchsweep.study import TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
 HIDDEN = [1024, 256]  # Table 11; the 256-unit layer is the representation H
@@ -109,7 +109,6 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
 
     mi = ctx.cached("mnist_mi", {**train_cfg, **{k: s[k] for k in MI_KEYS}, "alpha": s["alpha"],
                                  "gamma": s["gamma"], "seed": seed}, build_mi)
-    values = [MIValue(q, s["mi_estimator"], mi[q][0], mi[q][1], s["mi_repeats"], None, m)
-              for q in ("i_ts", "i_sl", "i_tl")]
+    values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], m)
     return TrialOutput(metrics=metrics, gain_metric="acc",
                        kd_gain=metrics["kd"]["acc"] - metrics["nokd"]["acc"], mi=values)

@@ -57,7 +57,7 @@ from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, estimate_one
+from cchsweep.mi.triplet import ESTIMATORS, estimate_one, mi_values
 from cchsweep.study import MIValue, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
@@ -264,8 +264,7 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
                     "i_tl": estimate_one(se, ctx.device, rep(teacher, te[t_mod]), labels, seed * 10 + 2)}
 
         values = {"i_ts": i_ts, **ctx.cached("mosei_mi_label" + suffix, mi_cfg, build_label_mi)}
-        mi += [MIValue(q, estimator, values[q][0], values[q][1], s["mi_repeats"], None, len(rows))
-               for q in ("i_ts", "i_sl", "i_tl")]
+        mi += mi_values(values, estimator, s["mi_repeats"], len(rows))
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
 

@@ -17,9 +17,9 @@ import torch
 from cchsweep.data.synthetic import sample
 from cchsweep.kd import regression_kd_loss
 from cchsweep.mi.gaussian import optimal_linear_mi
-from cchsweep.mi.triplet import make_estimator, mi_triplet
+from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
-from cchsweep.study import MIValue, TrialContext, TrialOutput
+from cchsweep.study import TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
 DATA_KEYS = ("n_train", "n_test", "p", "sigma12", "sigma13", "sigma23", "seed")
@@ -84,7 +84,6 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
     mi = ctx.cached("synthetic_mi", {**data_cfg, **train_cfg, **{k: s[k] for k in MI_KEYS}}, build_mi)
     truth = optimal_linear_mi(s["p"], s["sigma12"], s["sigma13"], s["sigma23"])
     n_mi = min(s["mi_n"], s["n_test"])
-    values = [MIValue(q, s["mi_estimator"], mi[q][0], mi[q][1], s["mi_repeats"], truth[q], n_mi)
-              for q in ("i_ts", "i_sl", "i_tl")]
+    values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], n_mi, truth)
     return TrialOutput(metrics=metrics, gain_metric="mse",
                        kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"], mi=values)

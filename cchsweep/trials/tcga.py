@@ -51,9 +51,9 @@ from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, estimate_one, make_estimator, mi_triplet
+from cchsweep.mi.triplet import ESTIMATORS, estimate_one, make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
-from cchsweep.study import MIValue, TrialContext, TrialOutput
+from cchsweep.study import TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 
 HIDDEN = 64  # Table 9 (cross-modal MLP) and Table 18 (n_enc of each fusion encoder)
@@ -207,8 +207,7 @@ def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
 
     label_mi = ctx.cached("tcga_mi_label", mi_cfg, build_label_mi)
     values = {"i_ts": i_ts, **label_mi}
-    mi = [MIValue(q, s["mi_estimator"], values[q][0], values[q][1], s["mi_repeats"], None, len(labels))
-          for q in ("i_ts", "i_sl", "i_tl")]
+    mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], len(labels))
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
 
@@ -320,8 +319,7 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
     if source == "unimodal":
         mi_cfg["unimodal_lr"] = s["unimodal_lr"]
     values = ctx.cached("tcga_fusion_mi", mi_cfg, build_mi)
-    mi = [MIValue(q, s["mi_estimator"], values[q][0], values[q][1], s["mi_repeats"], None, len(labels))
-          for q in ("i_ts", "i_sl", "i_tl")]
+    mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], len(labels))
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
 

@@ -1,0 +1,92 @@
+"""Schema migrations: a results file of an older release is upgraded in place, nothing lost.
+
+Before anything changes, the file is copied beside itself (`NAME.duckdb.v1-backup`, named on
+stderr); the upgrade is one transaction, so a failure leaves the file as it was.
+
+v1 -> v2: v1 kept each grid parameter in a typed column of `trials` (a fixed list; a setting of
+the same name filled the column when a study had no such axis), v2 keeps the grid point as JSON
+in `trials.params`. The axis names of a trial are those of its key (`study/profile/k=v,...`), the
+values those of the v1 columns (a name v1 had no column for is read from the key, typed by the
+study's parameter). `advice`, which v1 created lazily, is created if missing.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from cchsweep.schema import ADVICE_DDL, SCHEMA_VERSION, TRIAL_COLUMNS, TRIALS_DDL
+
+V1_AXES = ("gamma", "temperature", "lam", "sigma12", "sigma13", "sigma23", "noise", "alpha", "seed", "cohort",
+           "teacher_modality", "student_modality")
+V1_VIEWS = ("cch_agreement", "cch_conditions", "results")
+
+
+def migrate(store, version: int) -> Path:
+    """Upgrade store's file from `version` to SCHEMA_VERSION; returns the backup's path."""
+    if version != 1:
+        raise RuntimeError(f"no migration from schema version {version}")
+    backup = _backup(store.path, version)
+    print(f"cchsweep: upgrading {store.path} from results schema v{version} to v{SCHEMA_VERSION}; the v{version} "
+          f"file is kept as {backup}", file=sys.stderr, flush=True)
+    with store.transaction() as con:
+        columns = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                             "WHERE table_name = 'trials' ORDER BY ordinal_position").fetchall()]
+        old = [dict(zip(columns, row)) for row in con.execute("SELECT * FROM trials").fetchall()]
+        for view in V1_VIEWS:
+            con.execute(f"DROP VIEW IF EXISTS {view}")
+        con.execute("ALTER TABLE trials RENAME TO trials_v1")
+        con.execute(TRIALS_DDL)
+        con.execute(ADVICE_DDL)
+        names = ("trial_key", *TRIAL_COLUMNS)
+        con.executemany(f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+                        [[_v2_value(row, name) for name in names] for row in old])
+        con.execute("DROP TABLE trials_v1")
+        con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
+        store.create_views(con)
+    return backup
+
+
+def _backup(path: Path, version: int) -> Path:
+    backup = path.with_name(f"{path.name}.v{version}-backup")
+    n = 1
+    while backup.exists():  # never overwrite an earlier copy
+        n += 1
+        backup = path.with_name(f"{path.name}.v{version}-backup{n}")
+    shutil.copy2(path, backup)
+    wal = path.with_name(path.name + ".wal")
+    if wal.exists():  # uncheckpointed changes belong to the copy too
+        shutil.copy2(wal, backup.with_name(backup.name + ".wal"))
+    return backup
+
+
+def _v2_value(row: dict[str, Any], name: str) -> Any:
+    if name == "params":
+        return json.dumps(v1_params(row), sort_keys=True)
+    return row.get(name)
+
+
+def v1_params(row: dict[str, Any]) -> dict[str, Any]:
+    """A v1 trial's grid point: names from its key, values from its typed columns."""
+    study, _, rest = row["trial_key"].split("/", 2)
+    point = rest.split("/", 1)[0]
+    params: dict[str, Any] = {}
+    for item in point.split(","):
+        name, _, text = item.partition("=")
+        if not name:
+            continue
+        params[name] = row[name] if name in V1_AXES and row.get(name) is not None else _typed(study, name, text)
+    return params
+
+
+def _typed(study: str, name: str, text: str) -> Any:
+    from searchspaces import STUDIES
+
+    param = STUDIES[study].params.get(name) if study in STUDIES else None
+    try:
+        return param.kind(text) if param is not None else text
+    except ValueError:
+        return text

@@ -1,0 +1,147 @@
+"""Schema v2: study axes without DDL, and a v1 file of the previous release migrated with nothing lost.
+
+`tests/data/v1.duckdb.gz` was written by cchsweep at commit 98f0157 (schema v1): a real smoke sweep
+of synthetic_sigma12 (4 trials), a real boundary search (4 trials), a real `advise` (1 row), and
+12 hand-made mnist_blur and tcga_noise rows (one an error, one with an overridden setting).
+"""
+
+import gzip
+import shutil
+from dataclasses import replace
+
+import duckdb
+import pytest
+
+from analysis.agreement import conditions
+from analysis.frame import load_results
+from cchsweep.record import TrialRecord
+from cchsweep.schema import SCHEMA_VERSION, axis_columns
+from cchsweep.store import Store
+from cchsweep.study import Param, Profile, Study
+from conftest import ROOT, q
+from searchspaces import STUDIES
+
+V1 = ROOT / "tests" / "data" / "v1.duckdb.gz"
+TABLES = ("runs", "metrics", "mi", "cache_events", "advice")
+V1_AXES = ("gamma", "temperature", "lam", "sigma12", "sigma13", "sigma23", "noise", "alpha", "seed", "cohort",
+           "teacher_modality", "student_modality")
+
+
+def _all(con, sql):
+    return sorted(con.execute(sql).fetchall(), key=repr)
+
+
+def _named(con, sql):
+    """Rows as sorted (column, value) tuples: equal whatever order the columns come in."""
+    cur = con.execute(sql)
+    names = [d[0] for d in cur.description]
+    return sorted((tuple(sorted(zip(names, row), key=lambda cv: cv[0])) for row in cur.fetchall()), key=repr)
+
+
+@pytest.fixture
+def v1_file(tmp_path):
+    path = tmp_path / "old.duckdb"
+    with gzip.open(V1) as src, open(path, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    return path
+
+
+def test_a_v1_file_is_migrated_with_every_row_kept(v1_file, capsys):
+    with duckdb.connect(str(v1_file), read_only=True) as con:
+        before = {t: _all(con, f"SELECT * FROM {t}") for t in TABLES}
+        trials = {r[0]: r for r in con.execute(f"SELECT trial_key, {', '.join(V1_AXES)}, run_id, study, profile, "
+                                               "settings, mode, status, error, kd_gain, seconds FROM trials").fetchall()}
+        results = _all(con, "SELECT trial_key, mi_estimator, mi_gap, mi_gap_truth, kd_acc, teacher_mse FROM results")
+        cch = _named(con, "SELECT * FROM cch_conditions")
+    original = v1_file.read_bytes()
+
+    Store(v1_file).ensure_schema()
+
+    backup = v1_file.with_name("old.duckdb.v1-backup")
+    assert backup.read_bytes() == original  # the v1 file, byte for byte, named in the output
+    assert str(backup) in capsys.readouterr().err
+    with duckdb.connect(str(v1_file), read_only=True) as con:
+        assert con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
+        for table in TABLES:
+            assert _all(con, f"SELECT * FROM {table}") == before[table], table
+        after = {r[0]: r for r in con.execute(f"SELECT trial_key, {', '.join(V1_AXES)}, run_id, study, profile, "
+                                              "settings, mode, status, error, kd_gain, seconds FROM results").fetchall()}
+        assert after == trials and len(after) == 20  # every column of every trial, through the view
+        assert _all(con, "SELECT trial_key, mi_estimator, mi_gap, mi_gap_truth, kd_acc, teacher_mse "
+                         "FROM results") == results
+        assert _named(con, "SELECT * FROM cch_conditions") == cch  # the same conditions, the same verdicts
+        # the grid point as JSON: the key's names, the v1 columns' values (sigma13 was a setting)
+        params = dict(con.execute("SELECT trial_key, params FROM trials").fetchall())
+    key = "synthetic_sigma12/smoke/lam=0.3,seed=1,sigma12=0.6/mi_epochs=2"
+    assert params[key] == '{"lam": 0.3, "seed": 1, "sigma12": 0.6}'
+    Store(v1_file).ensure_schema()  # now a v2 file: nothing more to do
+    assert not v1_file.with_name("old.duckdb.v1-backup2").exists()
+
+
+def test_a_failed_migration_leaves_the_file_as_it_was(v1_file, monkeypatch):
+    from cchsweep import migrate
+
+    original = v1_file.read_bytes()
+
+    def broken(row, name):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(migrate, "_v2_value", broken)
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        Store(v1_file).ensure_schema()
+    with duckdb.connect(str(v1_file), read_only=True) as con:
+        assert con.execute("SELECT value FROM cchsweep_meta").fetchone() == ("1",)
+        assert con.execute("SELECT count(*), count(gamma) FROM trials").fetchone() == (20, 6)
+        assert con.execute("SELECT count(DISTINCT trial_key) FROM results").fetchone() == (20,)  # views intact
+    assert v1_file.with_name("old.duckdb.v1-backup").read_bytes() == original
+
+
+NEW = Study(
+    name="toy_dropout",
+    description="a study with an axis no other study has",
+    reproduces="-",
+    task="classification",
+    params={"dropout": Param(float, 0.0, 1.0), "seed": Param(int, 0, 99), "epochs": Param(int, 1, 9)},
+    profiles={"smoke": Profile(grid={"dropout": [0.1, 0.5], "seed": [0, 1, 2]}, settings={"epochs": 2})},
+    trial=lambda params, settings, ctx: None,
+)
+
+
+def _record(dropout, seed, gain, gap):
+    key = f"toy_dropout/smoke/dropout={dropout},seed={seed}"
+    mi = [{"quantity": "i_ts", "estimator": "ksg", "value": 1.0 + gap}, {"quantity": "i_sl", "estimator": "ksg",
+                                                                          "value": 1.0}]
+    return TrialRecord.from_dict({"trial_key": key, "run_id": "r", "study": "toy_dropout", "profile": "smoke",
+                                  "params": {"dropout": dropout, "seed": seed}, "settings": {"epochs": 2},
+                                  "task": "classification", "gain_metric": "acc", "kd_gain": gain, "mi": mi})
+
+
+def test_a_new_axis_is_stored_queryable_and_splits_conditions(tmp_path, monkeypatch):
+    db = tmp_path / "r.duckdb"
+    Store(db).ensure_schema()  # a file made before the study existed
+    monkeypatch.setitem(STUDIES, NEW.name, NEW)
+    assert axis_columns()["dropout"] == "DOUBLE"
+    store = Store(db)
+    store.ensure_schema()  # no migration, no DDL: the views gain the column
+    records = [_record(dropout, seed, gain + noise, gap + noise)
+               for dropout, gain, gap in ((0.1, 0.2, 0.3), (0.5, -0.2, -0.3))
+               for seed, noise in zip((0, 1, 2), (-0.01, 0.0, 0.01))]
+    store.write_trials(records)
+    assert q(db, "SELECT value FROM cchsweep_meta") == [("2",)]
+    assert q(db, "SELECT dropout, round(avg(kd_gain), 6) FROM results GROUP BY dropout ORDER BY dropout") == [
+        (0.1, 0.2), (0.5, -0.2)]
+    # two conditions (one per dropout), three seeds each: the seeds pool, the dropouts do not
+    assert q(db, "SELECT dropout, n_seeds, agrees FROM cch_conditions WHERE gap_source = 'estimated' "
+                 "ORDER BY dropout") == [(0.1, 3, True), (0.5, 3, True)]
+    table = conditions(load_results(db)).sort("dropout")
+    assert table["dropout"].to_list() == [0.1, 0.5] and table["n_seeds"].to_list() == [3, 3]
+    # with the axis unknown (the registry without the study), the six trials would pool as one
+    monkeypatch.delitem(STUDIES, NEW.name)
+    assert "dropout" not in axis_columns()
+
+
+def test_one_name_one_type_across_studies():
+    clash = replace(NEW, name="clash", params={**NEW.params, "dropout": Param(str, choices=("a",))})
+    with pytest.raises(ValueError, match="'dropout' of study clash is VARCHAR, elsewhere DOUBLE"):
+        axis_columns([NEW, clash])
