@@ -36,13 +36,37 @@ Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
 GAP_SOURCES = {"mi_gap": "estimated", "mi_gap_truth": "closed_form"}
 
 CONDITION_STATS = ("n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "undetermined", "agrees")
-AGREEMENT_COLUMNS = ("gap_source", "mi_estimator", "study", "n_conditions", "n_determined", "n_undetermined",
-                     "n_agree", "rate", "wilson_lo", "wilson_hi", "p_value", "precision", "recall", "spearman_rho")
+AGREEMENT_COLUMNS = (
+    "gap_source",
+    "mi_estimator",
+    "study",
+    "n_conditions",
+    "n_determined",
+    "n_undetermined",
+    "n_agree",
+    "rate",
+    "wilson_lo",
+    "wilson_hi",
+    "p_value",
+    "precision",
+    "recall",
+    "spearman_rho",
+)
 AGREEMENT_SCHEMA = {
-    "gap_source": pl.String, "mi_estimator": pl.String, "study": pl.String, "n_conditions": pl.Int64,
-    "n_determined": pl.Int64, "n_undetermined": pl.Int64, "n_agree": pl.Int64, "rate": pl.Float64,
-    "wilson_lo": pl.Float64, "wilson_hi": pl.Float64, "p_value": pl.Float64, "precision": pl.Float64,
-    "recall": pl.Float64, "spearman_rho": pl.Float64,
+    "gap_source": pl.String,
+    "mi_estimator": pl.String,
+    "study": pl.String,
+    "n_conditions": pl.Int64,
+    "n_determined": pl.Int64,
+    "n_undetermined": pl.Int64,
+    "n_agree": pl.Int64,
+    "rate": pl.Float64,
+    "wilson_lo": pl.Float64,
+    "wilson_hi": pl.Float64,
+    "p_value": pl.Float64,
+    "precision": pl.Float64,
+    "recall": pl.Float64,
+    "spearman_rho": pl.Float64,
 }
 
 
@@ -78,7 +102,8 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
     )
     undetermined = undetermined_expr("gain_mean", "gain_se", "n_seeds")
     table = table.with_columns(undetermined.alias("undetermined")).with_columns(
-        pl.when(pl.col("undetermined")).then(None)
+        pl.when(pl.col("undetermined"))
+        .then(None)
         .otherwise(pl.col("gap_mean").sign() == pl.col("gain_mean").sign())
         .alias("agrees"),
         pl.lit(gap_source(gap)).alias("gap_source"),
@@ -142,8 +167,9 @@ def agreement(frame: pl.DataFrame, gap: str = "mi_gap", by_study: bool = True) -
     estimators = sorted(cond["mi_estimator"].unique().to_list(), key=lambda e: (e is None, e or ""))
     for est in estimators:
         sub = cond.filter(pl.col("mi_estimator").is_null() if est is None else pl.col("mi_estimator") == est)
-        groups = [(s, sub.filter(pl.col("study") == s)) for s in sorted(sub["study"].unique().to_list())] \
-            if by_study else []
+        groups = (
+            [(s, sub.filter(pl.col("study") == s)) for s in sorted(sub["study"].unique().to_list())] if by_study else []
+        )
         groups.append((ALL, sub))
         for study, part in groups:
             rows.append({"gap_source": gap_source(gap), "mi_estimator": est, "study": study, **_summarise(part)})
@@ -170,9 +196,11 @@ def _describe(row: dict) -> str:
     undet = f"{row['n_undetermined']} undetermined"
     if not row["n_determined"]:
         return f"0 determined conditions ({undet})"
-    return (f"{row['n_agree']}/{row['n_determined']} determined conditions "
-            f"({100 * row['rate']:.1f}%, 95% CI {_pct(row['wilson_lo'])}-{_pct(row['wilson_hi'])}%, "
-            f"p={row['p_value']:.3g}; {undet})")
+    return (
+        f"{row['n_agree']}/{row['n_determined']} determined conditions "
+        f"({100 * row['rate']:.1f}%, 95% CI {_pct(row['wilson_lo'])}-{_pct(row['wilson_hi'])}%, "
+        f"p={row['p_value']:.3g}; {undet})"
+    )
 
 
 def verdict_line(frame: pl.DataFrame) -> str:
@@ -185,10 +213,12 @@ def verdict_line(frame: pl.DataFrame) -> str:
     if table.is_empty():
         return "CCH: no completed trials with MI estimates to judge"
     several = table["mi_estimator"].n_unique() > 1
-    parts = []
+    parts: list[str] = []
     for source, label in (("estimated", "estimated gap"), ("closed_form", "closed-form gap")):
-        rows = [(row["mi_estimator"], _describe(row))
-                for row in table.filter(pl.col("gap_source") == source).iter_rows(named=True)]
+        rows = [
+            (row["mi_estimator"], _describe(row))
+            for row in table.filter(pl.col("gap_source") == source).iter_rows(named=True)
+        ]
         if source == "closed_form" and len({text for _, text in rows}) == 1:
             rows = rows[:1]
             per_estimator = False

@@ -8,6 +8,8 @@ gives mean, SE = std(ddof=1) / sqrt(n) and n over the seeds. SE is null for a si
 
 from __future__ import annotations
 
+from typing import Any
+
 import altair as alt
 import polars as pl
 
@@ -35,10 +37,12 @@ def estimator_keys(frame: pl.DataFrame) -> list[str]:
 
 def paper_lookup(mapping: dict, key):
     """mapping[key] with float keys (or tuples of them) matched to 6 decimals; None if absent."""
+
     def norm(k):
         if isinstance(k, tuple):
             return tuple(norm(v) for v in k)
         return round(float(k), 6) if isinstance(k, (int, float)) else k
+
     return {norm(k): v for k, v in mapping.items()}.get(norm(key))
 
 
@@ -54,8 +58,9 @@ def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.Da
     return out.sort(keys, nulls_last=True)
 
 
-def long_stats(frame: pl.DataFrame, keys: list[str], series: dict[str, str], truth: dict[str, str] | None = None
-               ) -> pl.DataFrame:
+def long_stats(
+    frame: pl.DataFrame, keys: list[str], series: dict[str, str], truth: dict[str, str] | None = None
+) -> pl.DataFrame:
     """Chart data: keys, series (the legend label), mean, se, lo, hi, n_seeds[, truth]."""
     parts = []
     for label, column in series.items():
@@ -63,37 +68,66 @@ def long_stats(frame: pl.DataFrame, keys: list[str], series: dict[str, str], tru
             continue
         extra = [truth[label]] if truth and has_values(frame, truth.get(label, "")) else []
         s = seed_stats(frame, keys, [column, *extra])
-        parts.append(s.select(
-            *keys, pl.lit(label).alias("series"), pl.col(column).alias("mean"), pl.col(f"{column}_se").alias("se"),
-            "n_seeds", (pl.col(extra[0]) if extra else pl.lit(None, dtype=pl.Float64)).alias("truth")))
+        parts.append(
+            s.select(
+                *keys,
+                pl.lit(label).alias("series"),
+                pl.col(column).alias("mean"),
+                pl.col(f"{column}_se").alias("se"),
+                "n_seeds",
+                (pl.col(extra[0]) if extra else pl.lit(None, dtype=pl.Float64)).alias("truth"),
+            )
+        )
     if not parts:
         return pl.DataFrame()
     data = pl.concat(parts)
     return data.with_columns((pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
 
 
-def mean_se_chart(data: pl.DataFrame, x: str, x_title: str, y_title: str, legend: str, title: str, *,
-                  dash: str | None = None, dash_title: str | None = None, facet: str | None = None,
-                  facet_title: str | None = None, subtitle: str = "") -> alt.TopLevelMixin:
+def mean_se_chart(
+    data: pl.DataFrame,
+    x: str,
+    x_title: str,
+    y_title: str,
+    legend: str,
+    title: str,
+    *,
+    dash: str | None = None,
+    dash_title: str | None = None,
+    facet: str | None = None,
+    facet_title: str | None = None,
+    subtitle: str = "",
+) -> alt.TopLevelMixin:
     """Lines through the means over seeds, with mean ± SE error bars; dashed closed-form lines
     where `data` has a `truth` column with values; optional column facets."""
     base = alt.Chart(data)
     xe = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False))
     color = alt.Color("series:N", title=legend)
     # a dash on the legend field itself needs no legend of its own
-    extra = {"strokeDash": alt.StrokeDash(f"{dash}:N", title=dash_title or dash,
-                                          legend=None if dash == "series" else alt.Legend())} if dash else {}
+    extra = (
+        {
+            "strokeDash": alt.StrokeDash(
+                f"{dash}:N", title=dash_title or dash, legend=None if dash == "series" else alt.Legend()
+            )
+        }
+        if dash
+        else {}
+    )
     tips = [x, "series", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("se:Q", format=".4f"), "n_seeds"]
     y = alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False))
     layers = [
         base.mark_line().encode(x=xe, y=y, color=color, **extra),
-        base.transform_filter("isValid(datum.se)").mark_errorbar(ticks=True).encode(
-            x=xe, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
+        base.transform_filter("isValid(datum.se)")
+        .mark_errorbar(ticks=True)
+        .encode(x=xe, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
         base.mark_point(filled=True, size=40).encode(x=xe, y=y, color=color, tooltip=tips),
     ]
     if has_values(data, "truth"):
-        layers.append(base.transform_filter("isValid(datum.truth)").mark_line(strokeDash=[6, 3], opacity=0.8)
-                      .encode(x=xe, y="truth:Q", color=color, detail="series:N"))
+        layers.append(
+            base.transform_filter("isValid(datum.truth)")
+            .mark_line(strokeDash=[6, 3], opacity=0.8)
+            .encode(x=xe, y="truth:Q", color=color, detail="series:N")
+        )
     chart = alt.layer(*layers).properties(width=320, height=240)
     if facet:
         chart = chart.facet(column=alt.Column(f"{facet}:O", title=facet_title or facet))
@@ -117,29 +151,44 @@ def gain_title(frame: pl.DataFrame) -> str:
 def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.TopLevelMixin:
     """KD gain (mean ± SE over seeds) vs MI gap (mean ± SE) per condition, coloured by the CCH call."""
     data = cond.with_columns(
-        pl.when(pl.col("undetermined")).then(pl.lit("undetermined"))
-        .when(pl.col("agrees")).then(pl.lit("agrees")).otherwise(pl.lit("disagrees")).alias("call"),
-        *[(pl.col(f"{q}_mean") + sign * pl.col(f"{q}_se")).alias(f"{q}_{end}")
-          for q in ("gain", "gap") for end, sign in (("lo", -1), ("hi", 1))],
+        pl.when(pl.col("undetermined"))
+        .then(pl.lit("undetermined"))
+        .when(pl.col("agrees"))
+        .then(pl.lit("agrees"))
+        .otherwise(pl.lit("disagrees"))
+        .alias("call"),
+        *[
+            (pl.col(f"{q}_mean") + sign * pl.col(f"{q}_se")).alias(f"{q}_{end}")
+            for q in ("gain", "gap")
+            for end, sign in (("lo", -1), ("hi", 1))
+        ],
     ).drop("settings", strict=False)
     base = alt.Chart(data)
     x_title, y = "MI gap I(H_T;H_S) − I(H_S;Y) (nats)", alt.Y("gain_mean:Q", title=gain_axis)
     x = alt.X("gap_mean:Q", title=x_title)
     color = alt.Color("call:N", title="CCH sign call", scale=alt.Scale(domain=list(CALLS), range=list(CALL_COLORS)))
-    tips = [*axes, alt.Tooltip("gap_mean:Q", format=".4f"), alt.Tooltip("gain_mean:Q", format=".4f"),
-            alt.Tooltip("gain_se:Q", format=".4f"), "n_seeds", "call"]
+    tips = [
+        *axes,
+        alt.Tooltip("gap_mean:Q", format=".4f"),
+        alt.Tooltip("gain_mean:Q", format=".4f"),
+        alt.Tooltip("gain_se:Q", format=".4f"),
+        "n_seeds",
+        "call",
+    ]
     zero = base.transform_aggregate(n="count()").transform_calculate(zero="0")
     layer = alt.layer(
         zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(x="zero:Q"),
         zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(y="zero:Q"),
-        base.transform_filter("isValid(datum.gain_se)").mark_errorbar().encode(
-            x=x, y=alt.Y("gain_lo:Q", title=gain_axis), y2="gain_hi:Q", color=color),
-        base.transform_filter("isValid(datum.gap_se)").mark_errorbar().encode(
-            y=y, x=alt.X("gap_lo:Q", title=x_title), x2="gap_hi:Q", color=color),
+        base.transform_filter("isValid(datum.gain_se)")
+        .mark_errorbar()
+        .encode(x=x, y=alt.Y("gain_lo:Q", title=gain_axis), y2="gain_hi:Q", color=color),
+        base.transform_filter("isValid(datum.gap_se)")
+        .mark_errorbar()
+        .encode(y=y, x=alt.X("gap_lo:Q", title=x_title), x2="gap_hi:Q", color=color),
         base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=tips),
     ).properties(width=320, height=260)
     row = "mi_estimator" if "mi_estimator" in data.columns and data["mi_estimator"].n_unique() > 1 else None
-    facet = {"column": alt.Column("gap_source:N", title="MI gap source")}
+    facet: dict[str, Any] = {"column": alt.Column("gap_source:N", title="MI gap source")}
     if row:
         facet["row"] = alt.Row(f"{row}:N", title="MI estimator")
     return layer.facet(**facet).properties(title="KD gain vs MI gap per condition (CCH: signs agree)")
@@ -153,27 +202,46 @@ def save_chart(chart: alt.TopLevelMixin, out_dir, name: str) -> dict:
     return chart.to_dict()
 
 
-def paper_points_chart(data: pl.DataFrame, x: str, x_title: str, y_title: str, legend: str, title: str, *,
-                       facet: str | None = None, facet_title: str | None = None) -> alt.TopLevelMixin:
+def paper_points_chart(
+    data: pl.DataFrame,
+    x: str,
+    x_title: str,
+    y_title: str,
+    legend: str,
+    title: str,
+    *,
+    facet: str | None = None,
+    facet_title: str | None = None,
+) -> alt.TopLevelMixin:
     """Measured mean ± SE (filled points, error bars) beside the paper's value (open diamonds) per
     category x and series; data: x, series, mean, se, lo, hi, n_seeds, paper."""
     base = alt.Chart(data)
     xe = alt.X(f"{x}:N", title=x_title, sort=None)
     offset, color = alt.XOffset("series:N"), alt.Color("series:N", title=legend)
     y = alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False))
-    tips = [x, "series", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("se:Q", format=".4f"), "n_seeds",
-            alt.Tooltip("paper:Q", format=".4f")]
+    tips = [
+        x,
+        "series",
+        alt.Tooltip("mean:Q", format=".4f"),
+        alt.Tooltip("se:Q", format=".4f"),
+        "n_seeds",
+        alt.Tooltip("paper:Q", format=".4f"),
+    ]
     layers = [
-        base.transform_filter("isValid(datum.se)").mark_errorbar(ticks=True).encode(
-            x=xe, xOffset=offset, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
+        base.transform_filter("isValid(datum.se)")
+        .mark_errorbar(ticks=True)
+        .encode(x=xe, xOffset=offset, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
         base.mark_point(filled=True, size=60).encode(x=xe, xOffset=offset, y=y, color=color, tooltip=tips),
     ]
     if has_values(data, "paper"):
-        layers.append(base.transform_filter("isValid(datum.paper)").mark_point(shape="diamond", size=90, filled=False,
-                                                                                strokeWidth=2)
-                      .encode(x=xe, xOffset=offset, y="paper:Q", color=color, tooltip=tips))
+        layers.append(
+            base.transform_filter("isValid(datum.paper)")
+            .mark_point(shape="diamond", size=90, filled=False, strokeWidth=2)
+            .encode(x=xe, xOffset=offset, y="paper:Q", color=color, tooltip=tips)
+        )
     chart = alt.layer(*layers).properties(width=alt.Step(28), height=240)
     if facet:
         chart = chart.facet(column=alt.Column(f"{facet}:N", title=facet_title or facet))
-    return chart.properties(title=alt.TitleParams(title, subtitle="filled: measured (mean ± SE over seeds); "
-                                                  "open diamond: paper"))
+    return chart.properties(
+        title=alt.TitleParams(title, subtitle="filled: measured (mean ± SE over seeds); open diamond: paper")
+    )

@@ -28,6 +28,5 @@ def load_results(db_path: str | Path, study: str | None = None, run_id: str | No
 def condition_columns(frame: pl.DataFrame) -> list[str]:
     """A condition is a study's parameters without the seed (plus profile and fixed settings): the
     registered studies' axes (schema.axis_columns) that the frame holds."""
-    axes = [c for c in condition_axes(axis_columns())
-            if c in frame.columns and frame[c].null_count() < frame.height]
+    axes = [c for c in condition_axes(axis_columns()) if c in frame.columns and frame[c].null_count() < frame.height]
     return ["study", "profile", "settings", *axes]

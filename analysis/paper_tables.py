@@ -17,12 +17,23 @@ of its printed means.
 
 from __future__ import annotations
 
-from typing import Callable, Mapping
+import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import polars as pl
 
-from analysis.charts import (MI_TITLE, estimator_keys, has_values, long_stats, mean_se_chart, paper_lookup,
-                             paper_points_chart, per_trial, seed_stats)
+from analysis.charts import (
+    MI_TITLE,
+    estimator_keys,
+    has_values,
+    long_stats,
+    mean_se_chart,
+    paper_lookup,
+    paper_points_chart,
+    per_trial,
+    seed_stats,
+)
 
 PAIR = ["cohort", "teacher_modality", "student_modality"]
 MOSEI_PAIR = ["teacher_modality", "student_modality"]
@@ -30,39 +41,60 @@ NOISE_VALUES = ["i_ts", "i_sl", "kd_f1_weighted", "nokd_f1_weighted", "mi_gap", 
 FUSION_METRICS = {"acc": "acc", "auc": "AUC", "f1_macro": "macro F1", "f1_weighted": "weighted F1"}
 NOISE_AXIS = "noise on the teacher input (fraction of each feature's std)"
 LABELS = {
-    "i_ts": "I(H_T;H_S) (nats)", "i_sl": "I(H_S;Y) (nats)", "i_tl": "I(H_T;Y) (nats)", "mi_gap": "MI gap (nats)",
-    "kd_gain": "F1 diff (KD − no KD)", "kd_f1_weighted": "KD weighted F1", "nokd_f1_weighted": "no-KD weighted F1",
-    "kd_acc": "KD acc", "nokd_acc": "no-KD acc", "teacher_acc": "teacher acc",
+    "i_ts": "I(H_T;H_S) (nats)",
+    "i_sl": "I(H_S;Y) (nats)",
+    "i_tl": "I(H_T;Y) (nats)",
+    "mi_gap": "MI gap (nats)",
+    "kd_gain": "F1 diff (KD − no KD)",
+    "kd_f1_weighted": "KD weighted F1",
+    "nokd_f1_weighted": "no-KD weighted F1",
+    "kd_acc": "KD acc",
+    "nokd_acc": "no-KD acc",
+    "teacher_acc": "teacher acc",
     "teacher_f1_weighted": "teacher weighted F1",
 }
-FUSION_LABELS = {**LABELS, "kd_gain": "weighted F1 diff (Fusion+KD − Fusion)",
-                 **{f"{m}_{k}": f"{name} {label}" for m, name in (("nokd", "Fusion"), ("kd", "Fusion+KD"))
-                    for k, label in FUSION_METRICS.items()}}
-KEY_LABELS = {"cohort": "cohort", "teacher_modality": "teacher", "student_modality": "student", "noise": "noise",
-              "mi_estimator": "MI estimator"}
+FUSION_LABELS = {
+    **LABELS,
+    "kd_gain": "weighted F1 diff (Fusion+KD − Fusion)",
+    **{
+        f"{m}_{k}": f"{name} {label}"
+        for m, name in (("nokd", "Fusion"), ("kd", "Fusion+KD"))
+        for k, label in FUSION_METRICS.items()
+    },
+}
+KEY_LABELS = {
+    "cohort": "cohort",
+    "teacher_modality": "teacher",
+    "student_modality": "student",
+    "noise": "noise",
+    "mi_estimator": "MI estimator",
+}
 PaperRow = Callable[[dict], "Mapping | None"]
 
 
-def beside(ok: pl.DataFrame, keys: list[str], values: list[str], paper: PaperRow,
-           labels: Mapping[str, str] = LABELS) -> tuple[pl.DataFrame, list]:
+def beside(
+    ok: pl.DataFrame, keys: list[str], values: list[str], paper: PaperRow, labels: Mapping[str, str] = LABELS
+) -> tuple[pl.DataFrame, list]:
     """seed_stats of `values` by `keys` with paper_<v> (and paper_<v>_pm where the paper prints a ±)
     beside each value, and the (header, column, ± column) list of the HTML table."""
     table = seed_stats(ok, keys, values)
     refs = [paper(r) or {} for r in table.iter_rows(named=True)]
-    cols = [(KEY_LABELS.get(k, k), k, None) for k in keys]
+    cols: list[tuple[str, str, str | None]] = [(KEY_LABELS.get(k, k), k, None) for k in keys]
     for v in values:
         cells = [ref.get(v) for ref in refs]
         table = table.with_columns(pl.Series(f"paper_{v}", [_mean(c) for c in cells], pl.Float64))
         pm = None
         if any(isinstance(c, tuple) for c in cells):
             pm = f"paper_{v}_pm"
-            table = table.with_columns(pl.Series(pm, [c[1] if isinstance(c, tuple) else None for c in cells],
-                                                 pl.Float64))
+            table = table.with_columns(
+                pl.Series(pm, [c[1] if isinstance(c, tuple) else None for c in cells], pl.Float64)
+            )
         cols += [(labels.get(v, v), v, f"{v}_se"), (f"{labels.get(v, v)} · paper", f"paper_{v}", pm)]
     return table, cols + [("seeds", "n_seeds", None)]
 
 
 # --- sections ----------------------------------------------------------------------------------------
+
 
 def tcga_noise(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     tables, teachers = ref.get("tables", {}), ref.get("teacher", {})
@@ -73,18 +105,27 @@ def tcga_noise(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
 
     def name_caption(pair: tuple) -> tuple[str, str]:
         cohort, t, s = pair
-        what = (f"student weighted F1 and MI vs noise on the teacher input ({cohort.upper()}, {t} → {s}), "
-                "measured (mean ± SE over seeds)")
+        label = Path(cohort).name.upper()  # a user's cohort (advise --verify) is an absolute path
+        what = (
+            f"student weighted F1 and MI vs noise on the teacher input ({label}, {t} → {s}), "
+            "measured (mean ± SE over seeds)"
+        )
         if pair in tables:
             number = ref["table"][cohort]
             return number.lower().replace(" ", ""), f"{number}: {what} beside the paper"
-        return f"table_{cohort}_{t}_{s}", (f"Tables 5–7 layout: {what}; the paper has no {cohort.upper()} "
-                                           f"{t} → {s} run")
+        slug = re.sub(r"[^A-Za-z0-9]+", "_", cohort).strip("_")
+        return f"table_{slug}_{t}_{s}", (f"Tables 5–7 layout: {what}; the paper has no {label} {t} → {s} run")
 
     _noise_tables(page, ok, sfx, PAIR, paper, name_caption)
-    _teacher_table(page, ok, sfx, PAIR, ["teacher_f1_weighted", "i_tl"],
-                   lambda r: dict(zip(("teacher_f1_weighted", "i_tl"), teachers.get(_pair(r), ()))),
-                   "Teachers (Tables 5–7 captions): test weighted F1 and I(H_T;Y) on clean input")
+    _teacher_table(
+        page,
+        ok,
+        sfx,
+        PAIR,
+        ["teacher_f1_weighted", "i_tl"],
+        lambda r: dict(zip(("teacher_f1_weighted", "i_tl"), teachers.get(_pair(r), ()))),
+        "Teachers (Tables 5–7 captions): test weighted F1 and I(H_T;Y) on clean input",
+    )
     _noise_charts(page, ok, sfx, PAIR, paper)
 
 
@@ -94,9 +135,11 @@ def mosei_noise(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         return _derived(dict(row)) if row and tuple(r[k] for k in MOSEI_PAIR) == ("text", "vision") else None
 
     def name_caption(pair: tuple) -> tuple[str, str]:
-        return "table4", (f"Table 4 ({pair[0]} → {pair[1]}): student weighted F1 and MI vs noise on the teacher "
-                          "input, measured (mean ± SE over seeds) beside the paper (its F1 columns un-swapped; "
-                          "see searchspaces/mosei_noise.py)")
+        return "table4", (
+            f"Table 4 ({pair[0]} → {pair[1]}): student weighted F1 and MI vs noise on the teacher "
+            "input, measured (mean ± SE over seeds) beside the paper (its F1 columns un-swapped; "
+            "see searchspaces/mosei_noise.py)"
+        )
 
     _noise_tables(page, ok, sfx, MOSEI_PAIR, paper, name_caption)
     _mosei_teacher_table(page, ok, sfx, ref)
@@ -104,8 +147,14 @@ def mosei_noise(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
 
 
 def tcga_fusion(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
-    values = ["i_tl", "i_ts", "i_sl", *[f"{m}_{k}" for m in ("nokd", "kd") for k in FUSION_METRICS], "mi_gap",
-              "kd_gain"]
+    values = [
+        "i_tl",
+        "i_ts",
+        "i_sl",
+        *[f"{m}_{k}" for m in ("nokd", "kd") for k in FUSION_METRICS],
+        "mi_gap",
+        "kd_gain",
+    ]
 
     def paper(r: dict):
         row = ref.get("rows", {}).get(_pair(r))
@@ -115,16 +164,26 @@ def tcga_fusion(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     for (cohort,), part in _groups(ok, ["cohort"]):
         table, cols = beside(part, keys, values, paper, FUSION_LABELS)
         number = ref.get("table", {}).get(cohort)
-        what = (f"direct fusion vs Fusion+KD on {cohort.upper()} with the MI of the modality representations, "
-                "measured (mean ± SE over seeds)")
+        what = (
+            f"direct fusion vs Fusion+KD on {cohort.upper()} with the MI of the modality representations, "
+            "measured (mean ± SE over seeds)"
+        )
         if number:
             name, caption = number.lower().replace(" ", ""), f"{number}: {what} beside the paper"
         else:
             name = f"table_fusion_{cohort}"
             caption = f"Tables 8/20 layout: {what}; the paper has no {cohort.upper()} run"
         page.table(f"{name}{sfx}", caption, table, cols)
-    _f1_points(page, ok, f"fusion_f1{sfx}", PAIR, paper, ("Fusion", "Fusion+KD"), "model",
-               "Direct fusion vs Fusion+KD: test weighted F1")
+    _f1_points(
+        page,
+        ok,
+        f"fusion_f1{sfx}",
+        PAIR,
+        paper,
+        ("Fusion", "Fusion+KD"),
+        "model",
+        "Direct fusion vs Fusion+KD: test weighted F1",
+    )
 
 
 def mosei_teacher(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
@@ -135,11 +194,24 @@ def mosei_teacher(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         return _derived(dict(row)) if row else None
 
     table, cols = beside(ok, [*MOSEI_PAIR, *estimator_keys(ok)], values, paper)
-    page.table(f"table3{sfx}", "Table 3: students with and without KD from the text teacher, and their MI "
-               "(measured: mean ± SE over seeds; paper: ± as printed)", table, cols)
+    page.table(
+        f"table3{sfx}",
+        "Table 3: students with and without KD from the text teacher, and their MI "
+        "(measured: mean ± SE over seeds; paper: ± as printed)",
+        table,
+        cols,
+    )
     _mosei_teacher_table(page, ok, sfx, ref)
-    _f1_points(page, ok, f"student_f1{sfx}", MOSEI_PAIR, paper, ("no KD", "KD"), "student",
-               "Table 3: student weighted F1 with and without KD")
+    _f1_points(
+        page,
+        ok,
+        f"student_f1{sfx}",
+        MOSEI_PAIR,
+        paper,
+        ("no KD", "KD"),
+        "student",
+        "Table 3: student weighted F1 with and without KD",
+    )
 
 
 def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
@@ -147,16 +219,25 @@ def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     rows = ok.filter(pl.col("mi_estimator").is_not_null())
     cohort = ["cohort"] if has_values(rows, "cohort") else []
     t, s = pl.col("teacher_modality"), pl.col("student_modality")
-    named = {"i_ts": pl.concat_str([pl.lit("i_"), t, pl.lit("_"), s]),
-             "i_tl": pl.concat_str([pl.lit("i_"), t, pl.lit("_y")]),
-             "i_sl": pl.concat_str([pl.lit("i_"), s, pl.lit("_y")]),
-             "mi_gap": pl.concat_str([pl.lit("gap_"), t, pl.lit("_"), s])}
-    long = pl.concat([rows.select(*cohort, "mi_estimator", "seed", name.alias("quantity"),
-                                  pl.col(q).cast(pl.Float64).alias("value")) for q, name in named.items()])
+    named = {
+        "i_ts": pl.concat_str([pl.lit("i_"), t, pl.lit("_"), s]),
+        "i_tl": pl.concat_str([pl.lit("i_"), t, pl.lit("_y")]),
+        "i_sl": pl.concat_str([pl.lit("i_"), s, pl.lit("_y")]),
+        "mi_gap": pl.concat_str([pl.lit("gap_"), t, pl.lit("_"), s]),
+    }
+    long = pl.concat(
+        [
+            rows.select(
+                *cohort, "mi_estimator", "seed", name.alias("quantity"), pl.col(q).cast(pl.Float64).alias("value")
+            )
+            for q, name in named.items()
+        ]
+    )
     stats = seed_stats(long, [*cohort, "mi_estimator", "quantity"], ["value"])
     paper = ref.get("table2", {})
-    order = _quantity_order(stats["quantity"].unique().to_list(), set(rows["teacher_modality"]), list(
-        next(iter(paper.values()), {})))
+    order = _quantity_order(
+        stats["quantity"].unique().to_list(), set(rows["teacher_modality"]), list(next(iter(paper.values()), {}))
+    )
     records = []
     for key, part in _groups(stats, [*cohort, "mi_estimator"]):
         rec = dict(zip([*cohort, "mi_estimator"], key))
@@ -167,27 +248,60 @@ def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         rec["n_seeds"] = int(part["n_seeds"].max())
         records.append(rec)
     table = pl.DataFrame(records, infer_schema_length=None)
-    cols = [(KEY_LABELS[k], k, None) for k in (*cohort, "mi_estimator")]
+    cols: list[tuple[str, str, str | None]] = [(KEY_LABELS[k], k, None) for k in (*cohort, "mi_estimator")]
     for q in order:
         cols += [(_quantity_label(q), q, f"{q}_se"), (f"{_quantity_label(q)} · paper", f"paper_{q}", f"paper_{q}_pm")]
-    page.table(f"table2{sfx}", "Table 2 layout: MI (nats) per estimator, measured (mean ± SE over seeds; each "
-               "seed's estimate is itself a mean over the stored repeats) beside the paper (± std over 50 runs)",
-               table, [*cols, ("seeds", "n_seeds", None)])
-    points = [{**{k: rec[k] for k in cohort}, "label": _quantity_label(q), "series": rec["mi_estimator"],
-               "mean": rec[q], "se": rec[f"{q}_se"], "n_seeds": rec["n_seeds"], "paper": rec[f"paper_{q}"]}
-              for q in order if not q.startswith("gap_") for rec in records]
+    page.table(
+        f"table2{sfx}",
+        "Table 2 layout: MI (nats) per estimator, measured (mean ± SE over seeds; each "
+        "seed's estimate is itself a mean over the stored repeats) beside the paper (± std over 50 runs)",
+        table,
+        [*cols, ("seeds", "n_seeds", None)],
+    )
+    points = [
+        {
+            **{k: rec[k] for k in cohort},
+            "label": _quantity_label(q),
+            "series": rec["mi_estimator"],
+            "mean": rec[q],
+            "se": rec[f"{q}_se"],
+            "n_seeds": rec["n_seeds"],
+            "paper": rec[f"paper_{q}"],
+        }
+        for q in order
+        if not q.startswith("gap_")
+        for rec in records
+    ]
     data = pl.DataFrame(points, schema_overrides={c: pl.Float64 for c in ("mean", "se", "paper")}).with_columns(
-        (pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
+        (pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi")
+    )
     several = bool(cohort) and data["cohort"].n_unique() > 1
-    page.chart(f"mi_by_estimator{sfx}", paper_points_chart(
-        data, "label", "quantity", MI_TITLE, "MI estimator", "Table 2: MI by estimator",
-        facet="cohort" if several else None, facet_title="cohort"))
+    page.chart(
+        f"mi_by_estimator{sfx}",
+        paper_points_chart(
+            data,
+            "label",
+            "quantity",
+            MI_TITLE,
+            "MI estimator",
+            "Table 2: MI by estimator",
+            facet="cohort" if several else None,
+            facet_title="cohort",
+        ),
+    )
 
 
 # --- shared parts -------------------------------------------------------------------------------------
 
-def _noise_tables(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper: PaperRow,
-                  name_caption: Callable[[tuple], tuple[str, str]]) -> None:
+
+def _noise_tables(
+    page,
+    ok: pl.DataFrame,
+    sfx: str,
+    pair_keys: list[str],
+    paper: PaperRow,
+    name_caption: Callable[[tuple], tuple[str, str]],
+) -> None:
     keys = [*pair_keys, "noise", *estimator_keys(ok)]
     for pair, part in _groups(ok, pair_keys):
         name, caption = name_caption(pair)
@@ -203,44 +317,96 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
     points = points.with_columns(pl.Series(f"paper_{v}", [_mean(r.get(v)) for r in refs], pl.Float64) for v in measured)
     rows = ok.join(points, on=keys, how="left").with_columns(_pair_label(pair_keys).alias("pairing"))
     dashed = "; dashed: paper" if has_values(points, "paper_i_ts") else ""
-    f1 = long_stats(per_trial(rows), ["pairing", "noise"], {"KD": "kd_f1_weighted", "no KD": "nokd_f1_weighted"},
-                    {"KD": "paper_kd_f1_weighted", "no KD": "paper_nokd_f1_weighted"})
-    page.chart(f"f1_vs_noise{sfx}", mean_se_chart(
-        f1, "noise", NOISE_AXIS, "student weighted F1", "student", "Student weighted F1 with and without KD vs noise",
-        subtitle=f"points: mean ± SE over seeds{dashed}", facet="pairing", facet_title="teacher → student"))
+    f1 = long_stats(
+        per_trial(rows),
+        ["pairing", "noise"],
+        {"KD": "kd_f1_weighted", "no KD": "nokd_f1_weighted"},
+        {"KD": "paper_kd_f1_weighted", "no KD": "paper_nokd_f1_weighted"},
+    )
+    page.chart(
+        f"f1_vs_noise{sfx}",
+        mean_se_chart(
+            f1,
+            "noise",
+            NOISE_AXIS,
+            "student weighted F1",
+            "student",
+            "Student weighted F1 with and without KD vs noise",
+            subtitle=f"points: mean ± SE over seeds{dashed}",
+            facet="pairing",
+            facet_title="teacher → student",
+        ),
+    )
     if estimator_keys(rows):
-        rows = rows.with_columns(pl.concat_str([pl.col("pairing"), pl.lit(" · "), pl.col("mi_estimator")])
-                                 .alias("pairing"))
-    mi = long_stats(rows, ["pairing", "noise"], {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"},
-                    {"I(H_T;H_S)": "paper_i_ts", "I(H_S;Y)": "paper_i_sl"})
-    page.chart(f"mi_vs_noise{sfx}", mean_se_chart(
-        mi, "noise", NOISE_AXIS, MI_TITLE, "quantity", "I_TS and I_SL vs noise (the CCH: KD helps while I_TS > I_SL)",
-        subtitle=f"points: mean ± SE over seeds{dashed}", facet="pairing", facet_title="teacher → student"))
+        rows = rows.with_columns(
+            pl.concat_str([pl.col("pairing"), pl.lit(" · "), pl.col("mi_estimator")]).alias("pairing")
+        )
+    mi = long_stats(
+        rows,
+        ["pairing", "noise"],
+        {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"},
+        {"I(H_T;H_S)": "paper_i_ts", "I(H_S;Y)": "paper_i_sl"},
+    )
+    page.chart(
+        f"mi_vs_noise{sfx}",
+        mean_se_chart(
+            mi,
+            "noise",
+            NOISE_AXIS,
+            MI_TITLE,
+            "quantity",
+            "I_TS and I_SL vs noise (the CCH: KD helps while I_TS > I_SL)",
+            subtitle=f"points: mean ± SE over seeds{dashed}",
+            facet="pairing",
+            facet_title="teacher → student",
+        ),
+    )
 
 
-def _f1_points(page, ok: pl.DataFrame, name: str, pair_keys: list[str], paper: PaperRow, labels: tuple[str, str],
-               legend: str, title: str) -> None:
+def _f1_points(
+    page,
+    ok: pl.DataFrame,
+    name: str,
+    pair_keys: list[str],
+    paper: PaperRow,
+    labels: tuple[str, str],
+    legend: str,
+    title: str,
+) -> None:
     """Weighted F1 without (labels[0]) and with KD (labels[1]) per pairing, measured and paper."""
     table, _ = beside(ok, pair_keys, ["nokd_f1_weighted", "kd_f1_weighted"], paper)
-    data = _points(table.with_columns(_pair_label(pair_keys).alias("pairing")), "pairing",
-                   dict(zip(labels, ("nokd_f1_weighted", "kd_f1_weighted"))))
+    data = _points(
+        table.with_columns(_pair_label(pair_keys).alias("pairing")),
+        "pairing",
+        dict(zip(labels, ("nokd_f1_weighted", "kd_f1_weighted"))),
+    )
     x_title = ("cohort, " if "cohort" in pair_keys else "") + "teacher → student"
     page.chart(name, paper_points_chart(data, "pairing", x_title, "weighted F1", legend, title))
 
 
-def _teacher_table(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], values: list[str], paper: PaperRow,
-                   caption: str) -> None:
+def _teacher_table(
+    page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], values: list[str], paper: PaperRow, caption: str
+) -> None:
     table, cols = beside(ok, [*pair_keys, *estimator_keys(ok)], values, paper)
     page.table(f"teachers{sfx}", f"{caption}, measured (mean ± SE over seeds) beside the paper", table, cols)
 
 
 def _mosei_teacher_table(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     teacher = ref.get("teacher", {})
-    paper = {"teacher_acc": teacher.get("acc"), "teacher_f1_weighted": teacher.get("f1_weighted"),
-             "i_tl": teacher.get("i_tl")}
-    _teacher_table(page, ok, sfx, ["teacher_modality"], ["teacher_acc", "teacher_f1_weighted", "i_tl"],
-                   lambda r: paper if r["teacher_modality"] == "text" else None,
-                   "Teacher (Table 3 caption): test accuracy, weighted F1 and I(H_T;Y)")
+    paper = {
+        "teacher_acc": teacher.get("acc"),
+        "teacher_f1_weighted": teacher.get("f1_weighted"),
+        "i_tl": teacher.get("i_tl"),
+    }
+    _teacher_table(
+        page,
+        ok,
+        sfx,
+        ["teacher_modality"],
+        ["teacher_acc", "teacher_f1_weighted", "i_tl"],
+        lambda r: paper if r["teacher_modality"] == "text" else None,
+        "Teacher (Table 3 caption): test accuracy, weighted F1 and I(H_T;Y)",
+    )
 
 
 def _groups(frame: pl.DataFrame, keys: list[str]):
@@ -250,10 +416,19 @@ def _groups(frame: pl.DataFrame, keys: list[str]):
 
 def _points(table: pl.DataFrame, x: str, series: Mapping[str, str]) -> pl.DataFrame:
     """beside() output in paper_points_chart's long form."""
-    return pl.concat([table.select(x, pl.lit(label).alias("series"), pl.col(v).alias("mean"),
-                                   pl.col(f"{v}_se").alias("se"), "n_seeds", pl.col(f"paper_{v}").alias("paper"))
-                      for label, v in series.items()]).with_columns(
-        (pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
+    return pl.concat(
+        [
+            table.select(
+                x,
+                pl.lit(label).alias("series"),
+                pl.col(v).alias("mean"),
+                pl.col(f"{v}_se").alias("se"),
+                "n_seeds",
+                pl.col(f"paper_{v}").alias("paper"),
+            )
+            for label, v in series.items()
+        ]
+    ).with_columns((pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
 
 
 def _pair(r: Mapping) -> tuple:
@@ -281,15 +456,18 @@ def _derived(row: dict) -> dict:
 
 def _quantity_order(quantities: list[str], teachers: set[str], paper_order: list[str]) -> list[str]:
     """Teacher-student MI first, then teacher-label, student-label, gaps; the paper's order within."""
+
     def kind(q: str) -> int:
         if q.startswith("gap_"):
             return 3
         if q.endswith("_y"):
             return 1 if q[2:-2] in teachers else 2
         return 0
+
     def rank(q: str) -> int:
         q = f"i_{q[4:]}" if q.startswith("gap_") else q  # a gap sits where its I(H_t;H_s) does
         return paper_order.index(q) if q in paper_order else len(paper_order)
+
     return sorted(quantities, key=lambda q: (kind(q), rank(q), q))
 
 

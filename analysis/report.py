@@ -27,8 +27,20 @@ import polars as pl
 
 from analysis import paper_tables
 from analysis.agreement import agreement_both, verdict_line
-from analysis.charts import (MI_TITLE, condition_table, estimator_keys, gain_gap_chart, gain_title, has_values,
-                             long_stats, mean_se_chart, paper_lookup, per_trial, save_chart, seed_stats)
+from analysis.charts import (
+    MI_TITLE,
+    condition_table,
+    estimator_keys,
+    gain_gap_chart,
+    gain_title,
+    has_values,
+    long_stats,
+    mean_se_chart,
+    paper_lookup,
+    per_trial,
+    save_chart,
+    seed_stats,
+)
 from analysis.frame import condition_columns, load_results
 from cchsweep.errors import UsageError
 from cchsweep.schema import axis_columns
@@ -53,13 +65,16 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     page = _Page(out)
     n_trials, n_ok = frame["trial_key"].n_unique(), ok["trial_key"].n_unique()
-    page.text(f"<h1>{_e(study)}</h1><p>{_e(spec.get('description', ''))}<br>Reproduces: "
-              f"<b>{_e(spec.get('reproduces', 'no paper figure'))}</b>. {n_ok} completed trials "
-              f"({n_trials - n_ok} failed) from {_e(str(db_path))}; "
-              f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>")
+    page.text(
+        f"<h1>{_e(study)}</h1><p>{_e(spec.get('description', ''))}<br>Reproduces: "
+        f"<b>{_e(spec.get('reproduces', 'no paper figure'))}</b>. {n_ok} completed trials "
+        f"({n_trials - n_ok} failed) from {_e(str(db_path))}; "
+        f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"
+    )
     page.text(f"<h2>Sign agreement (CCH)</h2><p class='verdict'>{_e(verdict_line(ok))}</p>")
-    page.table("agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source",
-               agreement_both(ok))
+    page.table(
+        "agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", agreement_both(ok)
+    )
     section = SECTIONS.get(study)
     with alt.data_transformers.disable_max_rows():
         if section is not None:
@@ -72,22 +87,48 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path) -> Path:
 
 # --- sections --------------------------------------------------------------------------------------
 
-def _figure1(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+
+def _figure1(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     trials = per_trial(ok)
-    page.chart(f"mse_vs_sigma12{sfx}", mean_se_chart(
-        long_stats(trials, ["sigma12"], {k: f"{v}_mse" for k, v in MODELS.items()}), "sigma12", SIGMA12, MSE,
-        "student", "Figure 1a: test MSE with and without KD (mean ± SE over seeds)"))
+    page.chart(
+        f"mse_vs_sigma12{sfx}",
+        mean_se_chart(
+            long_stats(trials, ["sigma12"], {k: f"{v}_mse" for k, v in MODELS.items()}),
+            "sigma12",
+            SIGMA12,
+            MSE,
+            "student",
+            "Figure 1a: test MSE with and without KD (mean ± SE over seeds)",
+        ),
+    )
     crossing = ref.get("closed_form_crossing_sigma12")
     note = f"; paper's closed-form crossing at σ12 = {crossing}" if crossing is not None else ""
-    _mi_chart(page, ok, "sigma12", SIGMA12, f"mi_vs_sigma12{sfx}", "Figure 1b: representation MI",
-              f"points: estimate ± SE over seeds; dashed: closed form{note}")
+    _mi_chart(
+        page,
+        ok,
+        "sigma12",
+        SIGMA12,
+        f"mi_vs_sigma12{sfx}",
+        "Figure 1b: representation MI",
+        f"points: estimate ± SE over seeds; dashed: closed form{note}",
+    )
 
 
-def _figure4(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _figure4(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     data = long_stats(per_trial(ok), ["lam", "sigma12"], {k: f"{v}_mse" for k, v in MODELS.items()})
-    page.chart(f"mse_vs_sigma12_by_lambda{sfx}", mean_se_chart(
-        data, "sigma12", SIGMA12, MSE, "student", "Figure 4: test MSE vs σ12 per KD weight λ (mean ± SE)",
-        facet="lam", facet_title="λ (KD weight)"))
+    page.chart(
+        f"mse_vs_sigma12_by_lambda{sfx}",
+        mean_se_chart(
+            data,
+            "sigma12",
+            SIGMA12,
+            MSE,
+            "student",
+            "Figure 4: test MSE vs σ12 per KD weight λ (mean ± SE)",
+            facet="lam",
+            facet_title="λ (KD weight)",
+        ),
+    )
 
 
 def _at_t3(ok: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
@@ -96,34 +137,72 @@ def _at_t3(ok: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
     return ok, False
 
 
-def _accuracy_and_mi(page: "_Page", ok: pl.DataFrame, sfx: str, fig: tuple[str, str]) -> None:
+def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, str]) -> None:
     sub, t3 = _at_t3(ok)
     trials = per_trial(sub)
     if t3 or not has_values(trials, "temperature"):
         data = long_stats(trials, ["gamma"], {k: f"{v}_acc" for k, v in MODELS.items()})
-        chart = mean_se_chart(data, "gamma", GAMMA, ACC, "student", f"{fig[0]}: student accuracy at T = 3 (mean ± SE)",
-                              dash="series", subtitle="solid: KD; dashed: no KD")
+        chart = mean_se_chart(
+            data,
+            "gamma",
+            GAMMA,
+            ACC,
+            "student",
+            f"{fig[0]}: student accuracy at T = 3 (mean ± SE)",
+            dash="series",
+            subtitle="solid: KD; dashed: no KD",
+        )
     else:
-        parts = [long_stats(trials, ["gamma", "temperature"], {f"T={t:g}": f"{v}_acc"})
-                 .filter(pl.col("temperature") == t).with_columns(pl.lit(k).alias("student"))
-                 for k, v in MODELS.items() for t in trials["temperature"].unique().sort().to_list()]
-        chart = mean_se_chart(pl.concat(parts), "gamma", GAMMA, ACC, "temperature",
-                              f"{fig[0]}: student accuracy per temperature (mean ± SE)", dash="student")
+        parts = [
+            long_stats(trials, ["gamma", "temperature"], {f"T={t:g}": f"{v}_acc"})
+            .filter(pl.col("temperature") == t)
+            .with_columns(pl.lit(k).alias("student"))
+            for k, v in MODELS.items()
+            for t in trials["temperature"].unique().sort().to_list()
+        ]
+        chart = mean_se_chart(
+            pl.concat(parts),
+            "gamma",
+            GAMMA,
+            ACC,
+            "temperature",
+            f"{fig[0]}: student accuracy per temperature (mean ± SE)",
+            dash="student",
+        )
     page.chart(f"accuracy_vs_gamma{sfx}", chart)
-    _mi_chart(page, ok, "gamma", GAMMA, f"mi_vs_gamma{sfx}", f"{fig[1]}: I_TS and I_SL vs blur",
-              "estimate ± SE over seeds (each seed's estimate averaged over temperatures)")
+    _mi_chart(
+        page,
+        ok,
+        "gamma",
+        GAMMA,
+        f"mi_vs_gamma{sfx}",
+        f"{fig[1]}: I_TS and I_SL vs blur",
+        "estimate ± SE over seeds (each seed's estimate averaged over temperatures)",
+    )
 
 
-def _mi_chart(page: "_Page", ok: pl.DataFrame, x: str, x_title: str, name: str, title: str, subtitle: str) -> None:
+def _mi_chart(page: _Page, ok: pl.DataFrame, x: str, x_title: str, name: str, title: str, subtitle: str) -> None:
     several = has_values(ok, "mi_estimator") and ok["mi_estimator"].n_unique() > 1
     keys = [x, "mi_estimator"] if several else [x]
     data = long_stats(ok, keys, MI, MI_TRUTH)
     if not data.is_empty():
-        page.chart(name, mean_se_chart(data, x, x_title, MI_TITLE, "quantity", title, subtitle=subtitle,
-                                       facet="mi_estimator" if several else None, facet_title="MI estimator"))
+        page.chart(
+            name,
+            mean_se_chart(
+                data,
+                x,
+                x_title,
+                MI_TITLE,
+                "quantity",
+                title,
+                subtitle=subtitle,
+                facet="mi_estimator" if several else None,
+                facet_title="MI estimator",
+            ),
+        )
 
 
-def _mnist_blur(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _mnist_blur(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     _accuracy_and_mi(page, ok, sfx, ("Figure 2a", "Figure 2b"))
     trials = per_trial(ok).with_columns((pl.col("kd_acc") - pl.col("nokd_acc")).alias("acc_diff"))
     est = estimator_keys(ok)
@@ -135,22 +214,39 @@ def _mnist_blur(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         pair = [paper_lookup(ref.get("acc_diff", {}), (g, t)) for g in acc.filter(pl.col("temperature") == t)["gamma"]]
         col = acc.filter(pl.col("temperature") == t).with_columns(
             pl.Series("paper", [p[0] if p else None for p in pair], pl.Float64),
-            pl.Series("paper_se", [p[1] if p else None for p in pair], pl.Float64))
-        col = col.select("gamma", *[pl.col(c).alias(f"{c}_T{t:g}") for c in
-                                    ("acc_diff", "acc_diff_se", "n_seeds", "paper", "paper_se")])
-        table = table.join(col.rename({f"paper_T{t:g}": f"paper_acc_diff_T{t:g}",
-                                       f"paper_se_T{t:g}": f"paper_acc_diff_se_T{t:g}"}), on="gamma", how="left")
+            pl.Series("paper_se", [p[1] if p else None for p in pair], pl.Float64),
+        )
+        col = col.select(
+            "gamma",
+            *[pl.col(c).alias(f"{c}_T{t:g}") for c in ("acc_diff", "acc_diff_se", "n_seeds", "paper", "paper_se")],
+        )
+        table = table.join(
+            col.rename({f"paper_T{t:g}": f"paper_acc_diff_T{t:g}", f"paper_se_T{t:g}": f"paper_acc_diff_se_T{t:g}"}),
+            on="gamma",
+            how="left",
+        )
     temps = acc["temperature"].unique().sort().to_list()
-    cols = [("γ", "gamma", None), *( [("MI estimator", "mi_estimator", None)] if est else []),
-            ("MI gap (nats)", "mi_gap", "mi_gap_se"), ("paper MI gap", "paper_mi_gap", None)]
+    cols = [
+        ("γ", "gamma", None),
+        *([("MI estimator", "mi_estimator", None)] if est else []),
+        ("MI gap (nats)", "mi_gap", "mi_gap_se"),
+        ("paper MI gap", "paper_mi_gap", None),
+    ]
     for t in temps:
-        cols += [(f"T={t:g} acc diff", f"acc_diff_T{t:g}", f"acc_diff_se_T{t:g}"),
-                 (f"T={t:g} paper", f"paper_acc_diff_T{t:g}", f"paper_acc_diff_se_T{t:g}")]
-    page.table(f"table1{sfx}", "Table 1: MI gap and student accuracy difference (KD − no KD, mean ± SE over "
-               "seeds) per blur γ and temperature T, measured next to the paper", table, cols)
+        cols += [
+            (f"T={t:g} acc diff", f"acc_diff_T{t:g}", f"acc_diff_se_T{t:g}"),
+            (f"T={t:g} paper", f"paper_acc_diff_T{t:g}", f"paper_acc_diff_se_T{t:g}"),
+        ]
+    page.table(
+        f"table1{sfx}",
+        "Table 1: MI gap and student accuracy difference (KD − no KD, mean ± SE over "
+        "seeds) per blur γ and temperature T, measured next to the paper",
+        table,
+        cols,
+    )
 
 
-def _mnist_alpha(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _mnist_alpha(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     _accuracy_and_mi(page, ok, sfx, ("α = 0.18", "α = 0.18"))
     sub, _ = _at_t3(ok)
     est = estimator_keys(sub)
@@ -159,23 +255,38 @@ def _mnist_alpha(page: "_Page", ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     acc = seed_stats(trials, ["gamma"], ["kd_acc", "nokd_acc", "acc_diff"])
     table = mi.drop("n_seeds").join(acc, on="gamma", how="left")
     names = ["i_ts", "i_sl", "kd_acc", "kd_acc_se", "nokd_acc", "nokd_acc_se", "mi_gap", "acc_diff", "acc_diff_se"]
-    paper = {n: [] for n in names}
+    paper: dict[str, list] = {n: [] for n in names}
     for g in table["gamma"]:
         values = paper_lookup(ref.get("table13", {}), g) or (None,) * len(names)
         for n, v in zip(names, values):
             paper[n].append(v)
     table = table.with_columns(pl.Series(f"paper_{n}", v, pl.Float64) for n, v in paper.items())
-    cols = [("γ", "gamma", None), *([("MI estimator", "mi_estimator", None)] if est else [])]
-    for label, n, se in (("I(H_T;H_S) (nats)", "i_ts", True), ("I(H_S;Y) (nats)", "i_sl", True),
-                         ("KD acc", "kd_acc", True), ("no-KD acc", "nokd_acc", True), ("MI gap (nats)", "mi_gap", True),
-                         ("acc diff", "acc_diff", True)):
-        cols += [(label, n, f"{n}_se"), (f"{label} paper", f"paper_{n}", f"paper_{n}_se" if f"paper_{n}_se" in
-                                                                         table.columns else None)]
-    page.table(f"table13{sfx}", "Table 13 (α = 0.18, T = 3): MI, accuracies (mean ± SE over seeds) and their "
-               "differences per blur γ, measured next to the paper", table, cols)
+    cols: list[tuple[str, str, str | None]] = [
+        ("γ", "gamma", None),
+        *([("MI estimator", "mi_estimator", None)] if est else []),
+    ]
+    for label, n in (
+        ("I(H_T;H_S) (nats)", "i_ts"),
+        ("I(H_S;Y) (nats)", "i_sl"),
+        ("KD acc", "kd_acc"),
+        ("no-KD acc", "nokd_acc"),
+        ("MI gap (nats)", "mi_gap"),
+        ("acc diff", "acc_diff"),
+    ):
+        cols += [
+            (label, n, f"{n}_se"),
+            (f"{label} paper", f"paper_{n}", f"paper_{n}_se" if f"paper_{n}_se" in table.columns else None),
+        ]
+    page.table(
+        f"table13{sfx}",
+        "Table 13 (α = 0.18, T = 3): MI, accuracies (mean ± SE over seeds) and their "
+        "differences per blur γ, measured next to the paper",
+        table,
+        cols,
+    )
 
 
-def _generic(page: "_Page", ok: pl.DataFrame) -> None:
+def _generic(page: _Page, ok: pl.DataFrame) -> None:
     page.text("<h2>KD gain vs MI gap per condition</h2>")
     cond = condition_table(ok)
     if cond.is_empty():
@@ -183,25 +294,38 @@ def _generic(page: "_Page", ok: pl.DataFrame) -> None:
         return
     axes = [c for c in condition_columns(ok) if c not in ("study", "profile", "settings")]
     page.chart("gain_vs_gap", gain_gap_chart(cond, ["profile", *axes], gain_title(ok)))
-    page.table("conditions", "Per condition (seeds averaged): KD gain and MI gap, mean ± SE, and the CCH call",
-               cond.drop("study"))
+    page.table(
+        "conditions",
+        "Per condition (seeds averaged): KD gain and MI gap, mean ± SE, and the CCH call",
+        cond.drop("study"),
+    )
 
 
-SECTIONS = {"synthetic_sigma12": _figure1, "synthetic_lambda": _figure4, "mnist_blur": _mnist_blur,
-            "mnist_alpha": _mnist_alpha, "tcga_noise": paper_tables.tcga_noise, "tcga_fusion": paper_tables.tcga_fusion,
-            "tcga_estimators": paper_tables.table2, "mosei_teacher": paper_tables.mosei_teacher,
-            "mosei_noise": paper_tables.mosei_noise, "mi_estimators": paper_tables.table2}
+SECTIONS = {
+    "synthetic_sigma12": _figure1,
+    "synthetic_lambda": _figure4,
+    "mnist_blur": _mnist_blur,
+    "mnist_alpha": _mnist_alpha,
+    "tcga_noise": paper_tables.tcga_noise,
+    "tcga_fusion": paper_tables.tcga_fusion,
+    "tcga_estimators": paper_tables.table2,
+    "mosei_teacher": paper_tables.mosei_teacher,
+    "mosei_noise": paper_tables.mosei_noise,
+    "mi_estimators": paper_tables.table2,
+}
 
 
 # --- helpers ---------------------------------------------------------------------------------------
+
 
 def _study_spec(study: str) -> dict:
     """The study's description, figure and paper numbers, where the registry knows the study."""
     from searchspaces import STUDIES  # imports the trial code: only when a report is written
 
     s = STUDIES.get(study)
-    return {} if s is None else {"description": s.description, "reproduces": s.reproduces,
-                                 "reference": dict(s.reference)}
+    return (
+        {} if s is None else {"description": s.description, "reproduces": s.reproduces, "reference": dict(s.reference)}
+    )
 
 
 def _setups(ok: pl.DataFrame) -> list[tuple[str, str, pl.DataFrame]]:
@@ -237,8 +361,12 @@ def _html_table(table: pl.DataFrame, cols: list[tuple[str, str, str | None]] | N
     cols = cols or [(c, c, None) for c in table.columns]
     head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in cols)
     axes = axis_columns()
-    body = "".join("<tr>" + "".join(f"<td>{_e(_fmt(row.get(v), row.get(se) if se else None, v in axes))}</td>"
-                                    for _, v, se in cols) + "</tr>" for row in table.iter_rows(named=True))
+    body = "".join(
+        "<tr>"
+        + "".join(f"<td>{_e(_fmt(row.get(v), row.get(se) if se else None, v in axes))}</td>" for _, v, se in cols)
+        + "</tr>"
+        for row in table.iter_rows(named=True)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -246,7 +374,9 @@ class _Page:
     """Collects HTML blocks and chart specs; writes the files as it goes."""
 
     def __init__(self, out: Path):
-        self.out, self.blocks, self.specs = out, [], []
+        self.out = out
+        self.blocks: list[str] = []
+        self.specs: list[tuple[str, dict]] = []
 
     def text(self, block: str) -> None:
         self.blocks.append(block)
@@ -254,26 +384,34 @@ class _Page:
     def chart(self, name: str, chart) -> None:
         spec = save_chart(chart, self.out, name)
         self.specs.append((f"chart-{len(self.specs)}", spec))
-        self.blocks.append(f"<div class='chart' id='{self.specs[-1][0]}'></div>"
-                           f"<p class='files'>{name}.png · {name}.svg</p>")
+        self.blocks.append(
+            f"<div class='chart' id='{self.specs[-1][0]}'></div><p class='files'>{name}.png · {name}.svg</p>"
+        )
 
     def table(self, name: str, caption: str, table: pl.DataFrame, cols=None) -> None:
         table.write_csv(self.out / f"{name}.csv")
         block = f"<h3>{_e(caption)}</h3>{_html_table(table, cols)}<p class='files'>{name}.csv · {name}.html</p>"
-        (self.out / f"{name}.html").write_text(f"<!DOCTYPE html><html><head><meta charset='UTF-8'>{STYLE}</head>"
-                                               f"<body>{block}</body></html>\n", encoding="utf-8")
+        (self.out / f"{name}.html").write_text(
+            f"<!DOCTYPE html><html><head><meta charset='UTF-8'>{STYLE}</head><body>{block}</body></html>\n",
+            encoding="utf-8",
+        )
         self.blocks.append(block)
 
     def write(self, study: str) -> Path:
         import vl_convert as vlc
         from altair.utils._importers import vl_version_for_vl_convert
 
-        bundle = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())
-        embeds = "\n".join(f"vegaEmbed('#{div}', {_script_json(spec)}, {{mode: 'vega-lite'}}).catch(console.error);"
-                           for div, spec in self.specs)
-        page = (f"<!DOCTYPE html>\n<html><head><meta charset='UTF-8'><title>cchsweep report: {_e(study)}</title>"
-                f"{STYLE}<script type='text/javascript'>\n{_script_text(bundle)}\n</script></head>\n<body>\n"
-                + "\n".join(self.blocks) + f"\n<script type='text/javascript'>\n{embeds}\n</script>\n</body></html>\n")
+        bundle = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())  # type: ignore[call-arg]
+        embeds = "\n".join(
+            f"vegaEmbed('#{div}', {_script_json(spec)}, {{mode: 'vega-lite'}}).catch(console.error);"
+            for div, spec in self.specs
+        )
+        page = (
+            f"<!DOCTYPE html>\n<html><head><meta charset='UTF-8'><title>cchsweep report: {_e(study)}</title>"
+            f"{STYLE}<script type='text/javascript'>\n{_script_text(bundle)}\n</script></head>\n<body>\n"
+            + "\n".join(self.blocks)
+            + f"\n<script type='text/javascript'>\n{embeds}\n</script>\n</body></html>\n"
+        )
         path = self.out / "index.html"
         path.write_text(page, encoding="utf-8")
         return path
@@ -287,6 +425,8 @@ def _script_text(text: str) -> str:
     return text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
 
 
-STYLE = ("<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-         "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
-         "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>")
+STYLE = (
+    "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
+    "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>"
+)

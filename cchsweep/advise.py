@@ -35,10 +35,11 @@ is NaN and every verdict "undetermined": use at least 2 repeats for a verdict.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -50,15 +51,29 @@ from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet
 from cchsweep.rules import Z  # gap_lo/gap_hi = gap -+ Z * gap_se, as every verdict
-from cchsweep.trials.tcga import _tensor, _unimodal, mi_rows
 from cchsweep.train import represent
+from cchsweep.trials.tcga import mi_rows, to_tensor, train_unimodal
 
 VERDICTS = ("distil", "undetermined", "do not distil")
 LR = 0.01  # Tables 17, 19, 21 (Adam), as the TCGA trials
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
-COLUMNS = ("teacher", "student", "n_patients", "i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se",
-           "gap", "gap_se", "gap_lo", "gap_hi", "verdict", "rank")
-
+COLUMNS = (
+    "teacher",
+    "student",
+    "n_patients",
+    "i_ts",
+    "i_ts_se",
+    "i_sl",
+    "i_sl_se",
+    "i_tl",
+    "i_tl_se",
+    "gap",
+    "gap_se",
+    "gap_lo",
+    "gap_hi",
+    "verdict",
+    "rank",
+)
 
 
 @dataclass(frozen=True)
@@ -79,10 +94,22 @@ class Advice:
 
 # --- the computation ----------------------------------------------------------------------------
 
-def advise(data_dir: str | Path, student: str, teachers: Sequence[str] | None = None, estimator: str = "latentmi",
-           repeats: int = 3, seed: int = 0, epochs: int = 200, mi_epochs: int = 300, mi_lr: float = 1e-4,
-           lr: float = LR, test_fraction: float = 0.1, n_features: int = 100,
-           device: str | None = None) -> Advice:
+
+def advise(
+    data_dir: str | Path,
+    student: str,
+    teachers: Sequence[str] | None = None,
+    estimator: str = "latentmi",
+    repeats: int = 3,
+    seed: int = 0,
+    epochs: int = 200,
+    mi_epochs: int = 300,
+    mi_lr: float = 1e-4,
+    lr: float = LR,
+    test_fraction: float = 0.1,
+    n_features: int = 100,
+    device: str | None = None,
+) -> Advice:
     """Rank candidate teacher modalities for `student` by the CCH gap I(H_T;H_S) - I(H_S;Y); see module doc.
 
     `teachers` None means every other modality in `data_dir`. `mi_epochs`/`mi_lr` apply to latentmi
@@ -100,21 +127,30 @@ def advise(data_dir: str | Path, student: str, teachers: Sequence[str] | None = 
     classes: set[str] = set()
     for teacher in teachers:
         h_t, h_s, labels, n, pairing_classes = _representations(
-            data_dir, teacher, student, seed, s, test_fraction, n_features, torch.device(dev))
+            data_dir, teacher, student, seed, s, test_fraction, n_features, torch.device(dev)
+        )
         jobs[teacher] = (h_t, h_s, labels)
         n_patients[teacher] = n
         classes.update(pairing_classes)
 
     values = _estimate_all(jobs, mi_settings, repeats, seed)
     table = advice_frame(student, values, n_patients)
-    return Advice(table=table, data=str(data_dir), student=student, estimator=estimator, repeats=int(repeats),
-                  seed=int(seed), n_patients=n_patients, classes=sorted(classes),
-                  settings={**s, **mi_settings, "test_fraction": test_fraction, "n_features": n_features,
-                            "mi_split": "all"})
+    return Advice(
+        table=table,
+        data=str(data_dir),
+        student=student,
+        estimator=estimator,
+        repeats=int(repeats),
+        seed=int(seed),
+        n_patients=n_patients,
+        classes=sorted(classes),
+        settings={**s, **mi_settings, "test_fraction": test_fraction, "n_features": n_features, "mi_split": "all"},
+    )
 
 
-def _check_inputs(data_dir: Path, student: str, teachers: Sequence[str] | None, estimator: str, repeats: int,
-                  epochs: int) -> list[str]:
+def _check_inputs(
+    data_dir: Path, student: str, teachers: Sequence[str] | None, estimator: str, repeats: int, epochs: int
+) -> list[str]:
     """Every check that needs no data read; returns the candidate teachers."""
     if estimator not in ESTIMATORS:
         raise UsageError(f"unknown MI estimator {estimator!r}; choose one of {', '.join(ESTIMATORS)}")
@@ -125,8 +161,10 @@ def _check_inputs(data_dir: Path, student: str, teachers: Sequence[str] | None, 
     available = list_modalities(data_dir)  # UsageError for a missing directory
     if len(available) < 2:
         found = f"only one modality ({available[0]})" if available else "no modality file"
-        raise UsageError(f"{data_dir} has {found}; advise needs a student and at least one teacher modality "
-                         f"(one CSV or Parquet per modality plus labels.csv)")
+        raise UsageError(
+            f"{data_dir} has {found}; advise needs a student and at least one teacher modality "
+            f"(one CSV or Parquet per modality plus labels.csv)"
+        )
     listing = ", ".join(available)
     if student not in available:
         raise UsageError(f"unknown student modality {student!r} in {data_dir}; available: {listing}")
@@ -134,42 +172,57 @@ def _check_inputs(data_dir: Path, student: str, teachers: Sequence[str] | None, 
         return [m for m in available if m != student]
     teachers = [t.strip() for t in teachers if t and t.strip()]
     if not teachers:
-        raise UsageError(f"no teacher modality given; name some with --teachers a,b or leave it out to try "
-                         f"every other modality ({', '.join(m for m in available if m != student)})")
+        raise UsageError(
+            f"no teacher modality given; name some with --teachers a,b or leave it out to try "
+            f"every other modality ({', '.join(m for m in available if m != student)})"
+        )
     unknown = [t for t in teachers if t not in available]
     if unknown:
-        raise UsageError(f"unknown teacher modalit{'y' if len(unknown) == 1 else 'ies'} "
-                         f"{', '.join(repr(t) for t in unknown)} in {data_dir}; available: {listing}")
+        raise UsageError(
+            f"unknown teacher modalit{'y' if len(unknown) == 1 else 'ies'} "
+            f"{', '.join(repr(t) for t in unknown)} in {data_dir}; available: {listing}"
+        )
     if student in teachers:
-        raise UsageError(f"{student!r} is the student; a teacher must be another modality "
-                         f"({', '.join(m for m in available if m != student)})")
+        raise UsageError(
+            f"{student!r} is the student; a teacher must be another modality "
+            f"({', '.join(m for m in available if m != student)})"
+        )
     return list(dict.fromkeys(teachers))  # keep order, drop repeats
 
 
-def _representations(data_dir: Path, teacher: str, student: str, seed: int, s: dict, test_fraction: float,
-                     n_features: int, dev: torch.device):
+def _representations(
+    data_dir: Path,
+    teacher: str,
+    student: str,
+    seed: int,
+    s: dict,
+    test_fraction: float,
+    n_features: int,
+    dev: torch.device,
+):
     """H_T, H_S (train+test rows) and one-hot labels for one pairing, with its patient count and classes."""
     cohort = load_cohort(data_dir, [teacher, student], min_modalities=2)
     p = prepare(cohort, seed, test_fraction=test_fraction, n_features=n_features)
-    y_tr = _tensor(p.y_train, dev, torch.int64)
+    y_tr = to_tensor(p.y_train, dev, torch.int64)
 
     def ce(out, idx):
         return F.cross_entropy(out, y_tr[idx])
 
     # init seeds as tcga.unimodal_pair: teacher 2*seed, no-KD student 2*seed+1
-    teacher_net = _unimodal(p, teacher, seed * 2, ce, s, dev)
-    student_net = _unimodal(p, student, seed * 2 + 1, ce, s, dev)
+    teacher_net = train_unimodal(p, teacher, seed * 2, ce, s, dev)
+    student_net = train_unimodal(p, student, seed * 2 + 1, ce, s, dev)
 
     def rep(net, modality: str) -> np.ndarray:
         x = mi_rows(p.x_train[modality], p.x_test[modality], "all")
-        return represent(net, _tensor(x, dev)).cpu().numpy().astype(np.float64)
+        return represent(net, to_tensor(x, dev)).cpu().numpy().astype(np.float64)
 
     labels = one_hot(mi_rows(p.y_train, p.y_test, "all"), len(p.classes))
     return rep(teacher_net, teacher), rep(student_net, student), labels, len(cohort.patients), p.classes
 
 
-def _triplet_task(h_t: np.ndarray, h_s: np.ndarray, labels: np.ndarray, mi_settings: dict, repeats: int,
-                  seed: int) -> dict[str, list]:
+def _triplet_task(
+    h_t: np.ndarray, h_s: np.ndarray, labels: np.ndarray, mi_settings: dict, repeats: int, seed: int
+) -> dict[str, list]:
     """One teacher's three MI estimates (runs in a Ray worker, or in process)."""
     device = "cpu"
     try:
@@ -198,8 +251,10 @@ def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed:
         # Share the GPUs between the teachers' tasks (at most one whole GPU each).
         num_gpus = min(1.0, gpus / len(jobs)) if gpus > 0 and uses_gpu else 0
         task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_triplet_task)
-        refs = {teacher: task.remote(ray.put(h_t), ray.put(h_s), ray.put(labels), mi_settings, repeats, seed)
-                for teacher, (h_t, h_s, labels) in jobs.items()}
+        refs = {
+            teacher: task.remote(ray.put(h_t), ray.put(h_s), ray.put(labels), mi_settings, repeats, seed)
+            for teacher, (h_t, h_s, labels) in jobs.items()
+        }
         return {teacher: result for teacher, result in zip(refs, ray.get(list(refs.values())))}
     finally:
         if started:
@@ -207,6 +262,7 @@ def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed:
 
 
 # --- the verdict --------------------------------------------------------------------------------
+
 
 def _se(value) -> float:
     return float("nan") if value is None else float(value)
@@ -235,12 +291,13 @@ def advice_frame(student: str, values: dict[str, dict[str, list]], n_patients: d
     rows.sort(key=lambda r: (-r["gap"], r["teacher"]))
     for i, row in enumerate(rows, 1):
         row["rank"] = i
-    schema = {c: pl.Float64 for c in COLUMNS}
+    schema: dict[str, Any] = {c: pl.Float64 for c in COLUMNS}
     schema.update(teacher=pl.String, student=pl.String, verdict=pl.String, rank=pl.Int64, n_patients=pl.Int64)
     return pl.DataFrame(rows, schema={c: schema[c] for c in COLUMNS})
 
 
 # --- the database -------------------------------------------------------------------------------
+
 
 def _nullable(x):
     if isinstance(x, float) and not math.isfinite(x):
@@ -252,10 +309,20 @@ def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
     """Rows for the `advice` table, in ADVICE_COLUMNS order (NaN SEs become NULL)."""
     out = []
     for r in advice.table.iter_rows(named=True):
-        out.append((run_id, advice.data, advice.student, r["teacher"], advice.estimator, int(advice.repeats),
-                    *(_nullable(r[c]) for c in ("i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se",
-                                                "gap", "gap_se")),
-                    r["verdict"], int(r["rank"]), advice.created_at))
+        out.append(
+            (
+                run_id,
+                advice.data,
+                advice.student,
+                r["teacher"],
+                advice.estimator,
+                int(advice.repeats),
+                *(_nullable(r[c]) for c in ("i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se")),
+                r["verdict"],
+                int(r["rank"]),
+                advice.created_at,
+            )
+        )
     return out
 
 
@@ -275,6 +342,7 @@ def store_advice(db_path: str | Path, advice: Advice, run_id: str) -> int:
 
 # --- presentation -------------------------------------------------------------------------------
 
+
 def _pm(value: float, se: float, signed: bool = False) -> str:
     v = f"{value:+.3f}" if signed else f"{value:.3f}"
     return f"{v} ± {se:.3f}" if math.isfinite(se) else f"{v} ± n/a"
@@ -289,8 +357,10 @@ def advice_sentence(advice: Advice) -> str:
     by = {v: [r for r in rows if r["verdict"] == v] for v in VERDICTS}
     parts = []
     if by["distil"]:
-        parts.append("distil from " + _names([f"{r['teacher']} (gap {_pm(r['gap'], r['gap_se'], True)} nats)"
-                                                for r in by["distil"]]))
+        parts.append(
+            "distil from "
+            + _names([f"{r['teacher']} (gap {_pm(r['gap'], r['gap_se'], True)} nats)" for r in by["distil"]])
+        )
     else:
         parts.append(f"no teacher passes the criterion for {advice.student}")
     if by["undetermined"]:
@@ -309,44 +379,73 @@ def advice_sentence(advice: Advice) -> str:
 def format_advice(advice: Advice) -> str:
     """A terminal table (one line per teacher, best first) and a one-sentence recommendation."""
     header = ("rank", "teacher", "patients", "I(T;S) ± SE", "I(S;Y) ± SE", "I(T;Y) ± SE", "gap ± SE", "verdict")
-    lines = [(str(r["rank"]), r["teacher"], str(r["n_patients"]), _pm(r["i_ts"], r["i_ts_se"]),
-              _pm(r["i_sl"], r["i_sl_se"]), _pm(r["i_tl"], r["i_tl_se"]), _pm(r["gap"], r["gap_se"], True),
-              r["verdict"]) for r in advice.table.iter_rows(named=True)]
+    lines = [
+        (
+            str(r["rank"]),
+            r["teacher"],
+            str(r["n_patients"]),
+            _pm(r["i_ts"], r["i_ts_se"]),
+            _pm(r["i_sl"], r["i_sl_se"]),
+            _pm(r["i_tl"], r["i_tl_se"]),
+            _pm(r["gap"], r["gap_se"], True),
+            r["verdict"],
+        )
+        for r in advice.table.iter_rows(named=True)
+    ]
     widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
     right = {0, 2, 3, 4, 5, 6}
 
     def fmt(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
-    title = (f"CCH advice for student {advice.student} ({advice.data}; {advice.estimator}, "
-             f"{advice.repeats} repeat{'s' if advice.repeats != 1 else ''}, nats; "
-             f"distil when gap = I(T;S) - I(S;Y) > 0 by 2 SE)")
-    return "\n".join([title, fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines), "",
-                      advice_sentence(advice)])
+    title = (
+        f"CCH advice for student {advice.student} ({advice.data}; {advice.estimator}, "
+        f"{advice.repeats} repeat{'s' if advice.repeats != 1 else ''}, nats; "
+        f"distil when gap = I(T;S) - I(S;Y) > 0 by 2 SE)"
+    )
+    return "\n".join(
+        [title, fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines), "", advice_sentence(advice)]
+    )
 
 
 def advice_chart(advice: Advice):
     import altair as alt
 
-    df = advice.table.with_columns(
-        pl.col("gap_lo").fill_nan(None), pl.col("gap_hi").fill_nan(None)).to_pandas()
+    df = advice.table.with_columns(pl.col("gap_lo").fill_nan(None), pl.col("gap_hi").fill_nan(None)).to_pandas()
     order = advice.table["teacher"].to_list()
-    colour = alt.Color("verdict:N", scale=alt.Scale(domain=list(VERDICTS), range=["#2ca02c", "#7f7f7f", "#d62728"]),
-                       title="verdict")
+    colour = alt.Color(
+        "verdict:N", scale=alt.Scale(domain=list(VERDICTS), range=["#2ca02c", "#7f7f7f", "#d62728"]), title="verdict"
+    )
     x = alt.X("teacher:N", sort=order, title="teacher modality")
     base = alt.Chart(df)
     bars = base.mark_errorbar(ticks=True).encode(
-        x=x, y=alt.Y("gap_lo:Q", title="gap = I(H_T;H_S) − I(H_S;Y) (nats), ± 2 SE"), y2="gap_hi:Q", color=colour)
+        x=x, y=alt.Y("gap_lo:Q", title="gap = I(H_T;H_S) − I(H_S;Y) (nats), ± 2 SE"), y2="gap_hi:Q", color=colour
+    )
     points = base.mark_point(filled=True, size=80).encode(
-        x=x, y="gap:Q", color=colour,
-        tooltip=["teacher", "verdict", alt.Tooltip("gap:Q", format="+.3f"), alt.Tooltip("gap_se:Q", format=".3f"),
-                 alt.Tooltip("i_ts:Q", format=".3f"), alt.Tooltip("i_sl:Q", format=".3f"),
-                 alt.Tooltip("i_tl:Q", format=".3f"), "n_patients"])
-    zero = alt.Chart(pl.DataFrame({"zero": [0.0]}).to_pandas()).mark_rule(strokeDash=[4, 4], color="black").encode(
-        y="zero:Q")
+        x=x,
+        y="gap:Q",
+        color=colour,
+        tooltip=[
+            "teacher",
+            "verdict",
+            alt.Tooltip("gap:Q", format="+.3f"),
+            alt.Tooltip("gap_se:Q", format=".3f"),
+            alt.Tooltip("i_ts:Q", format=".3f"),
+            alt.Tooltip("i_sl:Q", format=".3f"),
+            alt.Tooltip("i_tl:Q", format=".3f"),
+            "n_patients",
+        ],
+    )
+    zero = (
+        alt.Chart(pl.DataFrame({"zero": [0.0]}).to_pandas())
+        .mark_rule(strokeDash=[4, 4], color="black")
+        .encode(y="zero:Q")
+    )
     return (zero + bars + points).properties(
         title=f"CCH gap per teacher, student {advice.student} ({advice.estimator}, {advice.repeats} repeats)",
-        width=max(240, 70 * len(order)), height=300)
+        width=max(240, 70 * len(order)),
+        height=300,
+    )
 
 
 def write_advice_report(advice: Advice, out_dir: str | Path) -> Path:

@@ -35,22 +35,40 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--address", help="Ray cluster address, e.g. auto; default: an embedded local Ray")
     r.add_argument("--data-dir", help="where data sets live (default $CCHSWEEP_DATA, else the per-user cache)")
     r.add_argument("--seeds", type=int, help="run seeds 0..N-1 instead of the profile's seeds")
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a grid axis (comma-separated values) or a setting; repeatable")
+    r.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a grid axis (comma-separated values) or a setting; repeatable",
+    )
     r.add_argument("--max-failures", type=int, default=1, help="retries per failing trial (default 1)")
     r.add_argument("--force", action="store_true", help="rerun trials already stored as ok")
-    r.add_argument("--resume", action="store_true",
-                   help="finish a sweep whose driver died: marks it interrupted, runs the trials not stored")
-    r.add_argument("--gpu", default="auto",
-                   help="GPU fraction per trial: auto (the study's, where the cluster has GPUs) or a number")
-    r.add_argument("--search", choices=("boundary",),
-                   help="instead of the grid: find where --target crosses zero along --param (Optuna TPE)")
+    r.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish a sweep whose driver died: marks it interrupted, runs the trials not stored",
+    )
+    r.add_argument(
+        "--gpu",
+        default="auto",
+        help="GPU fraction per trial: auto (the study's, where the cluster has GPUs) or a number",
+    )
+    r.add_argument(
+        "--search",
+        choices=("boundary",),
+        help="instead of the grid: find where --target crosses zero along --param (Optuna TPE)",
+    )
     r.add_argument("--param", help="the float axis to search, e.g. sigma12 or gamma")
     r.add_argument("--range", dest="value_range", metavar="LO:HI", help="the interval to search")
     r.add_argument("--budget", type=int, default=12, help="trials for the search (default 12)")
     r.add_argument("--target", default="mi_gap", help="mi_gap (default), mi_gap_truth (closed form) or kd_gain")
-    r.add_argument("--shared-storage", action="store_true",
-                   help="--storage is on a filesystem every node mounts (needed on multi-host clusters)")
+    r.add_argument(
+        "--shared-storage",
+        action="store_true",
+        help="--storage is on a filesystem every node mounts (needed on multi-host clusters)",
+    )
 
     q = sub.add_parser("query", help="run SQL against the results database (read-only)")
     q.add_argument("sql")
@@ -70,8 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--repeats", type=int, default=3, help="seeded MI repeats for the standard errors (default 3)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--db", help="also store the advice in this results database (table advice)")
-    a.add_argument("--verify", type=int, metavar="K",
-                   help="distil for real from the top K teachers and one control, through the engine (needs --db)")
+    a.add_argument(
+        "--verify",
+        type=int,
+        metavar="K",
+        help="distil for real from the top K teachers and one control, through the engine (needs --db)",
+    )
     a.add_argument("--verify-seeds", type=int, default=3, help="seeds per verified teacher (default 3)")
     a.add_argument("--verify-profile", default="paper", help="tcga_noise profile for the KD trials (paper or smoke)")
     a.add_argument("--out", help="write an HTML/PNG report of the gaps to this directory")
@@ -96,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
 def cmd_list(args) -> int:
     from searchspaces import STUDIES
 
-    rows = [(s.name, s.reproduces, str(s.grid_size("paper")), str(s.grid_size("smoke")), s.description)
-            for s in STUDIES.values()]
+    rows = [
+        (s.name, s.reproduces, str(s.grid_size("paper")), str(s.grid_size("smoke")), s.description)
+        for s in STUDIES.values()
+    ]
     _print_table(["study", "reproduces", "paper trials", "smoke trials", "description"], rows)
     return 0
 
@@ -129,20 +153,35 @@ def cmd_run(args) -> int:
 
         data_dir = resolve_data_dir(args.data_dir)
         the_plan.study.check_data(data_dir)
-    summary = run_sweep(the_plan, db, storage, address=args.address, max_failures=args.max_failures,
-                        force=args.force, command=shlex.join(["cchsweep", *sys.argv[1:]]), data_dir=data_dir,
-                        gpu=args.gpu, shared_storage=args.shared_storage, resume=args.resume,
-                        search=search)
-    print(f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
-          f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s")
-    print(f"results: {db}  (run {summary.run_id}; try `cchsweep query \"select * from results\" --db {args.db}`)")
+    summary = run_sweep(
+        the_plan,
+        db,
+        storage,
+        address=args.address,
+        max_failures=args.max_failures,
+        force=args.force,
+        command=shlex.join(["cchsweep", *sys.argv[1:]]),
+        data_dir=data_dir,
+        gpu=args.gpu,
+        shared_storage=args.shared_storage,
+        resume=args.resume,
+        search=search,
+    )
+    print(
+        f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
+        f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s"
+    )
+    print(f'results: {db}  (run {summary.run_id}; try `cchsweep query "select * from results" --db {args.db}`)')
     if summary.interrupted:
         left = summary.n_trials - summary.n_skipped - summary.n_ok - summary.n_error
-        print(f"cchsweep: interrupted with {left} trials not run; stored trials are kept, rerun the same command "
-              f"to finish", file=sys.stderr)
+        print(
+            f"cchsweep: interrupted with {left} trials not run; stored trials are kept, rerun the same command "
+            f"to finish",
+            file=sys.stderr,
+        )
         return 130
-    from analysis.frame import load_results
     from analysis.agreement import verdict_line
+    from analysis.frame import load_results
 
     print(verdict_line(load_results(db, study=args.study)))
     if search is not None:
@@ -151,9 +190,13 @@ def cmd_run(args) -> int:
         if c is None:
             print(f"boundary: {what}: no crossing among {summary.n_ok} trials (the sign never changed)")
         else:
-            note = "" if c.n_sign_changes == 1 else f"; {c.n_sign_changes} sign changes (noise): the interval spans them"
-            print(f"boundary: {what} crosses zero at {search.param} = {c.estimate:.4f}, "
-                  f"interval [{c.lo:.4f}, {c.hi:.4f}] from {c.n_points} trials{note}")
+            note = (
+                "" if c.n_sign_changes == 1 else f"; {c.n_sign_changes} sign changes (noise): the interval spans them"
+            )
+            print(
+                f"boundary: {what} crosses zero at {search.param} = {c.estimate:.4f}, "
+                f"interval [{c.lo:.4f}, {c.hi:.4f}] from {c.n_points} trials{note}"
+            )
     return 1 if summary.n_error else 0
 
 
@@ -197,8 +240,14 @@ def cmd_advise(args) -> int:
     if args.verify is not None and not args.db:
         raise UsageError("--verify stores its KD trials in the results database: add --db PATH")
     teachers = args.teachers.split(",") if args.teachers else None
-    result = advise(Path(args.data).expanduser(), args.student, teachers, estimator=args.estimator,
-                    repeats=args.repeats, seed=args.seed)
+    result = advise(
+        Path(args.data).expanduser(),
+        args.student,
+        teachers,
+        estimator=args.estimator,
+        repeats=args.repeats,
+        seed=args.seed,
+    )
     print(format_advice(result))
     if args.db:
         run_id = f"advise-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
@@ -207,8 +256,9 @@ def cmd_advise(args) -> int:
     if args.verify is not None:
         from cchsweep.verify import format_verification, verify, write_verification_report
 
-        checked = verify(result, args.verify, Path(args.db).expanduser(), seeds=args.verify_seeds,
-                         profile=args.verify_profile)
+        checked = verify(
+            result, args.verify, Path(args.db).expanduser(), seeds=args.verify_seeds, profile=args.verify_profile
+        )
         print(format_verification(checked))
         if args.out:
             print(f"verification report: {write_verification_report(checked, Path(args.out).expanduser())}")
@@ -217,7 +267,14 @@ def cmd_advise(args) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "advise": cmd_advise, "run": cmd_run, "query": cmd_query, "report": cmd_report, "status": cmd_status}
+COMMANDS = {
+    "list": cmd_list,
+    "advise": cmd_advise,
+    "run": cmd_run,
+    "query": cmd_query,
+    "report": cmd_report,
+    "status": cmd_status,
+}
 
 
 def _cell(value) -> str:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import ray
 import torch
@@ -82,10 +83,23 @@ def run_spec(spec: dict, engine: dict) -> TrialRecord:
     out = study.trial(spec["params"], spec["settings"], ctx)
     seconds = time.perf_counter() - t0
     return TrialRecord(
-        trial_key=spec["key"], study=spec["study"], profile=spec["profile"], params=spec["params"],
-        settings=spec["settings"], mode=spec.get("mode", "grid"), task=study.task, gain_metric=out.gain_metric,
-        kd_gain=float(out.kd_gain), metrics=out.metrics, mi=list(out.mi), cache=list(ctx.cache.events),
+        trial_key=spec["key"],
+        study=spec["study"],
+        profile=spec["profile"],
+        params=spec["params"],
+        settings=spec["settings"],
+        mode=spec.get("mode", "grid"),
+        task=study.task,
+        gain_metric=out.gain_metric,
+        kd_gain=float(out.kd_gain),
+        metrics=out.metrics,
+        mi=list(out.mi),
+        cache=list(ctx.cache.events),
         node_id=ray.get_runtime_context().get_node_id() if ray.is_initialized() else None,
-        device=ctx.device, cpus=engine["cpus"], gpu_fraction=engine["gpu"],
-        started_at=started.isoformat(), finished_at=datetime.now(timezone.utc).isoformat(), seconds=seconds,
+        device=ctx.device,
+        cpus=engine["cpus"],
+        gpu_fraction=engine["gpu"],
+        started_at=started.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),
+        seconds=seconds,
     )

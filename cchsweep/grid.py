@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from cchsweep.errors import UsageError
 from cchsweep.study import Study
@@ -31,8 +32,7 @@ class Plan:
 
 def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int | None = None) -> Plan:
     if profile not in study.profiles:
-        raise UsageError(f"study {study.name} has no profile {profile!r}; choose one of "
-                         f"{', '.join(study.profiles)}")
+        raise UsageError(f"study {study.name} has no profile {profile!r}; choose one of {', '.join(study.profiles)}")
     base = study.profiles[profile]
     grid = {k: list(v) for k, v in base.grid.items()}
     settings = dict(base.settings)
@@ -60,8 +60,9 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
                 study.validate({**settings, **params})
             except ValueError as exc:
                 raise UsageError(f"{study.name}: {exc}") from None
-        specs.append(TrialSpec(trial_key(study.name, profile, params, overridden), study.name, profile,
-                               params, settings))
+        specs.append(
+            TrialSpec(trial_key(study.name, profile, params, overridden), study.name, profile, params, settings)
+        )
     return Plan(study, profile, grid, settings, overridden, specs)
 
 
@@ -71,8 +72,9 @@ def _parse_override(study: Study, item: str) -> tuple[str, list]:
     name, _, text = item.partition("=")
     name = name.strip()
     if name not in study.params:
-        raise UsageError(f"--set {name}: study {study.name} has no parameter {name!r}; it has "
-                         f"{', '.join(sorted(study.params))}")
+        raise UsageError(
+            f"--set {name}: study {study.name} has no parameter {name!r}; it has {', '.join(sorted(study.params))}"
+        )
     parts = [p.strip() for p in text.split(",") if p.strip()]
     if not parts:
         raise UsageError(f"--set {item!r} gives no value; write --set {name}=value")

@@ -22,16 +22,18 @@ def soft_target_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t
     return temperature**2 * kl
 
 
-def classification_kd_loss(student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor,
-                           temperature: float, lam: float) -> torch.Tensor:
+def classification_kd_loss(
+    student_logits: torch.Tensor, labels: torch.Tensor, teacher_logits: torch.Tensor, temperature: float, lam: float
+) -> torch.Tensor:
     ce = F.cross_entropy(student_logits, labels)
     if lam == 0.0:
         return ce
     return (1.0 - lam) * ce + lam * soft_target_kl(student_logits, teacher_logits, temperature)
 
 
-def regression_kd_loss(student_pred: torch.Tensor, target: torch.Tensor, teacher_pred: torch.Tensor,
-                       lam: float) -> torch.Tensor:
+def regression_kd_loss(
+    student_pred: torch.Tensor, target: torch.Tensor, teacher_pred: torch.Tensor, lam: float
+) -> torch.Tensor:
     loss = F.mse_loss(student_pred, target)
     if lam == 0.0:
         return loss

@@ -20,8 +20,20 @@ from typing import Any
 
 from cchsweep.schema import ADVICE_DDL, SCHEMA_VERSION, TRIAL_COLUMNS, TRIALS_DDL
 
-V1_AXES = ("gamma", "temperature", "lam", "sigma12", "sigma13", "sigma23", "noise", "alpha", "seed", "cohort",
-           "teacher_modality", "student_modality")
+V1_AXES = (
+    "gamma",
+    "temperature",
+    "lam",
+    "sigma12",
+    "sigma13",
+    "sigma23",
+    "noise",
+    "alpha",
+    "seed",
+    "cohort",
+    "teacher_modality",
+    "student_modality",
+)
 V1_VIEWS = ("cch_agreement", "cch_conditions", "results")
 
 
@@ -30,11 +42,20 @@ def migrate(store, version: int) -> Path:
     if version != 1:
         raise RuntimeError(f"no migration from schema version {version}")
     backup = _backup(store.path, version)
-    print(f"cchsweep: upgrading {store.path} from results schema v{version} to v{SCHEMA_VERSION}; the v{version} "
-          f"file is kept as {backup}", file=sys.stderr, flush=True)
+    print(
+        f"cchsweep: upgrading {store.path} from results schema v{version} to v{SCHEMA_VERSION}; the v{version} "
+        f"file is kept as {backup}",
+        file=sys.stderr,
+        flush=True,
+    )
     with store.transaction() as con:
-        columns = [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                             "WHERE table_name = 'trials' ORDER BY ordinal_position").fetchall()]
+        columns = [
+            r[0]
+            for r in con.execute(
+                "SELECT column_name FROM information_schema.columns "
+                "WHERE table_name = 'trials' ORDER BY ordinal_position"
+            ).fetchall()
+        ]
         old = [dict(zip(columns, row)) for row in con.execute("SELECT * FROM trials").fetchall()]
         for view in V1_VIEWS:
             con.execute(f"DROP VIEW IF EXISTS {view}")
@@ -42,8 +63,10 @@ def migrate(store, version: int) -> Path:
         con.execute(TRIALS_DDL)
         con.execute(ADVICE_DDL)
         names = ("trial_key", *TRIAL_COLUMNS)
-        con.executemany(f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-                        [[_v2_value(row, name) for name in names] for row in old])
+        con.executemany(
+            f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+            [[_v2_value(row, name) for name in names] for row in old],
+        )
         con.execute("DROP TABLE trials_v1")
         con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         store.create_views(con)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 from cchsweep.errors import UsageError
 
@@ -49,16 +50,24 @@ def start_ray(address: str | None = None):
         # imported ray before this call (a library user, advise) needs the constant itself set.
         ray_constants.ENABLE_RAY_CLUSTER = False
 
-    local = {"_node_ip_address": LOOPBACK} if loopback else {}
+    local: dict[str, Any] = {"_node_ip_address": LOOPBACK} if loopback else {}
     try:
         # "local" always starts a fresh embedded Ray; None would join whatever cluster this
         # machine last started (ray start, or a test cluster), live or dead.
-        ray.init(address=address or "local", include_dashboard=False, logging_level=logging.ERROR,
-                 log_to_driver=False, ignore_reinit_error=True, **local)
+        ray.init(
+            address=address or "local",
+            include_dashboard=False,
+            logging_level=logging.ERROR,
+            log_to_driver=False,
+            ignore_reinit_error=True,
+            **local,
+        )
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
-                         f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
+        raise UsageError(
+            f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
+            f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address"
+        ) from None
     return ray
 
 

@@ -9,8 +9,9 @@ exactly these fields.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from cchsweep.study import MIValue
 
@@ -71,9 +72,17 @@ class TrialRecord:
     @classmethod
     def failed(cls, spec: Mapping[str, Any], error: str, **fields: Any) -> TrialRecord:
         """The record of a trial whose attempts all raised: its spec and the last error line."""
-        return cls(trial_key=spec["key"], study=spec["study"], profile=spec["profile"], params=dict(spec["params"]),
-                   settings=dict(spec["settings"]), status="error", error=error, mode=spec.get("mode", "grid"),
-                   **fields)
+        return cls(
+            trial_key=spec["key"],
+            study=spec["study"],
+            profile=spec["profile"],
+            params=dict(spec["params"]),
+            settings=dict(spec["settings"]),
+            status="error",
+            error=error,
+            mode=spec.get("mode", "grid"),
+            **fields,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -30,5 +30,4 @@ def undetermined_expr(mean: str, se: str, n: str):
     """The same rule as a polars expression over the named columns."""
     import polars as pl
 
-    return (pl.col(n) < MIN_SEEDS) | pl.col(se).is_null() | pl.col(se).is_nan() | (
-        pl.col(mean).abs() <= Z * pl.col(se))
+    return (pl.col(n) < MIN_SEEDS) | pl.col(se).is_null() | pl.col(se).is_nan() | (pl.col(mean).abs() <= Z * pl.col(se))

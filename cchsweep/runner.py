@@ -10,12 +10,16 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cchsweep import __version__
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan
 from cchsweep.raystart import start_ray, stop_ray
 from cchsweep.store import Store
+
+if TYPE_CHECKING:
+    from analysis.boundary import Crossing
 
 
 @dataclass
@@ -26,7 +30,7 @@ class RunSummary:
     n_error: int
     n_skipped: int
     seconds: float
-    crossing: object = None  # analysis.boundary.Crossing for a boundary search (None: no crossing)
+    crossing: Crossing | None = None  # a boundary search's zero crossing (None: none found)
     interrupted: bool = False  # stopped (Ctrl-C) before every trial had run
 
 
@@ -48,49 +52,86 @@ def check_writable(db_path: Path, storage: Path) -> None:
         raise UsageError(f"--db {db_path} is read-only; choose another path")
 
 
-def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None = None, max_failures: int = 1,
-              force: bool = False, command: str = "", data_dir: Path | None = None, gpu: str = "auto",
-              shared_storage: bool = False, resume: bool = False, search=None) -> RunSummary:
+def run_sweep(
+    plan: Plan,
+    db_path: Path,
+    storage: Path,
+    *,
+    address: str | None = None,
+    max_failures: int = 1,
+    force: bool = False,
+    command: str = "",
+    data_dir: Path | None = None,
+    gpu: str = "auto",
+    shared_storage: bool = False,
+    resume: bool = False,
+    search=None,
+) -> RunSummary:
     store = Store(db_path)
     store.ensure_schema()
     stale = store.mark_stale_runs(plan.study.name)
     if stale:
-        print(f"earlier run {', '.join(stale)} of {plan.study.name} died unfinished (marked interrupted); "
-              f"its stored trials are kept and the rest run now", file=sys.stderr)
+        print(
+            f"earlier run {', '.join(stale)} of {plan.study.name} died unfinished (marked interrupted); "
+            f"its stored trials are kept and the rest run now",
+            file=sys.stderr,
+        )
     elif resume:
-        print(f"--resume: no unfinished run of {plan.study.name} in {db_path}; running the trials not yet "
-              f"stored", file=sys.stderr)
+        print(
+            f"--resume: no unfinished run of {plan.study.name} in {db_path}; running the trials not yet stored",
+            file=sys.stderr,
+        )
     keys = [t.key for t in plan.trials]
     done = set() if force or search else store.done_keys(keys)
-    todo = [t for t in plan.trials if t.key not in done] if search is None else list(range(search.budget))
+    grid_todo = [t for t in plan.trials if t.key not in done] if search is None else []
+    todo = grid_todo if search is None else list(range(search.budget))
 
     cache_dir = storage / "cache"
-    if todo and search is None and plan.study.prepare is not None:
+    if grid_todo and plan.study.prepare is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        plan.study.prepare(data_dir, cache_dir, [{**t.settings, **t.params} for t in todo])
+        plan.study.prepare(data_dir, cache_dir, [{**t.settings, **t.params} for t in grid_todo])
     ray = start_ray(address) if todo else None
     resources = ray.cluster_resources() if ray else {}
     if ray is not None:
         check_storage_is_shared(ray.nodes(), storage, shared_storage)
-    gpu = gpu_per_trial(gpu, plan.study.resources.gpu, resources)
+    gpu_fraction = gpu_per_trial(gpu, plan.study.resources.gpu, resources)
     cpus = plan.study.resources.cpu
     run_id = f"{plan.study.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     started = datetime.now(timezone.utc)
     commit, dirty = _git_state()
-    store.start_run({
-        "run_id": run_id, "study": plan.study.name, "profile": plan.profile, "started_at": started,
-        "status": "running", "n_trials": len(todo) + len(done), "n_skipped": len(done),
-        "cchsweep_version": __version__, "git_commit": commit, "git_dirty": dirty, "host": socket.gethostname(),
-        "pid": os.getpid(), "ray_address": address, "cluster_resources": resources, "storage": str(storage), "command": command,
-    })
-    print(f"run {run_id}: {len(todo)} trials to run, {len(done)} already in {db_path}, "
-          f"{cpus:g} CPU{f' + {gpu:g} GPU' if gpu else ''} per trial on {resources.get('CPU', 0):g} CPUs"
-          f"{' / ' + format(resources.get('GPU', 0), 'g') + ' GPUs' if resources.get('GPU') else ''}",
-          file=sys.stderr, flush=True)
+    store.start_run(
+        {
+            "run_id": run_id,
+            "study": plan.study.name,
+            "profile": plan.profile,
+            "started_at": started,
+            "status": "running",
+            "n_trials": len(todo) + len(done),
+            "n_skipped": len(done),
+            "cchsweep_version": __version__,
+            "git_commit": commit,
+            "git_dirty": dirty,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "ray_address": address,
+            "cluster_resources": resources,
+            "storage": str(storage),
+            "command": command,
+        }
+    )
+    if todo:
+        per_trial = f"{cpus:g} CPU" + (f" + {gpu_fraction:g} GPU" if gpu_fraction else "")
+        cluster = f"{resources.get('CPU', 0):g} CPUs" + (
+            f" / {resources['GPU']:g} GPUs" if resources.get("GPU") else ""
+        )
+        line = f"{len(todo)} trials to run, {len(done)} already in {db_path}, {per_trial} per trial on {cluster}"
+    else:
+        line = f"nothing to run: all {len(done)} trials are already in {db_path} (--force reruns them)"
+    print(f"run {run_id}: {line}", file=sys.stderr, flush=True)
     status = "failed"
     try:
         if todo:
-            _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir, search)
+            _fit(plan, todo, run_id, db_path, storage, cpus, gpu_fraction, max_failures, data_dir, search)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -102,8 +143,15 @@ def run_sweep(plan: Plan, db_path: Path, storage: Path, *, address: str | None =
         finished = datetime.now(timezone.utc)
         store.finish_run(run_id, status=status, finished_at=finished)
         stop_ray(ray, address)
-    summary = RunSummary(run_id, len(todo) + len(done), counts.get("ok", 0), counts.get("error", 0), len(done),
-                         (finished - started).total_seconds(), interrupted=status == "interrupted")
+    summary = RunSummary(
+        run_id,
+        len(todo) + len(done),
+        counts.get("ok", 0),
+        counts.get("error", 0),
+        len(done),
+        (finished - started).total_seconds(),
+        interrupted=status == "interrupted",
+    )
     if search is not None:
         summary.crossing = _search_crossing(store, run_id, search)
     return summary
@@ -117,15 +165,24 @@ def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir
 
     cache_dir = storage / "cache"
     cache_dir.mkdir(parents=True, exist_ok=True)
-    engine = {"cache_dir": str(cache_dir.resolve()), "cpus": cpus, "gpu": gpu,
-              "data_dir": str(data_dir.resolve()) if data_dir else None,
-              "fault": os.environ.get(FAULT_ENV)}
+    engine = {
+        "cache_dir": str(cache_dir.resolve()),
+        "cpus": cpus,
+        "gpu": gpu,
+        "data_dir": str(data_dir.resolve()) if data_dir else None,
+        "fault": os.environ.get(FAULT_ENV),
+    }
     resources = {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
     if search is None:
-        specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-                 for t in todo]
-        fn, space, tune_config = trainable, {"spec": tune.grid_search(specs), "engine": engine}, \
-            tune.TuneConfig(reuse_actors=True)
+        specs = [
+            {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
+            for t in todo
+        ]
+        fn, space, tune_config = (
+            trainable,
+            {"spec": tune.grid_search(specs), "engine": engine},
+            tune.TuneConfig(reuse_actors=True),
+        )
     else:
         fn, space, tune_config = _search_setup(plan, search, engine)
     tuner = tune.Tuner(
@@ -152,12 +209,26 @@ def _search_setup(plan, search, engine):
 
     # A few random points first, then TPE concentrates on small |target|: near the crossing.
     sampler = optuna.samplers.TPESampler(n_startup_trials=max(3, search.budget // 3), seed=0)
-    space = {"x": tune.uniform(search.lo, search.hi), "engine": engine,
-             "search": {"study": plan.study.name, "profile": plan.profile, "settings": plan.settings,
-                        "overridden": plan.overridden, "base": search.base, "param": search.param,
-                        "target": search.target, "mode": search.mode}}
-    config = tune.TuneConfig(search_alg=OptunaSearch(metric="objective", mode="min", sampler=sampler),
-                             num_samples=search.budget, max_concurrent_trials=2, reuse_actors=True)
+    space = {
+        "x": tune.uniform(search.lo, search.hi),
+        "engine": engine,
+        "search": {
+            "study": plan.study.name,
+            "profile": plan.profile,
+            "settings": plan.settings,
+            "overridden": plan.overridden,
+            "base": search.base,
+            "param": search.param,
+            "target": search.target,
+            "mode": search.mode,
+        },
+    }
+    config = tune.TuneConfig(
+        search_alg=OptunaSearch(metric="objective", mode="min", sampler=sampler),
+        num_samples=search.budget,
+        max_concurrent_trials=2,
+        reuse_actors=True,
+    )
     return search_trainable, space, config
 
 
@@ -189,8 +260,10 @@ def check_storage_is_shared(nodes: list[dict], storage: Path, declared_shared: b
     """Trials on other machines must see the artifact cache: refuse a local path on a multi-host cluster."""
     hosts = {n.get("NodeManagerAddress") for n in nodes if n.get("Alive")}
     if len(hosts) > 1 and not declared_shared:
-        raise UsageError(f"the cluster spans {len(hosts)} hosts but --storage {storage} is a local path; put it "
-                         f"on a filesystem every node mounts (NFS) and pass --shared-storage")
+        raise UsageError(
+            f"the cluster spans {len(hosts)} hosts but --storage {storage} is a local path; put it "
+            f"on a filesystem every node mounts (NFS) and pass --shared-storage"
+        )
 
 
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:
@@ -204,17 +277,24 @@ def check_reachable(address: str | None, timeout: float = 5.0) -> None:
     try:
         socket.create_connection((host, int(port)), timeout=timeout).close()
     except OSError as exc:
-        raise UsageError(f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one "
-                         f"with `ray start --head` or `ray up ray_cluster.yaml`, or drop --address") from None
+        raise UsageError(
+            f"cannot reach a Ray cluster at --address {address} ({exc.strerror or exc}); start one "
+            f"with `ray start --head` or `ray up ray_cluster.yaml`, or drop --address"
+        ) from None
 
 
 def _git_state() -> tuple[str | None, bool | None]:
     here = Path(__file__).resolve().parent
     try:
-        commit = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
-                                timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain"], capture_output=True, text=True,
-                               timeout=5, check=True).stdout.strip() != ""
+        commit = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", str(here), "status", "--porcelain"], capture_output=True, text=True, timeout=5, check=True
+            ).stdout.strip()
+            != ""
+        )
         return commit, dirty
     except (OSError, subprocess.SubprocessError):
         return None, None

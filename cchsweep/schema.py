@@ -24,7 +24,6 @@ def _in(values) -> str:
     return ", ".join(f"'{v}'" for v in values)
 
 
-
 def axis_columns(studies: Iterable | None = None) -> dict[str, str]:
     """Name -> SQL type of every grid axis (and every setting a study lists in `columns`) of the
     registered studies, in first-seen order. Two studies giving one name two types is an error."""
@@ -38,8 +37,10 @@ def axis_columns(studies: Iterable | None = None) -> dict[str, str]:
         for name in dict.fromkeys(names):
             sql_type = SQL_TYPES[study.params[name].kind]
             if columns.setdefault(name, sql_type) != sql_type:
-                raise ValueError(f"parameter {name!r} of study {study.name} is {sql_type}, elsewhere "
-                                 f"{columns[name]}: one name, one type across studies")
+                raise ValueError(
+                    f"parameter {name!r} of study {study.name} is {sql_type}, elsewhere "
+                    f"{columns[name]}: one name, one type across studies"
+                )
     return columns
 
 
@@ -47,8 +48,25 @@ def condition_axes(axes: Mapping[str, str]) -> list[str]:
     return [name for name in axes if name != REPLICATE_AXIS]
 
 
-ADVICE_COLUMNS = ("run_id", "data", "student", "teacher", "estimator", "repeats", "i_ts", "i_ts_se", "i_sl",
-                  "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se", "verdict", "rank", "created_at")
+ADVICE_COLUMNS = (
+    "run_id",
+    "data",
+    "student",
+    "teacher",
+    "estimator",
+    "repeats",
+    "i_ts",
+    "i_ts_se",
+    "i_sl",
+    "i_sl_se",
+    "i_tl",
+    "i_tl_se",
+    "gap",
+    "gap_se",
+    "verdict",
+    "rank",
+    "created_at",
+)
 ADVICE_DDL = """
 CREATE TABLE IF NOT EXISTS advice (
     run_id VARCHAR, data VARCHAR, student VARCHAR, teacher VARCHAR, estimator VARCHAR, repeats INTEGER,
@@ -85,7 +103,8 @@ CREATE TABLE trials (
 );
 """
 
-TABLES = f"""
+TABLES = (
+    f"""
 CREATE TABLE cchsweep_meta (
     key VARCHAR PRIMARY KEY,
     value VARCHAR NOT NULL
@@ -137,7 +156,9 @@ CREATE TABLE cache_events (
     hit BOOLEAN NOT NULL,
     PRIMARY KEY (trial_key, kind)
 );
-""" + ADVICE_DDL
+"""
+    + ADVICE_DDL
+)
 
 
 def _pivot(table: str, pairs, value: str = "value") -> str:
@@ -153,9 +174,27 @@ _mi_cols = ",\n        ".join(
     + ["max(repeats) AS mi_repeats", "max(n_samples) AS mi_n_samples"]
 )
 
-TRIAL_COLUMNS = ("run_id", "study", "profile", "params", "settings", "mode", "status", "error", "task",
-                 "gain_metric", "kd_gain", "node_id", "device", "cpus", "gpu_fraction", "attempts", "started_at",
-                 "finished_at", "seconds")
+TRIAL_COLUMNS = (
+    "run_id",
+    "study",
+    "profile",
+    "params",
+    "settings",
+    "mode",
+    "status",
+    "error",
+    "task",
+    "gain_metric",
+    "kd_gain",
+    "node_id",
+    "device",
+    "cpus",
+    "gpu_fraction",
+    "attempts",
+    "started_at",
+    "finished_at",
+    "seconds",
+)
 
 
 def results_view(axes: Mapping[str, str]) -> str:
@@ -163,7 +202,8 @@ def results_view(axes: Mapping[str, str]) -> str:
     prediction. An axis column holds the trial's grid value, else a fixed setting of that name."""
     axis_cols = ",\n    ".join(
         f"TRY_CAST(coalesce(t.params->>'{name}', t.settings->>'{name}') AS {sql_type}) AS {name}"
-        for name, sql_type in axes.items())
+        for name, sql_type in axes.items()
+    )
     return f"""
 CREATE OR REPLACE VIEW results AS
 WITH m AS (

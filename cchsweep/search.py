@@ -83,8 +83,14 @@ def search_spec(config: dict) -> dict:
     s = config["search"]
     params = {**s["base"], s["param"]: round(float(config["x"]), 4)}
     key = trial_key(s["study"], s["profile"], params, s["overridden"]) + "/search"
-    return {"key": key, "study": s["study"], "profile": s["profile"], "params": params, "settings": s["settings"],
-            "mode": s["mode"]}
+    return {
+        "key": key,
+        "study": s["study"],
+        "profile": s["profile"],
+        "params": params,
+        "settings": s["settings"],
+        "mode": s["mode"],
+    }
 
 
 def target_value(record: TrialRecord, target: str) -> float | None:

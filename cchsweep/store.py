@@ -20,9 +20,10 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import duckdb
 
@@ -33,14 +34,33 @@ from cchsweep.views import cch_views
 
 LOCK_RETRY_SECONDS = 10.0
 
-RUN_COLUMNS = ("run_id", "study", "profile", "started_at", "finished_at", "status", "n_trials", "n_ok",
-               "n_error", "n_skipped", "cchsweep_version", "git_commit", "git_dirty", "host", "pid", "ray_address",
-               "cluster_resources", "storage", "command")
+RUN_COLUMNS = (
+    "run_id",
+    "study",
+    "profile",
+    "started_at",
+    "finished_at",
+    "status",
+    "n_trials",
+    "n_ok",
+    "n_error",
+    "n_skipped",
+    "cchsweep_version",
+    "git_commit",
+    "git_dirty",
+    "host",
+    "pid",
+    "ray_address",
+    "cluster_resources",
+    "storage",
+    "command",
+)
 
 
 class Store:
-    def __init__(self, path: str | Path, lock_retry_seconds: float = LOCK_RETRY_SECONDS,
-                 axes: dict[str, str] | None = None):
+    def __init__(
+        self, path: str | Path, lock_retry_seconds: float = LOCK_RETRY_SECONDS, axes: dict[str, str] | None = None
+    ):
         self.path = Path(path)
         self.lock_retry_seconds = lock_retry_seconds
         self._axes = axes  # None: every registered study's (schema.axis_columns)
@@ -95,18 +115,26 @@ class Store:
     def _version(self) -> int | None:
         """The file's schema version; None for a new or empty file; UsageError for a foreign or newer one."""
         with self.connect() as con:
-            tables = {r[0] for r in con.execute(
-                "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()}
+            tables = {
+                r[0]
+                for r in con.execute(
+                    "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'"
+                ).fetchall()
+            }
             if not tables:
                 return None
             if "cchsweep_meta" not in tables:
-                raise UsageError(f"{self.path} is a DuckDB file but not a cchsweep database "
-                                 f"(no cchsweep_meta table); pass another --db path")
+                raise UsageError(
+                    f"{self.path} is a DuckDB file but not a cchsweep database "
+                    f"(no cchsweep_meta table); pass another --db path"
+                )
             row = con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone()
         version = int(row[0]) if row else None
         if version is None or not 1 <= version <= SCHEMA_VERSION:
-            raise UsageError(f"{self.path} has cchsweep schema version {version}, this cchsweep reads versions 1 "
-                             f"to {SCHEMA_VERSION}; use a new --db path or a newer cchsweep")
+            raise UsageError(
+                f"{self.path} has cchsweep schema version {version}, this cchsweep reads versions 1 "
+                f"to {SCHEMA_VERSION}; use a new --db path or a newer cchsweep"
+            )
         return version
 
     def check_readable(self) -> None:
@@ -123,8 +151,10 @@ class Store:
         row = {c: run.get(c) for c in RUN_COLUMNS}
         row["cluster_resources"] = json.dumps(row["cluster_resources"]) if row["cluster_resources"] else None
         with self.connect() as con:
-            con.execute(f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
-                        [row[c] for c in RUN_COLUMNS])
+            con.execute(
+                f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})",
+                [row[c] for c in RUN_COLUMNS],
+            )
 
     def mark_stale_runs(self, study: str) -> list[str]:
         """Runs of `study` on this host still 'running' whose driver process is gone: 'interrupted'.
@@ -133,8 +163,10 @@ class Store:
         is still alive (a second sweep on the same file) is left alone.
         """
         with self.connect() as con:
-            rows = con.execute("SELECT run_id, pid FROM runs WHERE study = ? AND status = 'running' AND host = ?",
-                               [study, socket.gethostname()]).fetchall()
+            rows = con.execute(
+                "SELECT run_id, pid FROM runs WHERE study = ? AND status = 'running' AND host = ?",
+                [study, socket.gethostname()],
+            ).fetchall()
             stale = [run_id for run_id, pid in rows if not _alive(pid)]
             if stale:
                 con.executemany("UPDATE runs SET status = 'interrupted' WHERE run_id = ?", [[r] for r in stale])
@@ -154,17 +186,26 @@ class Store:
         columns = ("trial_key", *TRIAL_COLUMNS)
         trial_values = [[_trial_value(r, c) for c in columns] for r in records]
         updates = ", ".join(f"{c} = excluded.{c}" for c in TRIAL_COLUMNS)
-        metric_rows = [[r.trial_key, model, metric, value]
-                       for r in records for model, values in r.metrics.items() for metric, value in values.items()]
-        mi_rows = [[r.trial_key, m.quantity, m.estimator, m.value, m.se, m.repeats, m.truth, m.n_samples]
-                   for r in records for m in r.mi]
+        metric_rows = [
+            [r.trial_key, model, metric, value]
+            for r in records
+            for model, values in r.metrics.items()
+            for metric, value in values.items()
+        ]
+        mi_rows = [
+            [r.trial_key, m.quantity, m.estimator, m.value, m.se, m.repeats, m.truth, m.n_samples]
+            for r in records
+            for m in r.mi
+        ]
         cache_rows = [[r.trial_key, e.kind, e.key, e.hit] for r in records for e in r.cache]
         with self.transaction() as con:
             for table in ("metrics", "mi", "cache_events"):
                 con.executemany(f"DELETE FROM {table} WHERE trial_key = ?", keys)
             con.executemany(
                 f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-                f"ON CONFLICT (trial_key) DO UPDATE SET {updates}", trial_values)
+                f"ON CONFLICT (trial_key) DO UPDATE SET {updates}",
+                trial_values,
+            )
             if metric_rows:
                 con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
             if mi_rows:
@@ -189,21 +230,29 @@ class Store:
         if not self.path.exists() or not keys:
             return set()
         with self.connect(read_only=True) as con:
-            found = con.execute("SELECT trial_key FROM trials WHERE status = 'ok' AND trial_key IN "
-                                "(SELECT unnest(?::VARCHAR[]))", [list(keys)]).fetchall()
+            found = con.execute(
+                "SELECT trial_key FROM trials WHERE status = 'ok' AND trial_key IN (SELECT unnest(?::VARCHAR[]))",
+                [list(keys)],
+            ).fetchall()
         return {r[0] for r in found}
 
     def run_counts(self, run_id: str) -> dict[str, int]:
         """Trials a run completed, by status: the writer's own count at the end of the experiment,
         else (a run cut short) the rows that still name this run, recorded now."""
         with self.connect() as con:
-            n_ok, n_error = con.execute("SELECT n_ok, n_error FROM runs WHERE run_id = ?", [run_id]).fetchone()
+            n_ok, n_error = con.execute("SELECT n_ok, n_error FROM runs WHERE run_id = ?", [run_id]).fetchone() or (
+                None,
+                None,
+            )
             if n_ok is not None:
                 return {"ok": n_ok, "error": n_error}
-            rows = dict(con.execute("SELECT status, count(*) FROM trials WHERE run_id = ? GROUP BY status",
-                                    [run_id]).fetchall())
-            con.execute("UPDATE runs SET n_ok = ?, n_error = ? WHERE run_id = ?",
-                        [rows.get("ok", 0), rows.get("error", 0), run_id])
+            rows = dict(
+                con.execute("SELECT status, count(*) FROM trials WHERE run_id = ? GROUP BY status", [run_id]).fetchall()
+            )
+            con.execute(
+                "UPDATE runs SET n_ok = ?, n_error = ? WHERE run_id = ?",
+                [rows.get("ok", 0), rows.get("error", 0), run_id],
+            )
         return rows
 
     def points(self, run_id: str, param: str, target: str) -> list[tuple[float, float | None]]:
@@ -211,8 +260,9 @@ class Store:
         if param not in self.axes or target not in ("mi_gap", "mi_gap_truth", "kd_gain"):
             raise ValueError(f"no such axis or target: {param}, {target}")
         with self.connect(read_only=True) as con:
-            return con.execute(f"SELECT {param}, {target} FROM results WHERE run_id = ? AND status = 'ok'",
-                               [run_id]).fetchall()
+            return con.execute(
+                f"SELECT {param}, {target} FROM results WHERE run_id = ? AND status = 'ok'", [run_id]
+            ).fetchall()
 
     def run_table(self) -> tuple[list[str], list[tuple]]:
         """`cchsweep status`: one row per run with its trial counts."""
@@ -228,8 +278,10 @@ class Store:
         with self.transaction() as con:
             con.execute("DELETE FROM advice WHERE run_id = ?", [run_id])
             if rows:
-                con.executemany(f"INSERT INTO advice ({', '.join(ADVICE_COLUMNS)}) "
-                                f"VALUES ({', '.join('?' * len(ADVICE_COLUMNS))})", [list(r) for r in rows])
+                con.executemany(
+                    f"INSERT INTO advice ({', '.join(ADVICE_COLUMNS)}) VALUES ({', '.join('?' * len(ADVICE_COLUMNS))})",
+                    [list(r) for r in rows],
+                )
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         self.check_readable()

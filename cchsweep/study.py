@@ -6,9 +6,10 @@ trial functions can depend on it without import cycles.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,10 @@ class TrialContext(Protocol):
     device: str
     threads: int
     data_dir: Path | None  # where real data sets live (None for studies that need none)
-    cache_dir: Path  # the run's artifact cache, for derived data such as MNIST-M
+
+    @property
+    def cache_dir(self) -> Path:
+        """The run's artifact cache, for derived data such as MNIST-M."""
 
     def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
         """Return the artifact for (kind, config), building and storing it once."""

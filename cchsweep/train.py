@@ -6,18 +6,30 @@ run time of the obvious loop (engine-facts: 2.91 vs 1.76 s/epoch on an H100).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 # loss(model_output, batch_index) -> scalar; the closure picks its targets by index
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+M = TypeVar("M", bound=nn.Module)
 
 
-def fit(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn, *, optimizer: str, lr: float,
-        epochs: int, batch_size: int, seed: int, weight_decay: float = 0.0, schedule: str | None = None
-        ) -> nn.Module:
+def fit(
+    model: M,
+    inputs: torch.Tensor,
+    loss_fn: LossFn,
+    *,
+    optimizer: str,
+    lr: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    weight_decay: float = 0.0,
+    schedule: str | None = None,
+) -> M:
     """Train in place with a seeded shuffle each epoch; returns the model in eval mode.
 
     schedule "cosine": CosineAnnealingLR(T_max=epochs, eta_min=0), stepped once per epoch. A model
@@ -32,7 +44,7 @@ def fit(model: nn.Module, inputs: torch.Tensor, loss_fn: LossFn, *, optimizer: s
     for _ in range(epochs):
         order = torch.randperm(n, generator=generator).to(inputs.device)
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             if len(idx) < smallest:
                 continue
             loss = loss_fn(model(inputs[idx]), idx)
@@ -65,14 +77,14 @@ def make_schedule(name: str | None, opt: torch.optim.Optimizer, epochs: int):
 @torch.no_grad()
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     model.eval()
-    return torch.cat([model(inputs[i:i + batch_size]) for i in range(0, inputs.shape[0], batch_size)])
+    return torch.cat([model(inputs[i : i + batch_size]) for i in range(0, inputs.shape[0], batch_size)])
 
 
 @torch.no_grad()
 def represent(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     model.eval()
-    return torch.cat([model.representation(inputs[i:i + batch_size])
-                      for i in range(0, inputs.shape[0], batch_size)])
+    rep: Callable[[torch.Tensor], torch.Tensor] = model.representation  # type: ignore[assignment]
+    return torch.cat([rep(inputs[i : i + batch_size]) for i in range(0, inputs.shape[0], batch_size)])
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -80,7 +92,7 @@ def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu() for k, v in model.state_dict().items()}
 
 
-def with_state(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
+def with_state(model: M, state: dict[str, torch.Tensor]) -> M:
     """Load cached weights into a freshly built model (copied onto its device), in eval mode."""
     model.load_state_dict(state)
     return model.eval()

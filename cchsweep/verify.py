@@ -1,8 +1,8 @@
 """`cchsweep advise --verify K`: distil for real from the top K teachers (and one control that fails
 the criterion) through the normal engine, and set the realised KD gain beside the predicted gap.
 
-The KD trials are tcga_noise trials (Table 9 networks, eq. 2, noise 0) on the user's cohort
-directory, so they land in the results database like any study's, keyed by trial.
+The KD trials are tcga_noise trials (Table 9 networks, eq. 2, noise 0) whose cohort is the user's
+cohort directory, named by its absolute path, so they land in the results database like any study's, keyed by trial.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ def pick_teachers(table: pl.DataFrame, k: int) -> list[str]:
     return chosen + ([control] if control else [])
 
 
-def verify(advice, k: int, db_path: Path, *, seeds: int = 3, profile: str = "paper",
-           overrides: tuple[str, ...] = ()) -> pl.DataFrame:
+def verify(
+    advice, k: int, db_path: Path, *, seeds: int = 3, profile: str = "paper", overrides: tuple[str, ...] = ()
+) -> pl.DataFrame:
     """Run the KD trials; return predicted gap vs realised gain (mean ± SE over seeds) per teacher."""
     from analysis.frame import load_results
     from cchsweep.grid import plan
@@ -36,29 +37,49 @@ def verify(advice, k: int, db_path: Path, *, seeds: int = 3, profile: str = "pap
         raise UsageError(f"--verify {k}: give the number of top teachers to verify, 1 or more")
     teachers = pick_teachers(advice.table, k)
     data = Path(advice.data).resolve()
-    the_plan = plan(STUDIES["tcga_noise"], profile, [
-        f"cohort={data.name}", f"teacher_modality={','.join(teachers)}", f"student_modality={advice.student}",
-        "noise=0", f"cohort_dir={data}", f"mi_estimator={advice.estimator}", *overrides], seeds=seeds)
+    the_plan = plan(
+        STUDIES["tcga_noise"],
+        profile,
+        [
+            f"cohort={data}",
+            f"teacher_modality={','.join(teachers)}",
+            f"student_modality={advice.student}",
+            "noise=0",
+            f"mi_estimator={advice.estimator}",
+            *overrides,
+        ],
+        seeds=seeds,
+    )
     db_path = Path(db_path).absolute()
     storage = default_storage(db_path)
     check_writable(db_path, storage)
     summary = run_sweep(the_plan, db_path, storage, command=f"cchsweep advise {data} --verify {k}")
     frame = load_results(db_path, study="tcga_noise").filter(
-        pl.col("trial_key").is_in([t.key for t in the_plan.trials]) & (pl.col("status") == "ok"))
-    realised = frame.group_by("teacher_modality").agg(
-        pl.col("kd_gain").mean().alias("realised_gain"),
-        (pl.col("kd_gain").std() / pl.col("kd_gain").count().sqrt()).alias("realised_gain_se"),
-        pl.col("seed").n_unique().alias("seeds"),
-    ).rename({"teacher_modality": "teacher"})
+        pl.col("trial_key").is_in([t.key for t in the_plan.trials]) & (pl.col("status") == "ok")
+    )
+    realised = (
+        frame.group_by("teacher_modality")
+        .agg(
+            pl.col("kd_gain").mean().alias("realised_gain"),
+            (pl.col("kd_gain").std() / pl.col("kd_gain").count().sqrt()).alias("realised_gain_se"),
+            pl.col("seed").n_unique().alias("seeds"),
+        )
+        .rename({"teacher_modality": "teacher"})
+    )
     out = advice.table.select("rank", "teacher", "gap", "gap_se", "verdict").join(realised, on="teacher", how="inner")
     if summary.n_error:
-        print(f"verify: {summary.n_error} KD trials failed; see `cchsweep query \"select trial_key, error from trials "
-              f"where status = 'error'\"`")
+        print(
+            f'verify: {summary.n_error} KD trials failed; see `cchsweep query "select trial_key, error from trials '
+            f"where status = 'error'\"`"
+        )
     # as in the sign-agreement test: a gain within 2 SE of zero (or one seed) decides nothing
     undetermined = undetermined_expr("realised_gain", "realised_gain_se", "seeds")
     return out.with_columns(
-        pl.when(~undetermined).then((pl.col("gap") > 0) == (pl.col("realised_gain") > 0)).otherwise(None)
-        .alias("sign_agrees")).sort("rank")
+        pl.when(~undetermined)
+        .then((pl.col("gap") > 0) == (pl.col("realised_gain") > 0))
+        .otherwise(None)
+        .alias("sign_agrees")
+    ).sort("rank")
 
 
 def write_verification_report(table: pl.DataFrame, out_dir: Path) -> Path:
@@ -69,11 +90,13 @@ def write_verification_report(table: pl.DataFrame, out_dir: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     data = table.with_columns(
         (pl.col("realised_gain") - pl.col("realised_gain_se").fill_null(0)).alias("lo"),
-        (pl.col("realised_gain") + pl.col("realised_gain_se").fill_null(0)).alias("hi"))
-    base = alt.Chart(data).encode(
-        x=alt.X("gap:Q", title="predicted: MI gap I(T;S) - I(S;Y) (nats)"))
-    chart = (base.mark_point(filled=True, size=80).encode(
-        y=alt.Y("realised_gain:Q", title="realised KD gain (weighted F1)"), color="verdict:N", tooltip=["teacher"])
+        (pl.col("realised_gain") + pl.col("realised_gain_se").fill_null(0)).alias("hi"),
+    )
+    base = alt.Chart(data).encode(x=alt.X("gap:Q", title="predicted: MI gap I(T;S) - I(S;Y) (nats)"))
+    chart = (
+        base.mark_point(filled=True, size=80).encode(
+            y=alt.Y("realised_gain:Q", title="realised KD gain (weighted F1)"), color="verdict:N", tooltip=["teacher"]
+        )
         + base.mark_rule().encode(y="lo:Q", y2="hi:Q", color="verdict:N")
         + base.mark_text(dy=-12).encode(y="realised_gain:Q", text="teacher:N")
         + alt.Chart().mark_rule(strokeDash=[4, 4]).encode(y=alt.datum(0))
@@ -87,13 +110,17 @@ def write_verification_report(table: pl.DataFrame, out_dir: Path) -> Path:
 
 
 def format_verification(table: pl.DataFrame) -> str:
-    lines = ["verified by distilling (KD gain in weighted F1, mean ± SE over seeds):",
-             f"{'rank':>4}  {'teacher':<10} {'predicted gap':>16}  {'verdict':<13} {'realised gain':>18}  agrees"]
+    lines = [
+        "verified by distilling (KD gain in weighted F1, mean ± SE over seeds):",
+        f"{'rank':>4}  {'teacher':<10} {'predicted gap':>16}  {'verdict':<13} {'realised gain':>18}  agrees",
+    ]
     for r in table.iter_rows(named=True):
         se = "n/a" if r["realised_gain_se"] is None else f"{r['realised_gain_se']:.3f}"
         gap_se = "n/a" if r["gap_se"] is None else f"{r['gap_se']:.3f}"
-        lines.append(f"{r['rank']:>4}  {r['teacher']:<10} {r['gap']:+8.3f} ± {gap_se:<5}  {r['verdict']:<13} "
-                     f"{r['realised_gain']:+9.4f} ± {se:<6}  {_agrees(r['sign_agrees'])}")
+        lines.append(
+            f"{r['rank']:>4}  {r['teacher']:<10} {r['gap']:+8.3f} ± {gap_se:<5}  {r['verdict']:<13} "
+            f"{r['realised_gain']:+9.4f} ± {se:<6}  {_agrees(r['sign_agrees'])}"
+        )
     return "\n".join(lines)
 
 

@@ -27,8 +27,12 @@ Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as analysis/agreement.py
 
 def cch_views(axes: Mapping[str, str]) -> str:
     keys = ", ".join(["study", "profile", "settings", *condition_axes(axes), "mi_estimator"])
-    return _CCH_VIEWS.format(keys=keys, source_cols=f"{keys}, status, kd_gain", z95=Z95,
-                             undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"))
+    return _CCH_VIEWS.format(
+        keys=keys,
+        source_cols=f"{keys}, status, kd_gain",
+        z95=Z95,
+        undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
+    )
 
 
 _CCH_VIEWS = """

@@ -19,8 +19,15 @@ from cchsweep.store import Store
 
 
 class DuckDBWriter(Callback):
-    def __init__(self, db_path: str, run_id: str, total: int, flush_rows: int = 32, flush_seconds: float = 5.0,
-                 show_progress: bool = True):
+    def __init__(
+        self,
+        db_path: str,
+        run_id: str,
+        total: int,
+        flush_rows: int = 32,
+        flush_seconds: float = 5.0,
+        show_progress: bool = True,
+    ):
         self.db_path = db_path
         self.run_id = run_id
         self.total = total
@@ -28,7 +35,7 @@ class DuckDBWriter(Callback):
         self.flush_seconds = flush_seconds
         self.show_progress = show_progress
 
-    def setup(self, **info):
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         self._buffer: list[TrialRecord] = []
         self._last_flush = time.monotonic()
         self._started = time.monotonic()
@@ -54,13 +61,22 @@ class DuckDBWriter(Callback):
         engine = trial.config["engine"]
         text = _last_error_line(_error_text(trial))
         self.n_error += 1
-        self._add(TrialRecord.failed(spec, text, run_id=self.run_id, cpus=engine["cpus"],
-                                     gpu_fraction=engine["gpu"], attempts=trial.num_failures,
-                                     finished_at=datetime.now(timezone.utc).isoformat()))
+        self._add(
+            TrialRecord.failed(
+                spec,
+                text,
+                run_id=self.run_id,
+                cpus=engine["cpus"],
+                gpu_fraction=engine["gpu"],
+                attempts=trial.num_failures,
+                finished_at=datetime.now(timezone.utc).isoformat(),
+            )
+        )
 
     def on_step_end(self, iteration, trials, **info):
-        if self._buffer and (len(self._buffer) >= self.flush_rows
-                             or time.monotonic() - self._last_flush >= self.flush_seconds):
+        if self._buffer and (
+            len(self._buffer) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds
+        ):
             self.flush()
 
     def on_experiment_end(self, trials, **info):
@@ -90,8 +106,11 @@ class DuckDBWriter(Callback):
         else:
             detail = f"ERROR {record.error}"
         elapsed = time.monotonic() - self._started
-        print(f"[{done:>{len(str(self.total))}}/{self.total} {elapsed:6.0f}s] {record.status:<5} {params}  {detail}",
-              file=sys.stderr, flush=True)
+        print(
+            f"[{done:>{len(str(self.total))}}/{self.total} {elapsed:6.0f}s] {record.status:<5} {params}  {detail}",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def _error_text(trial) -> str:

@@ -1,11 +1,31 @@
 """Every study, listed once. A study is one module: its grids, settings and trial function."""
 
 from cchsweep.study import Study
-from searchspaces import (mi_estimators, mnist_alpha, mnist_blur, mosei_noise, mosei_teacher, synthetic_lambda,
-                          synthetic_sigma12, tcga_estimators, tcga_fusion, tcga_noise)
+from searchspaces import (
+    mi_estimators,
+    mnist_alpha,
+    mnist_blur,
+    mosei_noise,
+    mosei_teacher,
+    synthetic_lambda,
+    synthetic_sigma12,
+    tcga_estimators,
+    tcga_fusion,
+    tcga_noise,
+)
 
 STUDIES: dict[str, Study] = {
     m.STUDY.name: m.STUDY
-    for m in (synthetic_sigma12, synthetic_lambda, mnist_blur, mnist_alpha, tcga_noise, tcga_fusion, tcga_estimators,
-              mosei_teacher, mosei_noise, mi_estimators)
+    for m in (
+        synthetic_sigma12,
+        synthetic_lambda,
+        mnist_blur,
+        mnist_alpha,
+        tcga_noise,
+        tcga_fusion,
+        tcga_estimators,
+        mosei_teacher,
+        mosei_noise,
+        mi_estimators,
+    )
 }

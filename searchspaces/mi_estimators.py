@@ -30,13 +30,18 @@ REFERENCE = {
     # estimator -> quantity -> (mean, std over 50 runs); i_text_<s> is i_ts and i_<s>_y is i_sl of student s
     "table2": TEACHER_REFERENCE["table2"],
     "claim": "absolute values differ by estimator, the ordering agrees: I(H_text;Y) largest, "
-             "I(H_text;H_s) > I(H_s;Y) for both students",
+    "I(H_text;H_s) > I(H_s;Y) for both students",
 }
 
 
 def _grid(seeds: list[int]) -> dict:
-    return {"teacher_modality": ["text"], "student_modality": STUDENTS, "temperature": [4.5], "lam": [0.5],
-            "seed": seeds}
+    return {
+        "teacher_modality": ["text"],
+        "student_modality": STUDENTS,
+        "temperature": [4.5],
+        "lam": [0.5],
+        "seed": seeds,
+    }
 
 
 STUDY = Study(

@@ -23,10 +23,13 @@ STUDY = Study(
     task="classification",
     params=PARAMS,
     profiles={
-        "paper": Profile(grid={"alpha": [0.18], "gamma": GAMMAS, "temperature": [3.0], "lam": [0.5],
-                               "seed": SEEDS}, settings=PAPER),
-        "smoke": Profile(grid={"alpha": [0.18], "gamma": SMOKE_GAMMAS, "temperature": [3.0], "lam": [0.5],
-                               "seed": [0]}, settings=SMOKE),
+        "paper": Profile(
+            grid={"alpha": [0.18], "gamma": GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": SEEDS}, settings=PAPER
+        ),
+        "smoke": Profile(
+            grid={"alpha": [0.18], "gamma": SMOKE_GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": [0]},
+            settings=SMOKE,
+        ),
     },
     trial=trial,
     resources=Resources(cpu=1, gpu=0.25),

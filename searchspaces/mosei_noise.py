@@ -32,8 +32,11 @@ NOISE_SMOKE = dict(SMOKE, noise_space="sequence")
 PARAMS = {
     **TEACHER_PARAMS,
     "noise": Param(float, 0.0, 1.0, "Gaussian noise std on the teacher's input, as a fraction of train std"),
-    "noise_space": Param(str, choices=NOISE_SPACES,
-                         help="noise std from the raw sequence's train std per step (sequence) or the pooled rows'"),
+    "noise_space": Param(
+        str,
+        choices=NOISE_SPACES,
+        help="noise std from the raw sequence's train std per step (sequence) or the pooled rows'",
+    ),
 }
 
 # --- the paper's numbers (Table 4) -------------------------------------------------------------
@@ -41,16 +44,36 @@ REFERENCE = {
     "columns": ("i_ts", "i_sl", "kd_f1_weighted", "nokd_f1_weighted"),
     # noise -> column -> (mean, std); F1 columns un-swapped (see the module doc)
     "table4": {
-        0.0: {"i_ts": (1.3543, 0.0052), "i_sl": (0.0816, 0.0084), "kd_f1_weighted": (0.6315, 0.0022),
-              "nokd_f1_weighted": (0.6204, 0.0030)},
-        0.2: {"i_ts": (0.0034, 0.0040), "i_sl": (0.0816, 0.0084), "kd_f1_weighted": (0.6192, 0.0062),
-              "nokd_f1_weighted": (0.6204, 0.0030)},
-        0.4: {"i_ts": (-0.0007, 0.0045), "i_sl": (0.0816, 0.0084), "kd_f1_weighted": (0.6189, 0.0039),
-              "nokd_f1_weighted": (0.6204, 0.0030)},
-        0.6: {"i_ts": (-0.0056, 0.0058), "i_sl": (0.0816, 0.0084), "kd_f1_weighted": (0.6184, 0.0022),
-              "nokd_f1_weighted": (0.6204, 0.0030)},
-        0.8: {"i_ts": (-0.0060, 0.0053), "i_sl": (0.0816, 0.0084), "kd_f1_weighted": (0.6156, 0.0033),
-              "nokd_f1_weighted": (0.6204, 0.0030)},
+        0.0: {
+            "i_ts": (1.3543, 0.0052),
+            "i_sl": (0.0816, 0.0084),
+            "kd_f1_weighted": (0.6315, 0.0022),
+            "nokd_f1_weighted": (0.6204, 0.0030),
+        },
+        0.2: {
+            "i_ts": (0.0034, 0.0040),
+            "i_sl": (0.0816, 0.0084),
+            "kd_f1_weighted": (0.6192, 0.0062),
+            "nokd_f1_weighted": (0.6204, 0.0030),
+        },
+        0.4: {
+            "i_ts": (-0.0007, 0.0045),
+            "i_sl": (0.0816, 0.0084),
+            "kd_f1_weighted": (0.6189, 0.0039),
+            "nokd_f1_weighted": (0.6204, 0.0030),
+        },
+        0.6: {
+            "i_ts": (-0.0056, 0.0058),
+            "i_sl": (0.0816, 0.0084),
+            "kd_f1_weighted": (0.6184, 0.0022),
+            "nokd_f1_weighted": (0.6204, 0.0030),
+        },
+        0.8: {
+            "i_ts": (-0.0060, 0.0053),
+            "i_sl": (0.0816, 0.0084),
+            "kd_f1_weighted": (0.6156, 0.0033),
+            "nokd_f1_weighted": (0.6204, 0.0030),
+        },
     },
     "as_printed": {"kd_column_constant": 0.6204, "nokd_column_at_0": 0.6315},
     "teacher": TEACHER_STUDY.reference["teacher"],
@@ -60,8 +83,14 @@ REFERENCE = {
 
 
 def _grid(noise: list[float], seeds: list[int]) -> dict:
-    return {"teacher_modality": ["text"], "student_modality": ["vision"], "noise": noise, "temperature": [4.5],
-            "lam": [0.5], "seed": seeds}
+    return {
+        "teacher_modality": ["text"],
+        "student_modality": ["vision"],
+        "noise": noise,
+        "temperature": [4.5],
+        "lam": [0.5],
+        "seed": seeds,
+    }
 
 
 STUDY = Study(

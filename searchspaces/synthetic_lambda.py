@@ -22,8 +22,9 @@ STUDY = Study(
     params=PARAMS,
     profiles={
         "paper": Profile(grid={"sigma12": SIGMA12, "lam": LAMBDAS, "seed": SEEDS}, settings=PAPER),
-        "smoke": Profile(grid={"sigma12": SMOKE_SIGMA12, "lam": SMOKE_LAMBDAS, "seed": SMOKE_SEEDS[:1]},
-                         settings=SMOKE),
+        "smoke": Profile(
+            grid={"sigma12": SMOKE_SIGMA12, "lam": SMOKE_LAMBDAS, "seed": SMOKE_SEEDS[:1]}, settings=SMOKE
+        ),
     },
     trial=trial,
     resources=Resources(cpu=1, gpu=0.25),

@@ -19,12 +19,26 @@ SMOKE_SEEDS = [0, 1]
 # --- settings ---------------------------------------------------------------------------------
 # Table 10; the test split is 5,000 (Table 10) where the text says 1,000. The paper gives no
 # batch size: 500 (20 Adam steps per epoch) is ours. MI: latentmi's own defaults, 3 repeats.
-PAPER = dict(sigma13=0.9, sigma23=0.4, n_train=10_000, n_test=5_000, p=100, hidden=64, epochs=300,
-             lr=0.01, batch_size=500, mi_estimator="latentmi", mi_epochs=300, mi_lr=1e-4,
-             mi_repeats=3, mi_n=5_000)
+PAPER = dict(
+    sigma13=0.9,
+    sigma23=0.4,
+    n_train=10_000,
+    n_test=5_000,
+    p=100,
+    hidden=64,
+    epochs=300,
+    lr=0.01,
+    batch_size=500,
+    mi_estimator="latentmi",
+    mi_epochs=300,
+    mi_lr=1e-4,
+    mi_repeats=3,
+    mi_n=5_000,
+)
 # Seconds on a CPU: smaller data, a short schedule, latentmi capped at 20 epochs with lr 1e-3.
-SMOKE = dict(PAPER, n_train=2_000, n_test=500, epochs=30, batch_size=250, mi_epochs=20, mi_lr=1e-3,
-             mi_repeats=1, mi_n=500)
+SMOKE = dict(
+    PAPER, n_train=2_000, n_test=500, epochs=30, batch_size=250, mi_epochs=20, mi_lr=1e-3, mi_repeats=1, mi_n=500
+)
 
 PARAMS = {
     "sigma12": Param(float, -0.99, 0.99, "teacher-student correlation"),

@@ -35,8 +35,19 @@ NAME = "tcga_fusion"
 SEEDS = list(range(5))  # the paper does not say how many runs Tables 8 and 20 average; 5 as in Tables 5-7
 
 # --- settings ---------------------------------------------------------------------------------
-COMMON = dict(test_fraction=0.1, n_features=100, epochs=200, batch_size=0, mi_estimator="latentmi", mi_epochs=300,
-              mi_lr=1e-4, mi_repeats=1, mi_split="all", mi_source="fusion", unimodal_lr=0.01)
+COMMON = dict(
+    test_fraction=0.1,
+    n_features=100,
+    epochs=200,
+    batch_size=0,
+    mi_estimator="latentmi",
+    mi_epochs=300,
+    mi_lr=1e-4,
+    mi_repeats=1,
+    mi_split="all",
+    mi_source="fusion",
+    unimodal_lr=0.01,
+)
 BRCA = dict(COMMON, lr=0.04)  # Table 21
 KIPAN = dict(COMMON, lr=0.007)  # Table 19
 SMOKE = dict(BRCA, epochs=20, mi_epochs=10, mi_lr=1e-3)
@@ -44,39 +55,110 @@ TEMPERATURE = {"brca": 4.0, "kipan": 1.0}  # Tables 21, 19
 
 PARAMS = {
     **{k: v for k, v in NOISE_PARAMS.items() if k != "noise"},
-    "mi_source": Param(str, choices=MI_SOURCES,
-                       help="fusion: the direct-fusion encoders; unimodal: separately trained Table 9 networks"),
+    "mi_source": Param(
+        str,
+        choices=MI_SOURCES,
+        help="fusion: the direct-fusion encoders; unimodal: separately trained Table 9 networks",
+    ),
     "unimodal_lr": Param(float, 1e-8, 10.0, "Adam lr of the Table 9 networks when mi_source is unimodal"),
 }
 
 # --- the paper's numbers (Tables 8, 20) ---------------------------------------------------------------
-COLUMNS = ("i_tl", "i_ts", "i_sl", "nokd_acc", "nokd_auc", "nokd_f1_macro", "nokd_f1_weighted",
-           "kd_acc", "kd_auc", "kd_f1_macro", "kd_f1_weighted")
+COLUMNS = (
+    "i_tl",
+    "i_ts",
+    "i_sl",
+    "nokd_acc",
+    "nokd_auc",
+    "nokd_f1_macro",
+    "nokd_f1_weighted",
+    "kd_acc",
+    "kd_auc",
+    "kd_f1_macro",
+    "kd_f1_weighted",
+)
 REFERENCE = {
     "columns": COLUMNS,  # nokd = direct fusion, kd = Fusion+KD
     "rows": {
-        ("kipan", "mrna", "cnv"): (1.0458, 0.7898, 0.6994, 0.9610, 0.9851, 0.9219, 0.9591, 0.9740, 0.9872, 0.9293,
-                                   0.9725),
-        ("kipan", "rppa", "cnv"): (1.1609, 0.6893, 0.6994, 0.9740, 0.9995, 0.9333, 0.9721, 0.9610, 0.9971, 0.9225,
-                                   0.9595),
-        ("brca", "mrna", "cnv"): (1.1081, 0.5057, 0.2757, 0.7711, 0.9157, 0.6432, 0.7563, 0.8434, 0.8610, 0.6533,
-                                  0.8225),
-        ("brca", "rppa", "cnv"): (0.7328, 0.3367, 0.2757, 0.5663, 0.7844, 0.5604, 0.5715, 0.6024, 0.7929, 0.5897,
-                                  0.6103),
+        ("kipan", "mrna", "cnv"): (
+            1.0458,
+            0.7898,
+            0.6994,
+            0.9610,
+            0.9851,
+            0.9219,
+            0.9591,
+            0.9740,
+            0.9872,
+            0.9293,
+            0.9725,
+        ),
+        ("kipan", "rppa", "cnv"): (
+            1.1609,
+            0.6893,
+            0.6994,
+            0.9740,
+            0.9995,
+            0.9333,
+            0.9721,
+            0.9610,
+            0.9971,
+            0.9225,
+            0.9595,
+        ),
+        ("brca", "mrna", "cnv"): (
+            1.1081,
+            0.5057,
+            0.2757,
+            0.7711,
+            0.9157,
+            0.6432,
+            0.7563,
+            0.8434,
+            0.8610,
+            0.6533,
+            0.8225,
+        ),
+        ("brca", "rppa", "cnv"): (
+            0.7328,
+            0.3367,
+            0.2757,
+            0.5663,
+            0.7844,
+            0.5604,
+            0.5715,
+            0.6024,
+            0.7929,
+            0.5897,
+            0.6103,
+        ),
     },
     "table": {"kipan": "Table 8", "brca": "Table 20"},
-    "settings": {"kipan": {"lr": 0.007, "temperature": 1.0, "lam": 0.5, "epochs": 200, "optimizer": "adam",
-                           "test_fraction": 0.1},
-                 "brca": {"lr": 0.04, "temperature": 4.0, "lam": 0.5, "epochs": 200, "optimizer": "adam",
-                          "test_fraction": 0.1}},
+    "settings": {
+        "kipan": {
+            "lr": 0.007,
+            "temperature": 1.0,
+            "lam": 0.5,
+            "epochs": 200,
+            "optimizer": "adam",
+            "test_fraction": 0.1,
+        },
+        "brca": {"lr": 0.04, "temperature": 4.0, "lam": 0.5, "epochs": 200, "optimizer": "adam", "test_fraction": 0.1},
+    },
     "claim": "Fusion+KD beats direct fusion where I_TS > I_SL (KIPAN mRNA, BRCA mRNA and RPPA) and loses "
-             "where I_TS < I_SL (KIPAN RPPA)",
+    "where I_TS < I_SL (KIPAN RPPA)",
 }
 
 
 def _grid(cohort: str, teachers: list[str], seeds: list[int]) -> dict:
-    return {"cohort": [cohort], "teacher_modality": teachers, "student_modality": ["cnv"],
-            "temperature": [TEMPERATURE[cohort]], "lam": [0.5], "seed": seeds}
+    return {
+        "cohort": [cohort],
+        "teacher_modality": teachers,
+        "student_modality": ["cnv"],
+        "temperature": [TEMPERATURE[cohort]],
+        "lam": [0.5],
+        "seed": seeds,
+    }
 
 
 STUDY = Study(

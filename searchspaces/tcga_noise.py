@@ -36,19 +36,30 @@ SMOKE_NOISE = [0.0, 0.8]
 # Table 17 (stated for BRCA and LIHC; KIPAN assumed the same). Batch size 0 = full batch (the paper
 # gives none; see the trial). MI: latentmi with its own defaults (300 epochs, lr 1e-4), one estimate,
 # on the representations of all train+test patients (mi_split "all"; "test" = held-out rows only).
-PAPER = dict(cohort_dir="", test_fraction=0.1, n_features=100, epochs=200, lr=0.01, batch_size=0, mi_estimator="latentmi",
-             mi_epochs=300, mi_lr=1e-4, mi_repeats=1, mi_split="all")
+PAPER = dict(
+    test_fraction=0.1,
+    n_features=100,
+    epochs=200,
+    lr=0.01,
+    batch_size=0,
+    mi_estimator="latentmi",
+    mi_epochs=300,
+    mi_lr=1e-4,
+    mi_repeats=1,
+    mi_split="all",
+)
 SMOKE = dict(PAPER, epochs=20, mi_epochs=10, mi_lr=1e-3)
 
 PARAMS = {
-    "cohort": Param(str, help="cohort directory under <data-dir>/tcga/, e.g. brca, kipan"),
+    "cohort": Param(
+        str, help="cohort directory under <data-dir>/tcga/ (brca, kipan), or any cohort directory's absolute path"
+    ),
     "teacher_modality": Param(str, help="teacher's modality file stem, e.g. mrna, rppa"),
     "student_modality": Param(str, help="student's modality file stem, e.g. cnv"),
     "noise": Param(float, 0.0, 1.0, "Gaussian noise std on the teacher's input, as a fraction of train std"),
     "temperature": Param(float, 0.05, 100.0, "KD temperature T"),
     "lam": Param(float, 0.0, 1.0, "KD weight lambda in eq. (2)"),
     "seed": Param(int, 0, 2**31 - 1, "split, initialization and noise seed"),
-    "cohort_dir": Param(str, help="a cohort directory anywhere (overrides <data-dir>/tcga/<cohort>); '' = default"),
     "test_fraction": Param(float, 0.01, 0.99, "stratified test share"),
     "n_features": Param(int, 1, 100_000, "mRMR features kept per modality"),
     "epochs": Param(int, 1, 100_000),
@@ -87,26 +98,39 @@ TABLE7_LIHC = {
 REFERENCE = {
     "columns": ("i_ts", "i_sl", "kd_f1_weighted", "nokd_f1_weighted", "mi_gap", "kd_gain"),
     # (cohort, teacher, student) -> noise -> the columns above
-    "tables": {("brca", "mrna", "cnv"): TABLE5_BRCA, ("kipan", "mrna", "cnv"): TABLE6_KIPAN,
-               ("lihc", "mrna", "cnv"): TABLE7_LIHC},
+    "tables": {
+        ("brca", "mrna", "cnv"): TABLE5_BRCA,
+        ("kipan", "mrna", "cnv"): TABLE6_KIPAN,
+        ("lihc", "mrna", "cnv"): TABLE7_LIHC,
+    },
     # (cohort, teacher, student) -> (teacher test weighted F1, I(H_teacher; Y))
-    "teacher": {("brca", "mrna", "cnv"): (0.7459, 1.1081), ("kipan", "mrna", "cnv"): (0.9516, 1.0458),
-                ("lihc", "mrna", "cnv"): (0.9430, 0.9055)},
+    "teacher": {
+        ("brca", "mrna", "cnv"): (0.7459, 1.1081),
+        ("kipan", "mrna", "cnv"): (0.9516, 1.0458),
+        ("lihc", "mrna", "cnv"): (0.9430, 0.9055),
+    },
     "table": {"brca": "Table 5", "kipan": "Table 6", "lihc": "Table 7"},
     # Table 17 (BRCA, LIHC)
-    "settings": {"test_fraction": 0.1, "optimizer": "adam", "lr": 0.01, "epochs": 200, "temperature": 2.0,
-                 "lam": 0.5},
+    "settings": {"test_fraction": 0.1, "optimizer": "adam", "lr": 0.01, "epochs": 200, "temperature": 2.0, "lam": 0.5},
     # Table 16: the paper's subtype counts (KIPAN's are not given)
-    "subtypes": {"brca": {"Normal-like": 44, "Basal-like": 129, "HER2-enriched": 49, "Luminal A": 338,
-                          "Luminal B": 267},
-                 "lihc": {"Blast-Like": 39, "CHOL-Like": 18, "Liver-Like": 113}},
+    "subtypes": {
+        "brca": {"Normal-like": 44, "Basal-like": 129, "HER2-enriched": 49, "Luminal A": 338, "Luminal B": 267},
+        "lihc": {"Blast-Like": 39, "CHOL-Like": 18, "Liver-Like": 113},
+    },
     "claim": "KD raises the student's weighted F1 exactly where I_TS > I_SL (MI gap > 0)",
 }
 
 
 def _grid(cohort: str, teachers: list[str], noise: list[float], seeds: list[int]) -> dict:
-    return {"cohort": [cohort], "teacher_modality": teachers, "student_modality": ["cnv"], "noise": noise,
-            "temperature": [2.0], "lam": [0.5], "seed": seeds}
+    return {
+        "cohort": [cohort],
+        "teacher_modality": teachers,
+        "student_modality": ["cnv"],
+        "noise": noise,
+        "temperature": [2.0],
+        "lam": [0.5],
+        "seed": seeds,
+    }
 
 
 STUDY = Study(

@@ -65,10 +65,10 @@ def test_verify_distils_for_real_through_the_engine(tmp_path):
     assert "verified by distilling" in out.stdout
     with duckdb.connect(str(db), read_only=True) as con:
         trials = con.execute("select count(*), count(distinct teacher_modality), min(status), "
-                             "bool_and(json_extract_string(settings, '$.cohort_dir') like '%brca') "
-                             "from results where study = 'tcga_noise'").fetchall()
+                             "bool_and(cohort = ?) "
+                             "from results where study = 'tcga_noise'", [str(BRCA.resolve())]).fetchall()
         advice = con.execute("select count(*) from advice").fetchall()
-    assert trials == [(4, 2, "ok", True)]  # top teacher + control, 2 seeds each, on the user's cohort dir
+    assert trials == [(4, 2, "ok", True)]  # top teacher + control, 2 seeds each, the cohort named by its path
     assert advice == [(2,)]
     assert (tmp_path / "r" / "verification.png").exists()
 

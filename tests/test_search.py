@@ -40,7 +40,7 @@ def test_boundary_search_finds_the_closed_form_crossing_with_a_third_of_the_grid
     lo, hi = (float(v) for v in line.split("interval [")[1].split("]")[0].split(", "))
     assert abs(estimate - truth_root) < 0.02 and lo <= truth_root <= hi and hi - lo < 0.1
     with duckdb.connect(str(db), read_only=True) as con:
-        rows = con.execute("select mode, count(*), count(distinct sigma12) from trials group by mode").fetchall()
+        rows = con.execute("select mode, count(*), count(distinct sigma12) from results group by mode").fetchall()
     assert rows[0][0] == "boundary:sigma12:mi_gap_truth"
     assert rows[0][1] == 12 <= 80 // 3  # the paper grid has 80 trials
 

@@ -216,7 +216,7 @@ def test_noise_smoke_end_to_end(tmp_path):
                   cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "tcga_noise (smoke): 2 ok, 0 failed" in out.stdout
-    assert q(db, "select count(*), count(distinct trial_key), count(distinct noise) from trials") == [(2, 2, 2)]
+    assert q(db, "select count(*), count(distinct trial_key), count(distinct noise) from results") == [(2, 2, 2)]
     assert q(db, "select distinct cohort, teacher_modality, student_modality, temperature, lam, seed, "
                  "settings->>'mi_split' from results") == [("brca", "mrna", "cnv", 2.0, 0.5, 0, "all")]
     assert_complete_f1_rows(db, 2)

@@ -24,8 +24,9 @@ Padding = Literal["reflect", "zeros"]
 MNIST_SIDE = 28
 
 
-def gaussian_kernel1d(gamma: float, *, dtype: torch.dtype = torch.float32,
-                      device: torch.device | str | None = None) -> torch.Tensor:
+def gaussian_kernel1d(
+    gamma: float, *, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+) -> torch.Tensor:
     """The normalized 1-D kernel of length 2 ceil(3 gamma) + 1 (gamma > 0)."""
     if not gamma > 0:
         raise ValueError(f"gamma={gamma} must be positive for a kernel")

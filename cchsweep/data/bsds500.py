@@ -41,7 +41,7 @@ ARCHIVE_MEMBER = re.compile(r"(?:^|/)BSR/BSDS500/data/images/(train|val|test)/([
 
 @lru_cache(maxsize=1)
 def manifest() -> dict[str, str]:
-    """"split/name.jpg" -> SHA-256, in train, val, test order and by name within a split."""
+    """ "split/name.jpg" -> SHA-256, in train, val, test order and by name within a split."""
     lines = Path(__file__).with_name("bsds500.sha256").read_text().split("\n")
     return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
 
@@ -58,10 +58,13 @@ def load_images(data_dir: Path, *, allow_download: bool | None = None) -> list[t
     if found is None:
         if not downloads_allowed(allow_download):
             raise missing_data_error(
-                "BSDS500 images", data_dir, ["bsds500/{train,val,test}/*.jpg", f"or {ARCHIVE}"],
+                "BSDS500 images",
+                data_dir,
+                ["bsds500/{train,val,test}/*.jpg", f"or {ARCHIVE}"],
                 f"download {ARCHIVE} from {ARCHIVE_URL} (or the BIDS/BSDS500 GitHub mirror) into that "
                 "directory, point --data-dir/$CCHSWEEP_DATA at a directory holding bsds500/, or allow "
-                "downloads (unset $CCHSWEEP_OFFLINE)")
+                "downloads (unset $CCHSWEEP_OFFLINE)",
+            )
         download(data_dir)
         found = _local(data_dir)
         assert found is not None  # download() put every verified image in place
@@ -72,13 +75,16 @@ def load_images(data_dir: Path, *, allow_download: bool | None = None) -> list[t
 def verified(name: str, data: bytes | None, where: str) -> bytes:
     """The image's bytes if they match the manifest, else a one-line error naming the file."""
     if data is None:
-        raise UsageError(f"BSDS500 image {name} is missing from {where}; restore it, or delete {where} "
-                         f"to download all images again")
+        raise UsageError(
+            f"BSDS500 image {name} is missing from {where}; restore it, or delete {where} to download all images again"
+        )
     digest = hashlib.sha256(data).hexdigest()
     if digest != manifest()[name]:
-        raise UsageError(f"BSDS500 image {name} in {where} has SHA-256 {digest[:12]}..., expected "
-                         f"{manifest()[name][:12]}...: replace it with an intact copy, or delete {where} to "
-                         f"download all images again")
+        raise UsageError(
+            f"BSDS500 image {name} in {where} has SHA-256 {digest[:12]}..., expected "
+            f"{manifest()[name][:12]}...: replace it with an intact copy, or delete {where} to "
+            f"download all images again"
+        )
     return data
 
 
@@ -104,8 +110,9 @@ def _archive_members(archive: Path) -> dict[str, bytes]:
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar:
                 match = ARCHIVE_MEMBER.search(member.name)
-                if match and member.isfile():
-                    found[f"{match[1]}/{match[2]}"] = tar.extractfile(member).read()
+                data = tar.extractfile(member) if match and member.isfile() else None
+                if match and data is not None:
+                    found[f"{match[1]}/{match[2]}"] = data.read()
     except (OSError, EOFError, tarfile.TarError) as exc:
         raise UsageError(f"{archive} is unreadable ({exc}); delete it and download it again") from None
     return found
@@ -135,8 +142,10 @@ def download(data_dir: Path) -> Path:
             errors.append(f"{url}: {type(exc).__name__}: {exc}".replace("\n", " "))
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    raise UsageError(f"could not download BSDS500 into {target} ({'; '.join(errors)}); download {ARCHIVE} by "
-                     f"hand into {data_dir} or use --data-dir")
+    raise UsageError(
+        f"could not download BSDS500 into {target} ({'; '.join(errors)}); download {ARCHIVE} by "
+        f"hand into {data_dir} or use --data-dir"
+    )
 
 
 def _fetch_archive(url: str, staging: Path) -> None:
@@ -159,8 +168,7 @@ def _fetch_files(url: str, staging: Path) -> None:
 
     def fetch(name: str) -> None:
         # no known_hash: the content is checked against the manifest below, with a message naming the file
-        path = pooch.retrieve(base + name, known_hash=None, fname=name.replace("/", "_"), path=raw,
-                              progressbar=False)
+        path = pooch.retrieve(base + name, known_hash=None, fname=name.replace("/", "_"), path=raw, progressbar=False)
         _install(staging, name, verified(name, Path(path).read_bytes(), base + name))
 
     with ThreadPoolExecutor(max_workers=8) as pool, tqdm(total=len(names), unit="image", file=sys.stderr) as bar:

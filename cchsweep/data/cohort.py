@@ -112,9 +112,7 @@ def _read_table(path: Path) -> pl.DataFrame:
     frame = frame.with_columns(pl.col(PATIENT).cast(pl.String)).filter(pl.col(PATIENT).is_not_null())
     duplicated = frame.filter(pl.col(PATIENT).is_duplicated())[PATIENT].unique().sort()
     if len(duplicated):
-        raise UsageError(
-            f"{path} lists patient {duplicated[0]!r} more than once; keep one row per patient"
-        )
+        raise UsageError(f"{path} lists patient {duplicated[0]!r} more than once; keep one row per patient")
     return frame
 
 
@@ -131,23 +129,18 @@ def _read_modality(path: Path) -> pl.DataFrame:
             unparsable = text.filter(text.cast(pl.Float64, strict=False).is_null())
             bad = (unparsable if len(unparsable) else text)[0]
             raise UsageError(
-                f"{path} column {column!r} holds non-numeric values (e.g. {bad!r}); "
-                f"fix or remove that column"
+                f"{path} column {column!r} holds non-numeric values (e.g. {bad!r}); fix or remove that column"
             )
     return frame.with_columns(pl.col(features).cast(pl.Float64))
 
 
 def _read_labels(files: dict[str, Path], cohort_dir: Path) -> pl.DataFrame:
     if LABELS_STEM not in files:
-        raise UsageError(
-            f"{cohort_dir} has no labels.csv; add one with columns {PATIENT},{SUBTYPE}"
-        )
+        raise UsageError(f"{cohort_dir} has no labels.csv; add one with columns {PATIENT},{SUBTYPE}")
     path = files[LABELS_STEM]
     frame = _read_table(path)
     if SUBTYPE not in frame.columns:
-        raise UsageError(
-            f"{path} has no {SUBTYPE!r} column (found {frame.columns}); name the label column {SUBTYPE!r}"
-        )
+        raise UsageError(f"{path} has no {SUBTYPE!r} column (found {frame.columns}); name the label column {SUBTYPE!r}")
     return frame.select(PATIENT, pl.col(SUBTYPE).cast(pl.String)).filter(pl.col(SUBTYPE).is_not_null())
 
 
@@ -166,9 +159,7 @@ def load_cohort(cohort_dir: str | Path, modalities: list[str], min_modalities: i
         )
     for name in modalities:
         if name not in available:
-            raise UsageError(
-                f"unknown modality {name!r} in {cohort_dir}; available: {', '.join(available) or 'none'}"
-            )
+            raise UsageError(f"unknown modality {name!r} in {cohort_dir}; available: {', '.join(available) or 'none'}")
 
     labels = _read_labels(files, cohort_dir)
     tables = {name: _read_modality(files[name]) for name in modalities}
@@ -307,8 +298,14 @@ def prepare(cohort: Cohort, seed: int, test_fraction: float = 0.1, n_features: i
         features[name] = [cohort.features[name][i] for i in keep]
         train_std[name] = fit[:, keep].std(axis=0)
     return Prepared(
-        seed=seed, x_train=x_train, x_test=x_test, y_train=y_train, y_test=cohort.y[test],
-        features=features, train_std=train_std, classes=list(cohort.classes),
+        seed=seed,
+        x_train=x_train,
+        x_test=x_test,
+        y_train=y_train,
+        y_test=cohort.y[test],
+        features=features,
+        train_std=train_std,
+        classes=list(cohort.classes),
         train_patients=[cohort.patients[i] for i in train],
         test_patients=[cohort.patients[i] for i in test],
     )

@@ -55,19 +55,31 @@ FILES: dict[tuple[Split, str], IdxFile] = {
     ("train", "images"): IdxFile(
         "train-images-idx3-ubyte",
         "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
-        "f68b3c2dcbeaaa9fbdd348bbdeb94873", IMAGES_MAGIC, (60000, 28, 28)),
+        "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        IMAGES_MAGIC,
+        (60000, 28, 28),
+    ),
     ("train", "labels"): IdxFile(
         "train-labels-idx1-ubyte",
         "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
-        "d53e105ee54ea40749a09fcbcd1e9432", LABELS_MAGIC, (60000,)),
+        "d53e105ee54ea40749a09fcbcd1e9432",
+        LABELS_MAGIC,
+        (60000,),
+    ),
     ("test", "images"): IdxFile(
         "t10k-images-idx3-ubyte",
         "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
-        "9fb629c4189551a2d022fa330f9573f3", IMAGES_MAGIC, (10000, 28, 28)),
+        "9fb629c4189551a2d022fa330f9573f3",
+        IMAGES_MAGIC,
+        (10000, 28, 28),
+    ),
     ("test", "labels"): IdxFile(
         "t10k-labels-idx1-ubyte",
         "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
-        "ec29112dd5afa0611ce80d1b7f02629c", LABELS_MAGIC, (10000,)),
+        "ec29112dd5afa0611ce80d1b7f02629c",
+        LABELS_MAGIC,
+        (10000,),
+    ),
 }
 
 
@@ -75,9 +87,7 @@ def mnist_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "mnist"
 
 
-def load_mnist(
-    data_dir: Path, split: Split, *, allow_download: bool | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist(data_dir: Path, split: Split, *, allow_download: bool | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Images (N, 28, 28) uint8 and labels (N,) int64 of one split, verified."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', not {split!r}")
@@ -97,7 +107,9 @@ def ensure_mnist(data_dir: Path, *, allow_download: bool | None = None) -> Path:
         return directory
     if not downloads_allowed(allow_download):
         raise missing_data_error(
-            "MNIST", directory, missing,
+            "MNIST",
+            directory,
+            missing,
             f"copy them there from {mirrors()[0]}, point --data-dir/$CCHSWEEP_DATA at a directory "
             "holding mnist/, or allow downloads (unset $CCHSWEEP_OFFLINE) to fetch them",
         )
@@ -126,8 +138,11 @@ def _download(spec: IdxFile, directory: Path) -> None:
             staging.mkdir(parents=True, exist_ok=True)
             print(f"downloading MNIST {spec.filename} from {base}", file=sys.stderr, flush=True)
             # no known_hash: mirrors may recompress; the content's SHA-256 is checked below
-            path = Path(pooch.retrieve(base + spec.filename, known_hash=None, fname=spec.filename, path=staging,
-                                       progressbar=True))
+            path = Path(
+                pooch.retrieve(
+                    base + spec.filename, known_hash=None, fname=spec.filename, path=staging, progressbar=True
+                )
+            )
             try:
                 read_idx(path, spec)
             except UsageError:
@@ -166,15 +181,16 @@ def _read_idx_cached(path: str, size: int, mtime_ns: int, spec: IdxFile) -> np.n
     ndim = len(spec.shape)
     header = 4 + 4 * ndim
     magic = int.from_bytes(raw[:4], "big")
-    dims = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if magic != spec.magic or dims != spec.shape or len(raw) != header + int(np.prod(dims)):
-        raise _corrupt(path, f"IDX header magic {magic:#010x} shape {dims}, expected "
-                             f"{spec.magic:#010x} {spec.shape}")
+        raise _corrupt(path, f"IDX header magic {magic:#010x} shape {dims}, expected {spec.magic:#010x} {spec.shape}")
     array = np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
     array.flags.writeable = False
     return array
 
 
 def _corrupt(path: str, reason: str) -> UsageError:
-    return UsageError(f"MNIST file {path} is corrupt ({reason}); delete it and run again to "
-                      "re-download it, or replace it with an intact copy")
+    return UsageError(
+        f"MNIST file {path} is corrupt ({reason}); delete it and run again to "
+        "re-download it, or replace it with an intact copy"
+    )

@@ -24,13 +24,13 @@ import struct
 import sys
 import time
 from pathlib import Path
-from typing import TypedDict
+from typing import TypedDict, cast
 
 import numpy as np
 from filelock import FileLock
 
-from cchsweep.data.mnist import load_mnist
 from cchsweep.data import bsds500
+from cchsweep.data.mnist import Split, load_mnist
 
 THRESHOLD = 127
 LUMA_BT601 = (0.299, 0.587, 0.114)
@@ -100,10 +100,14 @@ def build_mnistm(
         built = _build(Path(data_dir), alpha, int(seed), n_train, n_test, allow_download)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: v for k, v in built.items() if k != "from_cache"})
+            np.savez(fh, **{k: v for k, v in built.items() if isinstance(v, np.ndarray)})
         os.replace(tmp, path)
-        print(f"MNIST-M alpha={alpha:g} seed={seed}: {len(built['y_train']):,}/{len(built['y_test']):,} digits "
-              f"built in {time.perf_counter() - started:.1f} s, cached in {path.parent}", file=sys.stderr, flush=True)
+        print(
+            f"MNIST-M alpha={alpha:g} seed={seed}: {len(built['y_train']):,}/{len(built['y_test']):,} digits "
+            f"built in {time.perf_counter() - started:.1f} s, cached in {path.parent}",
+            file=sys.stderr,
+            flush=True,
+        )
     return built
 
 
@@ -125,7 +129,7 @@ def _load(path: Path) -> MnistM | None:
             arrays = {key: z[key] for key in MnistM.__annotations__ if key != "from_cache"}
     except (OSError, ValueError, KeyError):
         return None  # unreadable: rebuild and overwrite
-    return MnistM(**arrays, from_cache=True)
+    return cast(MnistM, {**arrays, "from_cache": True})
 
 
 def _rng(seed: int, alpha: float, split: str) -> np.random.Generator:
@@ -135,14 +139,15 @@ def _rng(seed: int, alpha: float, split: str) -> np.random.Generator:
     return np.random.default_rng([seed, alpha_bits, ("train", "test").index(split)])
 
 
-def _build(data_dir: Path, alpha: float, seed: int, n_train: int | None, n_test: int | None,
-           allow_download: bool | None) -> MnistM:
+def _build(
+    data_dir: Path, alpha: float, seed: int, n_train: int | None, n_test: int | None, allow_download: bool | None
+) -> MnistM:
     names, images = load_bsds_luma(data_dir, allow_download=allow_download)
     out: dict[str, np.ndarray] = {"bg_names": np.asarray(names)}
-    for split, n in (("train", n_train), ("test", n_test)):
+    splits: tuple[tuple[Split, int | None], ...] = (("train", n_train), ("test", n_test))
+    for split, n in splits:
         digits, labels = load_mnist(data_dir, split, allow_download=allow_download)
-        pool = np.asarray([i for i, name in enumerate(names)
-                           if name.split("/", 1)[0] in BACKGROUNDS[split]])
+        pool = np.asarray([i for i, name in enumerate(names) if name.split("/", 1)[0] in BACKGROUNDS[split]])
         bg, pos = _draw(_rng(seed, alpha, split), pool, images, len(digits))
         n = len(digits) if n is None else n
         bg, pos = bg[:n], pos[:n]
@@ -155,11 +160,12 @@ def _build(data_dir: Path, alpha: float, seed: int, n_train: int | None, n_test:
         out[f"y_{split}"] = labels[:n]
         out[f"bg_{split}"] = bg
         out[f"pos_{split}"] = pos
-    return MnistM(**out, from_cache=False)
+    return cast(MnistM, {**out, "from_cache": False})
 
 
-def _draw(rng: np.random.Generator, pool: np.ndarray, images: list[np.ndarray],
-          n: int) -> tuple[np.ndarray, np.ndarray]:
+def _draw(
+    rng: np.random.Generator, pool: np.ndarray, images: list[np.ndarray], n: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Background image index and patch corner for each of n digits."""
     bg = pool[rng.integers(0, len(pool), size=n)].astype(np.int32)
     shapes = np.asarray([im.shape for im in images])[bg]

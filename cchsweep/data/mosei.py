@@ -39,18 +39,31 @@ SUBDIR = "mosei"
 PATH_ENV = "CCHSWEEP_MOSEI_PKL"
 SPLITS = ("train", "valid", "test")
 MODALITIES = ("text", "audio", "vision")
-LAYOUT = ("a pickled dict {'train','valid','test'} of dicts with 'text' (N,50,300), 'audio' (N,50,74), "
-          "'vision' (N,50,D) and 'labels' (N,1,1) sentiment in [-3,3] (MulT's mosei_senti_data.pkl)")
+LAYOUT = (
+    "a pickled dict {'train','valid','test'} of dicts with 'text' (N,50,300), 'audio' (N,50,74), "
+    "'vision' (N,50,D) and 'labels' (N,1,1) sentiment in [-3,3] (MulT's mosei_senti_data.pkl)"
+)
 
 # What numpy arrays (and the dict/list/str containers around them) need to be rebuilt, nothing more.
 _ALLOWED = {
-    ("numpy", "ndarray"), ("numpy", "dtype"),
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
-    ("numpy._core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "scalar"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("_codecs", "encode"), ("collections", "OrderedDict"),
-    ("builtins", "dict"), ("builtins", "list"), ("builtins", "tuple"), ("builtins", "str"),
-    ("builtins", "bytes"), ("builtins", "bytearray"), ("builtins", "int"), ("builtins", "float"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy.core.multiarray", "scalar"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+    ("collections", "OrderedDict"),
+    ("builtins", "dict"),
+    ("builtins", "list"),
+    ("builtins", "tuple"),
+    ("builtins", "str"),
+    ("builtins", "bytes"),
+    ("builtins", "bytearray"),
+    ("builtins", "int"),
+    ("builtins", "float"),
 }
 
 
@@ -77,8 +90,10 @@ def default_path(data_dir: str | Path | None) -> Path:
     if env:
         return Path(env).expanduser()
     if data_dir is None:
-        raise UsageError(f"the MOSEI studies need a data directory holding {SUBDIR}/{FILENAME}; pass "
-                         f"--data-dir, set CCHSWEEP_DATA, or set ${PATH_ENV} to the pickle")
+        raise UsageError(
+            f"the MOSEI studies need a data directory holding {SUBDIR}/{FILENAME}; pass "
+            f"--data-dir, set CCHSWEEP_DATA, or set ${PATH_ENV} to the pickle"
+        )
     return Path(data_dir) / SUBDIR / FILENAME
 
 
@@ -99,8 +114,16 @@ def _read(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
             data = _ArrayUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError,
-            IndexError, KeyError) as exc:
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        KeyError,
+    ) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise UsageError(f"cannot read {path} as a MOSEI pickle ({first}); expected {LAYOUT}") from None
     return data
@@ -112,8 +135,9 @@ def _split(path: Path, name: str, raw) -> MoseiSplit:
         raise UsageError(f"{where} is a {type(raw).__name__}, not a dict; expected {LAYOUT}")
     missing = [k for k in (*MODALITIES, "labels") if k not in raw]
     if missing:
-        raise UsageError(f"{where} lacks {', '.join(missing)} (has {', '.join(map(str, raw)) or 'nothing'}); "
-                         f"expected {LAYOUT}")
+        raise UsageError(
+            f"{where} lacks {', '.join(missing)} (has {', '.join(map(str, raw)) or 'nothing'}); expected {LAYOUT}"
+        )
     x: dict[str, np.ndarray] = {}
     n: int | None = None
     for m in MODALITIES:
@@ -124,8 +148,9 @@ def _split(path: Path, name: str, raw) -> MoseiSplit:
         if a.ndim != 3:
             raise UsageError(f"{where} {m!r} has shape {a.shape}; it must be 3-D (N, L, D), {LAYOUT}")
         if n is not None and len(a) != n:
-            raise UsageError(f"{where}: {m!r} has {len(a)} rows but text has {n}; every modality and the "
-                             f"labels need the same N")
+            raise UsageError(
+                f"{where}: {m!r} has {len(a)} rows but text has {n}; every modality and the labels need the same N"
+            )
         n = len(a)
         x[m] = np.nan_to_num(a, nan=0.0, posinf=0.0, neginf=0.0)  # audio's -inf padding, any NaN -> 0
     try:
@@ -133,8 +158,10 @@ def _split(path: Path, name: str, raw) -> MoseiSplit:
     except (TypeError, ValueError):
         raise UsageError(f"{where} 'labels' is not a numeric array; expected {LAYOUT}") from None
     if labels.ndim == 0 or len(labels) != n or labels.size != n:
-        raise UsageError(f"{where}: 'labels' has shape {labels.shape} but the modalities have {n} rows; "
-                         f"expected (N,1,1) with one sentiment score per segment")
+        raise UsageError(
+            f"{where}: 'labels' has shape {labels.shape} but the modalities have {n} rows; "
+            f"expected (N,1,1) with one sentiment score per segment"
+        )
     score = labels.reshape(n)
     if not np.isfinite(score).all():
         raise UsageError(f"{where}: 'labels' holds non-finite sentiment scores; expected scores in [-3, 3]")
@@ -151,8 +178,9 @@ def load_mosei(path: str | Path) -> dict[str, MoseiSplit]:
         raise UsageError(f"{path} holds a {type(data).__name__}, not a dict; expected {LAYOUT}")
     missing = [s for s in SPLITS if s not in data]
     if missing:
-        raise UsageError(f"{path} lacks split {', '.join(missing)} (has {', '.join(map(str, data))}); "
-                         f"expected {LAYOUT}")
+        raise UsageError(
+            f"{path} lacks split {', '.join(missing)} (has {', '.join(map(str, data))}); expected {LAYOUT}"
+        )
     splits = {s: _split(path, s, data[s]) for s in SPLITS}
     for m in MODALITIES:
         dims = {s: splits[s].x[m].shape[2] for s in SPLITS}

@@ -44,8 +44,9 @@ def valid_sigma12_interval(sigma13: float, sigma23: float) -> tuple[float, float
     return centre - half, centre + half
 
 
-def sample(n: int, p: int, sigma12: float, sigma13: float, sigma23: float,
-           rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample(
+    n: int, p: int, sigma12: float, sigma13: float, sigma23: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Draw (X1, X2, y) as float32 arrays of shapes (n, p), (n, p), (n,)."""
     c = coefficients(sigma12, sigma13, sigma23)
     y = rng.standard_normal(n)

@@ -10,7 +10,9 @@ import numpy as np
 
 
 class MIEstimator(Protocol):
-    name: str
+    @property
+    def name(self) -> str:
+        """The estimator's name, recorded with every value."""
 
     def config(self) -> dict[str, Any]:
         """The settings that determine the estimate (recorded beside every value)."""
@@ -19,8 +21,9 @@ class MIEstimator(Protocol):
         """I(X; Y) in nats for paired samples x (n, dx) and y (n, dy)."""
 
 
-def estimate_repeated(estimator: MIEstimator, x: np.ndarray, y: np.ndarray, *, repeats: int,
-                      seed: int) -> tuple[float, float | None]:
+def estimate_repeated(
+    estimator: MIEstimator, x: np.ndarray, y: np.ndarray, *, repeats: int, seed: int
+) -> tuple[float, float | None]:
     """Mean and standard error over `repeats` independently seeded estimates (SE None for 1)."""
     values = [estimator.estimate(x, y, seed=seed * 1000 + r) for r in range(repeats)]
     mean = float(np.mean(values))

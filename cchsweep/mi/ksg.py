@@ -77,8 +77,10 @@ class KSG:
         if self.discrete_y is None:
             y_labels, x_labels = _as_labels(y_arr), _as_labels(x_arr)
             if y_labels is not None and x_labels is not None:
-                raise ValueError("both x and y look like class labels; KSG/Ross needs one "
-                                 "continuous argument (pass discrete_y=False to force KSG)")
+                raise ValueError(
+                    "both x and y look like class labels; KSG/Ross needs one "
+                    "continuous argument (pass discrete_y=False to force KSG)"
+                )
             if y_labels is not None:
                 return self._ross(x_arr, y_labels, rng)
             if x_labels is not None:
@@ -99,12 +101,9 @@ class KSG:
         dist, _ = cKDTree(joint).query(joint, k=self.k + 1, p=np.inf, workers=self.workers)
         eps = _strictly_below(dist[:, -1])
         # counts include the point itself, i.e. they are n_x + 1 and n_y + 1
-        n_x = cKDTree(x).query_ball_point(x, eps, p=np.inf, return_length=True,
-                                          workers=self.workers)
-        n_y = cKDTree(y).query_ball_point(y, eps, p=np.inf, return_length=True,
-                                          workers=self.workers)
-        value = (digamma(self.k) + digamma(n)
-                 - np.mean(digamma(n_x)) - np.mean(digamma(n_y)))
+        n_x = cKDTree(x).query_ball_point(x, eps, p=np.inf, return_length=True, workers=self.workers)
+        n_y = cKDTree(y).query_ball_point(y, eps, p=np.inf, return_length=True, workers=self.workers)
+        value = digamma(self.k) + digamma(n) - np.mean(digamma(n_x)) - np.mean(digamma(n_y))
         return float(value)
 
     def _ross(self, x: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> float:
@@ -126,10 +125,8 @@ class KSG:
             radius[idx] = _strictly_below(dist[:, -1])
             class_size[idx] = idx.size
             k_used[idx] = k_c
-        m = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True,
-                                        workers=self.workers)
-        value = (digamma(n) - np.mean(digamma(class_size)) + np.mean(digamma(k_used))
-                 - np.mean(digamma(m)))
+        m = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True, workers=self.workers)
+        value = digamma(n) - np.mean(digamma(class_size)) + np.mean(digamma(k_used)) - np.mean(digamma(m))
         return float(value)
 
     def _prepare(self, a: np.ndarray, rng: np.random.Generator) -> np.ndarray:

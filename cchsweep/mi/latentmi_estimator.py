@@ -40,8 +40,15 @@ class LatentMI:
             # it prints progress every epoch even when quiet=True
             with contextlib.redirect_stdout(io.StringIO()):
                 pointwise, _, _ = lmi.estimate(
-                    x, y, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
-                    patience=self.patience, quiet=True, device=self.device)
+                    x,
+                    y,
+                    epochs=self.epochs,
+                    lr=self.lr,
+                    batch_size=self.batch_size,
+                    patience=self.patience,
+                    quiet=True,
+                    device=self.device,
+                )
         np.random.set_state(np_state)
         bits = float(np.nanmean(pointwise))
         return bits * math.log(2.0)  # latentmi's KSG works in bits; the paper reports nats

@@ -68,8 +68,10 @@ class MINE:
         n = x.shape[0]
         n_test = int(round(n * self.test_fraction))
         if n_test < 2 or n - n_test < 2:
-            raise ValueError(f"MINE needs at least two training and two held-out samples, "
-                             f"got n={n} with test_fraction={self.test_fraction}")
+            raise ValueError(
+                f"MINE needs at least two training and two held-out samples, "
+                f"got n={n} with test_fraction={self.test_fraction}"
+            )
         if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
             raise ValueError("inputs must be finite")
 
@@ -86,9 +88,15 @@ class MINE:
             torch.manual_seed(int(rng.integers(2**62)))
             return self._fit_and_evaluate(x, y, train, test, rng, device)
 
-    def _fit_and_evaluate(self, x: np.ndarray, y: np.ndarray, train: np.ndarray,
-                          test: np.ndarray, rng: np.random.Generator,
-                          device: torch.device) -> float:
+    def _fit_and_evaluate(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        train: np.ndarray,
+        test: np.ndarray,
+        rng: np.random.Generator,
+        device: torch.device,
+    ) -> float:
         tx = torch.as_tensor(x, dtype=torch.float32, device=device)
         ty = torch.as_tensor(y, dtype=torch.float32, device=device)
         net = _statistics_network(x.shape[1] + y.shape[1], self.hidden, self.layers).to(device)
@@ -109,8 +117,7 @@ class MINE:
             t_marg = net(torch.cat([tx[joint], ty[other]], dim=1)).squeeze(1)
             log_mean_exp = torch.logsumexp(t_marg, 0) - math.log(batch)
             current = log_mean_exp.detach()
-            log_ema = current if log_ema is None else torch.logaddexp(
-                log_ema + log_keep, current + log_rate)
+            log_ema = current if log_ema is None else torch.logaddexp(log_ema + log_keep, current + log_rate)
             # d/dθ of exp(lme - log_ema) is grad(mean e^T) / EMA(mean e^T): the corrected
             # gradient of the DV denominator
             loss = -(t_joint.mean() - torch.exp(log_mean_exp - log_ema))
@@ -130,14 +137,18 @@ class MINE:
             best = self._held_out_bound(net, tx_test, ty_test, rng, device)
         return best
 
-    def _held_out_bound(self, net: nn.Module, tx: torch.Tensor, ty: torch.Tensor,
-                        rng: np.random.Generator, device: torch.device) -> float:
+    def _held_out_bound(
+        self, net: nn.Module, tx: torch.Tensor, ty: torch.Tensor, rng: np.random.Generator, device: torch.device
+    ) -> float:
         net.eval()
         with torch.no_grad():
             joint_term = _batched(net, tx, ty).double().mean()
-            marg = torch.cat([
-                _batched(net, tx, ty[torch.as_tensor(rng.permutation(tx.shape[0]), device=device)])
-                for _ in range(self.eval_shuffles)]).double()
+            marg = torch.cat(
+                [
+                    _batched(net, tx, ty[torch.as_tensor(rng.permutation(tx.shape[0]), device=device)])
+                    for _ in range(self.eval_shuffles)
+                ]
+            ).double()
             marg_term = torch.logsumexp(marg, 0) - math.log(marg.numel())
             return float(joint_term - marg_term)
 
@@ -153,12 +164,11 @@ def _statistics_network(d_in: int, hidden: int, layers: int) -> nn.Module:
 
 
 def _batched(net: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    return torch.cat([net(torch.cat([x[i:i + chunk], y[i:i + chunk]], dim=1)).squeeze(1)
-                      for i in range(0, x.shape[0], chunk)])
+    return torch.cat(
+        [net(torch.cat([x[i : i + chunk], y[i : i + chunk]], dim=1)).squeeze(1) for i in range(0, x.shape[0], chunk)]
+    )
 
 
 def _zscore(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
     mean, std = a[rows].mean(axis=0), a[rows].std(axis=0)
     return (a - mean) / np.where(std > 0, std, 1.0)
-
-

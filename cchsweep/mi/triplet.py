@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -34,8 +35,9 @@ def estimate_one(settings: Mapping[str, Any], device: str, a: np.ndarray, b: np.
     return [mean, se]
 
 
-def mi_triplet(h_teacher: np.ndarray, h_student: np.ndarray, labels: np.ndarray,
-               estimator: MIEstimator, *, repeats: int, seed: int) -> dict[str, list]:
+def mi_triplet(
+    h_teacher: np.ndarray, h_student: np.ndarray, labels: np.ndarray, estimator: MIEstimator, *, repeats: int, seed: int
+) -> dict[str, list]:
     """{quantity: [mean, se]} for I(H_T; H_S), I(H_S; Y) and I(H_T; Y).
 
     `labels` must already be 2-D in the form the estimator should see (one-hot for classes).
@@ -48,8 +50,13 @@ def mi_triplet(h_teacher: np.ndarray, h_student: np.ndarray, labels: np.ndarray,
     return out
 
 
-def mi_values(values: Mapping[str, list], estimator: str, repeats: int, n_samples: int,
-              truth: Mapping[str, float] | None = None) -> list[MIValue]:
+def mi_values(
+    values: Mapping[str, list], estimator: str, repeats: int, n_samples: int, truth: Mapping[str, float] | None = None
+) -> list[MIValue]:
     """The typed MIValues of a {quantity: [mean, se]} triplet (as cached), with the closed form if any."""
-    return [MIValue(q, estimator, float(values[q][0]), values[q][1], repeats, None if truth is None else truth[q],
-                    n_samples) for q in QUANTITIES]
+    return [
+        MIValue(
+            q, estimator, float(values[q][0]), values[q][1], repeats, None if truth is None else truth[q], n_samples
+        )
+        for q in QUANTITIES
+    ]

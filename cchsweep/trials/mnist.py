@@ -10,8 +10,9 @@ from the no-KD student's initial weights and sees the same batch order.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,12 +58,14 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
     train_cfg = {k: s[k] for k in TRAIN_KEYS}
 
     def tensors(x: np.ndarray, y: np.ndarray, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x), 784) / scale
-        return x.to(dev), torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
+        flat = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).reshape(len(x), 784) / scale
+        return flat.to(dev), torch.from_numpy(np.asarray(y, dtype=np.int64)).to(dev)
 
-    (img_tr, y_tr), (img_te, y_te) = load_mnist(ctx.data_dir, "train"), load_mnist(ctx.data_dir, "test")
-    mnist_tr, y_tr = tensors(img_tr[:n_tr], y_tr[:n_tr], 255.0)
-    mnist_te, y_te = tensors(img_te[:n_te], y_te[:n_te], 255.0)
+    if ctx.data_dir is None:
+        raise ValueError("the MNIST studies need a data directory")
+    (img_tr, lab_tr), (img_te, lab_te) = load_mnist(ctx.data_dir, "train"), load_mnist(ctx.data_dir, "test")
+    mnist_tr, y_tr = tensors(img_tr[:n_tr], lab_tr[:n_tr], 255.0)
+    mnist_te, y_te = tensors(img_te[:n_te], lab_te[:n_te], 255.0)
     mm = build_mnistm(ctx.data_dir, s["alpha"], seed, mnistm_cache(ctx.cache_dir), n_tr, n_te)
     mm_tr, mm_y_tr = tensors(mm["x_train"], mm["y_train"], 1.0)
     mm_te, mm_y_te = tensors(mm["x_test"], mm["y_test"], 1.0)
@@ -74,17 +77,30 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
         return MLP(784, HIDDEN, 10, activation="leaky_relu").to(dev)
 
     def train(net: MLP, x: torch.Tensor, loss, order_seed: int) -> MLP:
-        return fit(net, x, loss, optimizer="sgd", lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"],
-                   seed=order_seed)
+        return fit(
+            net, x, loss, optimizer="sgd", lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], seed=order_seed
+        )
 
     def ce(out, idx):
         return F.cross_entropy(out, y_tr[idx])
 
     student_seed = seed * 2 + 1
-    teacher = with_state(model(0), ctx.cached("mnist_teacher", {**train_cfg, "seed": seed},
-                                         lambda: cpu_state(train(model(seed * 2), mnist_tr, ce, seed * 2))))
-    nokd = with_state(model(0), ctx.cached("mnistm_nokd", {**train_cfg, "alpha": s["alpha"], "seed": seed},
-                                      lambda: cpu_state(train(model(student_seed), mm_tr, ce, student_seed))))
+    teacher = with_state(
+        model(0),
+        ctx.cached(
+            "mnist_teacher",
+            {**train_cfg, "seed": seed},
+            lambda: cpu_state(train(model(seed * 2), mnist_tr, ce, seed * 2)),
+        ),
+    )
+    nokd = with_state(
+        model(0),
+        ctx.cached(
+            "mnistm_nokd",
+            {**train_cfg, "alpha": s["alpha"], "seed": seed},
+            lambda: cpu_state(train(model(student_seed), mm_tr, ce, student_seed)),
+        ),
+    )
     # The teacher is frozen: its soft targets on the blurred inputs are computed once.
     t_logits = predict(teacher, gaussian_blur(mnist_tr, s["gamma"]))
     temperature, lam = float(s["temperature"]), float(s["lam"])
@@ -107,8 +123,12 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
         labels = one_hot(y_te[:m].cpu().numpy(), 10)  # latentmi sees classes one-hot
         return mi_triplet(h_t, h_s, labels, make_estimator(s, ctx.device), repeats=s["mi_repeats"], seed=seed)
 
-    mi = ctx.cached("mnist_mi", {**train_cfg, **{k: s[k] for k in MI_KEYS}, "alpha": s["alpha"],
-                                 "gamma": s["gamma"], "seed": seed}, build_mi)
+    mi = ctx.cached(
+        "mnist_mi",
+        {**train_cfg, **{k: s[k] for k in MI_KEYS}, "alpha": s["alpha"], "gamma": s["gamma"], "seed": seed},
+        build_mi,
+    )
     values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], m)
-    return TrialOutput(metrics=metrics, gain_metric="acc",
-                       kd_gain=metrics["kd"]["acc"] - metrics["nokd"]["acc"], mi=values)
+    return TrialOutput(
+        metrics=metrics, gain_metric="acc", kd_gain=metrics["kd"]["acc"] - metrics["nokd"]["acc"], mi=values
+    )

@@ -44,8 +44,9 @@ noise level, temperature and lambda reuses them.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,6 +74,7 @@ MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
 
 # --- data -------------------------------------------------------------------------------------------
 
+
 def check_data(data_dir) -> None:
     """Driver-side: the pickle exists (its layout is validated when a trial first loads it)."""
     check_file(default_path(data_dir))
@@ -89,8 +91,9 @@ def _pool(path: Path) -> dict:
     splits = load_mosei(path)
     out: dict[str, Any] = {"pooled": {}, "y": {}, "seq_std": {}, "pooled_std": {}, "steps": {}}
     for name, sp in splits.items():
-        out["pooled"][name] = {m: torch.from_numpy(sp.x[m].mean(axis=1, dtype=np.float64).astype(np.float32))
-                               for m in MODALITIES}
+        out["pooled"][name] = {
+            m: torch.from_numpy(sp.x[m].mean(axis=1, dtype=np.float64).astype(np.float32)) for m in MODALITIES
+        }
         out["y"][name] = torch.from_numpy(sp.y)
     train = splits["train"]
     for m in MODALITIES:
@@ -132,11 +135,13 @@ def noisy_inputs(data: Mapping, modality: str, level: float, space: str, seed: i
 
 # --- network and training ---------------------------------------------------------------------------
 
+
 class MoseiNet(nn.Module):
     """Table 14: mean-pool over time -> [Linear, ReLU, BatchNorm1d, Dropout] x (256, 128) -> Linear -> 2."""
 
-    def __init__(self, in_dim: int, hidden: tuple[int, ...] = HIDDEN, out_dim: int = N_CLASSES,
-                 dropout: float = DROPOUT):
+    def __init__(
+        self, in_dim: int, hidden: tuple[int, ...] = HIDDEN, out_dim: int = N_CLASSES, dropout: float = DROPOUT
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         width = in_dim
@@ -164,12 +169,30 @@ def _net(in_dim: int, init_seed: int, dev: torch.device) -> MoseiNet:
 
 def _train(x: torch.Tensor, loss, init_seed: int, s: Mapping[str, Any], dev: torch.device) -> MoseiNet:
     net = _net(x.shape[1], init_seed, dev)  # reseeds the global RNG: same init, same dropout stream
-    return fit(net, x, loss, optimizer="adamw", lr=s["lr"], weight_decay=s["weight_decay"], schedule="cosine",
-               epochs=s["epochs"], batch_size=s["batch_size"], seed=init_seed)
+    return fit(
+        net,
+        x,
+        loss,
+        optimizer="adamw",
+        lr=s["lr"],
+        weight_decay=s["weight_decay"],
+        schedule="cosine",
+        epochs=s["epochs"],
+        batch_size=s["batch_size"],
+        seed=init_seed,
+    )
 
 
-def trained_pair(ctx: TrialContext, data: Mapping, fp: Mapping, t_mod: str, s_mod: str, seed: int,
-                 s: Mapping[str, Any], dev: torch.device) -> tuple[MoseiNet, MoseiNet]:
+def trained_pair(
+    ctx: TrialContext,
+    data: Mapping,
+    fp: Mapping,
+    t_mod: str,
+    s_mod: str,
+    seed: int,
+    s: Mapping[str, Any],
+    dev: torch.device,
+) -> tuple[MoseiNet, MoseiNet]:
     """Teacher (clean t_mod) and no-KD student (s_mod), each from the cache, trained with CE."""
     tr = data["pooled"]["train"]
     y_tr = data["y"]["train"].to(dev)
@@ -181,10 +204,14 @@ def trained_pair(ctx: TrialContext, data: Mapping, fp: Mapping, t_mod: str, s_mo
     def build(mod: str, init_seed: int):
         return lambda: cpu_state(_train(tr[mod].to(dev), ce, init_seed, s, dev))
 
-    teacher = with_state(_net(tr[t_mod].shape[1], 0, dev),
-                         ctx.cached("mosei_teacher", {**train_cfg, "teacher_modality": t_mod}, build(t_mod, 2 * seed)))
-    nokd = with_state(_net(tr[s_mod].shape[1], 0, dev),
-                      ctx.cached("mosei_nokd", {**train_cfg, "student_modality": s_mod}, build(s_mod, 2 * seed + 1)))
+    teacher = with_state(
+        _net(tr[t_mod].shape[1], 0, dev),
+        ctx.cached("mosei_teacher", {**train_cfg, "teacher_modality": t_mod}, build(t_mod, 2 * seed)),
+    )
+    nokd = with_state(
+        _net(tr[s_mod].shape[1], 0, dev),
+        ctx.cached("mosei_nokd", {**train_cfg, "student_modality": s_mod}, build(s_mod, 2 * seed + 1)),
+    )
     return teacher, nokd
 
 
@@ -213,8 +240,10 @@ def validate(params: Mapping[str, Any]) -> None:
 
 # --- the trial (Tables 3 and 4) ---------------------------------------------------------------------
 
-def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext,
-          estimators: tuple[str, ...] = ()) -> TrialOutput:
+
+def trial(
+    params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext, estimators: tuple[str, ...] = ()
+) -> TrialOutput:
     """One (teacher, student, noise, T, lambda, seed) point; MI by s['mi_estimator'] or each of `estimators`."""
     s = {**settings, **params}
     t_mod, s_mod = _modalities(s)
@@ -251,17 +280,28 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
     mi: list[MIValue] = []
     for estimator in estimators or (s["mi_estimator"],):
         se = {**s, "mi_estimator": estimator}
-        mi_cfg = {**{k: se[k] for k in (*TRAIN_KEYS, *MI_KEYS)}, "data": dict(fp), "seed": seed,
-                  "teacher_modality": t_mod, "student_modality": s_mod}
+        mi_cfg = {
+            **{k: se[k] for k in (*TRAIN_KEYS, *MI_KEYS)},
+            "data": dict(fp),
+            "seed": seed,
+            "teacher_modality": t_mod,
+            "student_modality": s_mod,
+        }
         # one cache kind per estimator when several run in one trial (cache_events has one row per kind)
         suffix = f"_{estimator}" if estimators else ""
-        i_ts = ctx.cached("mosei_mi_ts" + suffix, {**mi_cfg, "noise": level, "noise_space": space},
-                          lambda: estimate_one(se, ctx.device, rep(teacher, torch.from_numpy(t_noisy_te)),
-                                               rep(nokd, te[s_mod]), seed * 10))
+        i_ts = ctx.cached(
+            "mosei_mi_ts" + suffix,
+            {**mi_cfg, "noise": level, "noise_space": space},
+            lambda se=se: estimate_one(  # type: ignore[misc]
+                se, ctx.device, rep(teacher, torch.from_numpy(t_noisy_te)), rep(nokd, te[s_mod]), seed * 10
+            ),
+        )
 
-        def build_label_mi():
-            return {"i_sl": estimate_one(se, ctx.device, rep(nokd, te[s_mod]), labels, seed * 10 + 1),
-                    "i_tl": estimate_one(se, ctx.device, rep(teacher, te[t_mod]), labels, seed * 10 + 2)}
+        def build_label_mi(se=se):  # built at once, in this iteration
+            return {
+                "i_sl": estimate_one(se, ctx.device, rep(nokd, te[s_mod]), labels, seed * 10 + 1),
+                "i_tl": estimate_one(se, ctx.device, rep(teacher, te[t_mod]), labels, seed * 10 + 2),
+            }
 
         values = {"i_ts": i_ts, **ctx.cached("mosei_mi_label" + suffix, mi_cfg, build_label_mi)}
         mi += mi_values(values, estimator, s["mi_repeats"], len(rows))

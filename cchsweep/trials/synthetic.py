@@ -9,7 +9,8 @@ initial weights and sees the same batch order, so kd_gain measures lambda alone.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -35,9 +36,9 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
     dev = torch.device(ctx.device)
 
     rng = np.random.default_rng([seed, 20_251])  # data stream, independent of init seeds
-    x1, x2, y = sample(s["n_train"] + s["n_test"], s["p"], s["sigma12"], s["sigma13"], s["sigma23"], rng)
+    arrays = sample(s["n_train"] + s["n_test"], s["p"], s["sigma12"], s["sigma13"], s["sigma23"], rng)
     n = s["n_train"]
-    x1, x2, y = (torch.from_numpy(a).to(dev) for a in (x1, x2, y))
+    x1, x2, y = (torch.from_numpy(a).to(dev) for a in arrays)
     y = y[:, None]
     tr, te = slice(0, n), slice(n, None)
 
@@ -50,22 +51,39 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
             t = teacher_pred[idx] if teacher_pred is not None else target[idx]
             return regression_kd_loss(out, target[idx], t, lam)
 
-        return fit(model, x2[tr], loss, optimizer="adam", lr=s["lr"], epochs=s["epochs"],
-                   batch_size=s["batch_size"], seed=seed * 2 + 1)
+        return fit(
+            model,
+            x2[tr],
+            loss,
+            optimizer="adam",
+            lr=s["lr"],
+            epochs=s["epochs"],
+            batch_size=s["batch_size"],
+            seed=seed * 2 + 1,
+        )
 
     def build_teacher():
         torch.manual_seed(seed * 2)
         model = MLP(s["p"], [s["hidden"]], 1).to(dev)
-        fit(model, x1[tr], lambda out, idx: torch.nn.functional.mse_loss(out, y[tr][idx]),
-            optimizer="adam", lr=s["lr"], epochs=s["epochs"], batch_size=s["batch_size"], seed=seed * 2)
+        fit(
+            model,
+            x1[tr],
+            lambda out, idx: torch.nn.functional.mse_loss(out, y[tr][idx]),
+            optimizer="adam",
+            lr=s["lr"],
+            epochs=s["epochs"],
+            batch_size=s["batch_size"],
+            seed=seed * 2,
+        )
         return cpu_state(model)
 
     def blank() -> MLP:
         return MLP(s["p"], [s["hidden"]], 1).to(dev)
 
     teacher = with_state(blank(), ctx.cached("synthetic_teacher", {**data_cfg, **train_cfg}, build_teacher))
-    nokd = with_state(blank(), ctx.cached("synthetic_nokd", {**data_cfg, **train_cfg},
-                                          lambda: cpu_state(train_student(0.0, None))))
+    nokd = with_state(
+        blank(), ctx.cached("synthetic_nokd", {**data_cfg, **train_cfg}, lambda: cpu_state(train_student(0.0, None)))
+    )
     lam = float(s["lam"])
     kd = train_student(lam, predict(teacher, x1[tr])) if lam > 0 else nokd
 
@@ -85,5 +103,6 @@ def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialCont
     truth = optimal_linear_mi(s["p"], s["sigma12"], s["sigma13"], s["sigma23"])
     n_mi = min(s["mi_n"], s["n_test"])
     values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], n_mi, truth)
-    return TrialOutput(metrics=metrics, gain_metric="mse",
-                       kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"], mi=values)
+    return TrialOutput(
+        metrics=metrics, gain_metric="mse", kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"], mi=values
+    )

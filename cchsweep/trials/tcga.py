@@ -38,8 +38,9 @@ Choices the paper leaves open (all documented in the study modules too):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,7 +63,7 @@ OPTIMIZER = "adam"  # Tables 17, 19, 21
 NOISE_STREAM = 7  # rng = default_rng([seed, NOISE_STREAM]): the noise pattern of a seed
 # What the shipped studies read: cohort -> modalities (file stems) besides labels.
 NEEDS: dict[str, tuple[str, ...]] = {"brca": ("mrna", "rppa", "cnv"), "kipan": ("rppa", "cnv")}
-DATA_KEYS = ("cohort_dir", "test_fraction", "n_features")
+DATA_KEYS = ("test_fraction", "n_features")
 TRAIN_KEYS = (*DATA_KEYS, "epochs", "lr", "batch_size")
 MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_split")
 MI_SPLITS = ("all", "test")
@@ -70,6 +71,7 @@ MI_SOURCES = ("fusion", "unimodal")
 
 
 # --- data -------------------------------------------------------------------------------------------
+
 
 def check_data(data_dir, needs: Mapping[str, tuple[str, ...]] = NEEDS) -> None:
     """Driver-side: every cohort directory in `needs` exists with labels and its modality files."""
@@ -89,15 +91,19 @@ def check_data(data_dir, needs: Mapping[str, tuple[str, ...]] = NEEDS) -> None:
         )
 
 
-def load_split(ctx: TrialContext, cohort: str, modalities: list[str], seed: int,
-               s: Mapping[str, Any]) -> Prepared:
-    if s.get("cohort_dir"):  # a user's own cohort (cchsweep advise --verify), anywhere on disk
-        directory = Path(s["cohort_dir"])
-    elif ctx.data_dir is None:
+def cohort_directory(data_dir: Path | None, cohort: str) -> Path:
+    """A shipped cohort by name (<data-dir>/tcga/<cohort>), or any cohort directory by its absolute
+    path (a user's own, as `cchsweep advise --verify` runs it)."""
+    path = Path(cohort).expanduser()
+    if path.is_absolute():
+        return path
+    if data_dir is None:
         raise UsageError("the TCGA studies need a data directory; pass --data-dir or set CCHSWEEP_DATA")
-    else:
-        directory = Path(ctx.data_dir) / "tcga" / cohort
-    joined = load_cohort(directory, modalities, min_modalities=2)
+    return Path(data_dir) / "tcga" / cohort
+
+
+def load_split(ctx: TrialContext, cohort: str, modalities: list[str], seed: int, s: Mapping[str, Any]) -> Prepared:
+    joined = load_cohort(cohort_directory(ctx.data_dir, cohort), modalities, min_modalities=2)
     return prepare(joined, seed, test_fraction=s["test_fraction"], n_features=s["n_features"])
 
 
@@ -117,7 +123,7 @@ def mi_rows(train: np.ndarray, test: np.ndarray, split: str) -> np.ndarray:
     raise ValueError(f"mi_split={split!r}; use one of {', '.join(MI_SPLITS)}")
 
 
-def _tensor(x: np.ndarray, dev: torch.device, dtype=torch.float32) -> torch.Tensor:
+def to_tensor(x: np.ndarray, dev: torch.device, dtype=torch.float32) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(x), dtype=dtype).to(dev)
 
 
@@ -127,36 +133,58 @@ def _batch(s: Mapping[str, Any], n: int) -> int:
 
 # --- cross-modal KD under teacher noise (Tables 5-7, 17) ---------------------------------------
 
-def _unimodal(p: Prepared, modality: str, init_seed: int, loss, s: Mapping[str, Any], dev: torch.device,
-              build: bool = True) -> MLP:
+
+def train_unimodal(
+    p: Prepared, modality: str, init_seed: int, loss, s: Mapping[str, Any], dev: torch.device, build: bool = True
+) -> MLP:
     """Table 9 network (in -> 64 ReLU -> classes), trained with Adam at s['lr'] when `build`."""
     torch.manual_seed(init_seed)
     net = MLP(p.x_train[modality].shape[1], [HIDDEN], len(p.classes)).to(dev)
     if build:
-        x = _tensor(p.x_train[modality], dev)
-        fit(net, x, loss, optimizer=OPTIMIZER, lr=s["lr"], epochs=s["epochs"], batch_size=_batch(s, len(x)),
-            seed=init_seed)
+        x = to_tensor(p.x_train[modality], dev)
+        fit(
+            net,
+            x,
+            loss,
+            optimizer=OPTIMIZER,
+            lr=s["lr"],
+            epochs=s["epochs"],
+            batch_size=_batch(s, len(x)),
+            seed=init_seed,
+        )
     return net
 
 
-def unimodal_pair(ctx: TrialContext, p: Prepared, cohort: str, t_mod: str, s_mod: str, seed: int,
-                  s: Mapping[str, Any], dev: torch.device) -> tuple[MLP, MLP, dict]:
+def unimodal_pair(
+    ctx: TrialContext,
+    p: Prepared,
+    cohort: str,
+    t_mod: str,
+    s_mod: str,
+    seed: int,
+    s: Mapping[str, Any],
+    dev: torch.device,
+) -> tuple[MLP, MLP, dict]:
     """Teacher (clean teacher modality) and no-KD student, from the cache.
 
     Keys: the pairing (its joint patients decide the split), the seed and the training settings;
     never the noise, temperature or lambda, so every noise level shares one teacher and baseline.
     """
-    y_tr = _tensor(p.y_train, dev, torch.int64)
-    train_cfg = {k: s.get(k, "") for k in TRAIN_KEYS}  # cohort_dir: only the noise studies have it
+    y_tr = to_tensor(p.y_train, dev, torch.int64)
+    train_cfg = {k: s.get(k, "") for k in TRAIN_KEYS}
     key = {**train_cfg, "cohort": cohort, "teacher_modality": t_mod, "student_modality": s_mod, "seed": seed}
 
     def ce(out, idx):
         return F.cross_entropy(out, y_tr[idx])
 
-    teacher = with_state(_unimodal(p, t_mod, 0, None, s, dev, build=False), ctx.cached(
-        "tcga_teacher", key, lambda: cpu_state(_unimodal(p, t_mod, seed * 2, ce, s, dev))))
-    nokd = with_state(_unimodal(p, s_mod, 0, None, s, dev, build=False), ctx.cached(
-        "tcga_nokd", key, lambda: cpu_state(_unimodal(p, s_mod, seed * 2 + 1, ce, s, dev))))
+    teacher = with_state(
+        train_unimodal(p, t_mod, 0, None, s, dev, build=False),
+        ctx.cached("tcga_teacher", key, lambda: cpu_state(train_unimodal(p, t_mod, seed * 2, ce, s, dev))),
+    )
+    nokd = with_state(
+        train_unimodal(p, s_mod, 0, None, s, dev, build=False),
+        ctx.cached("tcga_nokd", key, lambda: cpu_state(train_unimodal(p, s_mod, seed * 2 + 1, ce, s, dev))),
+    )
     return teacher, nokd, key
 
 
@@ -167,20 +195,20 @@ def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
     temperature, lam = float(s["temperature"]), float(s["lam"])
     dev = torch.device(ctx.device)
     p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
-    y_tr, y_te = _tensor(p.y_train, dev, torch.int64), _tensor(p.y_test, dev, torch.int64)
+    y_tr, y_te = to_tensor(p.y_train, dev, torch.int64), to_tensor(p.y_test, dev, torch.int64)
 
     teacher, nokd, key = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, s, dev)
     noisy_tr, noisy_te = noisy_teacher_inputs(p, t_mod, level, seed)
-    t_logits = predict(teacher, _tensor(noisy_tr, dev))  # soft targets from the frozen teacher, noisy input
+    t_logits = predict(teacher, to_tensor(noisy_tr, dev))  # soft targets from the frozen teacher, noisy input
 
     def kd_loss(out, idx):
         return classification_kd_loss(out, y_tr[idx], t_logits[idx], temperature, lam)
 
     # the KD student starts from the no-KD student's initial weights (same init seed, same order seed)
-    kd = _unimodal(p, s_mod, seed * 2 + 1, kd_loss, s, dev)
-    xs_te = _tensor(p.x_test[s_mod], dev)
+    kd = train_unimodal(p, s_mod, seed * 2 + 1, kd_loss, s, dev)
+    xs_te = to_tensor(p.x_test[s_mod], dev)
     metrics = {
-        "teacher": classification_metrics(predict(teacher, _tensor(p.x_test[t_mod], dev)), y_te),
+        "teacher": classification_metrics(predict(teacher, to_tensor(p.x_test[t_mod], dev)), y_te),
         "nokd": classification_metrics(predict(nokd, xs_te), y_te),
         "kd": classification_metrics(predict(kd, xs_te), y_te),
     }
@@ -194,16 +222,20 @@ def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
     labels = one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes))
 
     def rep(net: MLP, x: np.ndarray) -> np.ndarray:
-        return represent(net, _tensor(x, dev)).cpu().numpy()
+        return represent(net, to_tensor(x, dev)).cpu().numpy()
 
     mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}}
-    i_ts = ctx.cached("tcga_mi_ts", {**mi_cfg, "noise": level},
-                      lambda: estimate_one(s, ctx.device, rep(teacher, rows["t_noisy"]), rep(nokd, rows["s"]),
-                                           seed * 10))
+    i_ts = ctx.cached(
+        "tcga_mi_ts",
+        {**mi_cfg, "noise": level},
+        lambda: estimate_one(s, ctx.device, rep(teacher, rows["t_noisy"]), rep(nokd, rows["s"]), seed * 10),
+    )
 
     def build_label_mi():
-        return {"i_sl": estimate_one(s, ctx.device, rep(nokd, rows["s"]), labels, seed * 10 + 1),
-                "i_tl": estimate_one(s, ctx.device, rep(teacher, rows["t_clean"]), labels, seed * 10 + 2)}
+        return {
+            "i_sl": estimate_one(s, ctx.device, rep(nokd, rows["s"]), labels, seed * 10 + 1),
+            "i_tl": estimate_one(s, ctx.device, rep(teacher, rows["t_clean"]), labels, seed * 10 + 2),
+        }
 
     label_mi = ctx.cached("tcga_mi_label", mi_cfg, build_label_mi)
     values = {"i_ts": i_ts, **label_mi}
@@ -214,6 +246,7 @@ def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
 
 # --- fusion vs Fusion+KD (Figure 3, Tables 8, 18-21) -------------------------------------------
 
+
 class FusionNet(nn.Module):
     """Table 18: per modality Linear -> ReLU, BatchNorm1d, Dropout(0.25) (64 units); concat -> fusion head,
     plus one Linear head per modality.
@@ -223,8 +256,9 @@ class FusionNet(nn.Module):
     `split_logits` takes it apart. `representation` is [h_teacher | h_student] (2 * 64).
     """
 
-    def __init__(self, in_teacher: int, in_student: int, n_classes: int, hidden: int = HIDDEN,
-                 dropout: float = DROPOUT):
+    def __init__(
+        self, in_teacher: int, in_student: int, n_classes: int, hidden: int = HIDDEN, dropout: float = DROPOUT
+    ):
         super().__init__()
         self.in_teacher, self.n_classes = in_teacher, n_classes
 
@@ -237,7 +271,7 @@ class FusionNet(nn.Module):
         self.head_student = nn.Linear(hidden, n_classes)
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([self.enc_teacher(x[:, :self.in_teacher]), self.enc_student(x[:, self.in_teacher:])], 1)
+        return torch.cat([self.enc_teacher(x[:, : self.in_teacher]), self.enc_student(x[:, self.in_teacher :])], 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.representation(x)
@@ -249,27 +283,48 @@ class FusionNet(nn.Module):
         return fused, teacher, student
 
 
-def fusion_loss(net: FusionNet, out: torch.Tensor, labels: torch.Tensor, temperature: float,
-                lam: float) -> torch.Tensor:
+def fusion_loss(
+    net: FusionNet, out: torch.Tensor, labels: torch.Tensor, temperature: float, lam: float
+) -> torch.Tensor:
     """CE(fusion) + CE(teacher head) + eq. (2) on the student head with the teacher head as teacher.
 
     lam = 0 is direct fusion (every head with plain CE); the teacher head's logits are detached in
     the KL term, so distillation moves only the student head and encoder.
     """
     fused, teacher, student = net.split_logits(out)
-    return (F.cross_entropy(fused, labels) + F.cross_entropy(teacher, labels)
-            + classification_kd_loss(student, labels, teacher.detach(), temperature, lam))
+    return (
+        F.cross_entropy(fused, labels)
+        + F.cross_entropy(teacher, labels)
+        + classification_kd_loss(student, labels, teacher.detach(), temperature, lam)
+    )
 
 
-def _fusion(p: Prepared, t_mod: str, s_mod: str, init_seed: int, s: Mapping[str, Any], dev: torch.device,
-            temperature: float = 1.0, lam: float = 0.0, build: bool = True) -> FusionNet:
+def _fusion(
+    p: Prepared,
+    t_mod: str,
+    s_mod: str,
+    init_seed: int,
+    s: Mapping[str, Any],
+    dev: torch.device,
+    temperature: float = 1.0,
+    lam: float = 0.0,
+    build: bool = True,
+) -> FusionNet:
     torch.manual_seed(init_seed)  # the same weights, and then the same dropout masks, for both strategies
     net = FusionNet(p.x_train[t_mod].shape[1], p.x_train[s_mod].shape[1], len(p.classes)).to(dev)
     if build:
-        x = _tensor(np.concatenate([p.x_train[t_mod], p.x_train[s_mod]], 1), dev)
-        y = _tensor(p.y_train, dev, torch.int64)
-        fit(net, x, lambda out, idx: fusion_loss(net, out, y[idx], temperature, lam), optimizer=OPTIMIZER,
-            lr=s["lr"], epochs=s["epochs"], batch_size=_batch(s, len(x)), seed=init_seed)
+        x = to_tensor(np.concatenate([p.x_train[t_mod], p.x_train[s_mod]], 1), dev)
+        y = to_tensor(p.y_train, dev, torch.int64)
+        fit(
+            net,
+            x,
+            lambda out, idx: fusion_loss(net, out, y[idx], temperature, lam),
+            optimizer=OPTIMIZER,
+            lr=s["lr"],
+            epochs=s["epochs"],
+            batch_size=_batch(s, len(x)),
+            seed=init_seed,
+        )
     return net
 
 
@@ -279,14 +334,21 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
     seed, temperature, lam = int(s["seed"]), float(s["temperature"]), float(s["lam"])
     dev = torch.device(ctx.device)
     p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
-    y_te = _tensor(p.y_test, dev, torch.int64)
-    key = {**{k: s.get(k, "") for k in TRAIN_KEYS}, "cohort": cohort, "teacher_modality": t_mod,
-           "student_modality": s_mod, "seed": seed}
+    y_te = to_tensor(p.y_test, dev, torch.int64)
+    key = {
+        **{k: s.get(k, "") for k in TRAIN_KEYS},
+        "cohort": cohort,
+        "teacher_modality": t_mod,
+        "student_modality": s_mod,
+        "seed": seed,
+    }
 
-    direct = with_state(_fusion(p, t_mod, s_mod, 0, s, dev, build=False), ctx.cached(
-        "tcga_fusion_direct", key, lambda: cpu_state(_fusion(p, t_mod, s_mod, seed * 2, s, dev))))
+    direct = with_state(
+        _fusion(p, t_mod, s_mod, 0, s, dev, build=False),
+        ctx.cached("tcga_fusion_direct", key, lambda: cpu_state(_fusion(p, t_mod, s_mod, seed * 2, s, dev))),
+    )
     kd = _fusion(p, t_mod, s_mod, seed * 2, s, dev, temperature, lam)
-    x_te = _tensor(np.concatenate([p.x_test[t_mod], p.x_test[s_mod]], 1), dev)
+    x_te = to_tensor(np.concatenate([p.x_test[t_mod], p.x_test[s_mod]], 1), dev)
     fused_direct, teacher_head, _ = direct.split_logits(predict(direct, x_te))
     fused_kd, _, _ = kd.split_logits(predict(kd, x_te))
     metrics = {
@@ -305,12 +367,12 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
         # encoders, or (mi_source "unimodal") of the Table 9 teacher and no-KD student trained
         # alone at unimodal_lr, as in the cross-modal study (shared through the cache).
         if source == "fusion":
-            h = represent(direct, _tensor(np.concatenate([xt, xs], 1), dev)).cpu().numpy()
+            h = represent(direct, to_tensor(np.concatenate([xt, xs], 1), dev)).cpu().numpy()
             h_t, h_s = h[:, :HIDDEN], h[:, HIDDEN:]
         elif source == "unimodal":
             teacher, nokd, _ = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, {**s, "lr": s["unimodal_lr"]}, dev)
-            h_t = represent(teacher, _tensor(xt, dev)).cpu().numpy()
-            h_s = represent(nokd, _tensor(xs, dev)).cpu().numpy()
+            h_t = represent(teacher, to_tensor(xt, dev)).cpu().numpy()
+            h_s = represent(nokd, to_tensor(xs, dev)).cpu().numpy()
         else:
             raise ValueError(f"mi_source={source!r}; use one of {', '.join(MI_SOURCES)}")
         return mi_triplet(h_t, h_s, labels, make_estimator(s, ctx.device), repeats=s["mi_repeats"], seed=seed)
@@ -326,11 +388,14 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
 
 def validate(s: Mapping[str, Any]) -> None:
     if s["teacher_modality"] == s["student_modality"]:
-        raise ValueError(f"teacher_modality and student_modality are both {s['teacher_modality']!r}; "
-                         f"cross-modal KD needs two modalities")
+        raise ValueError(
+            f"teacher_modality and student_modality are both {s['teacher_modality']!r}; "
+            f"cross-modal KD needs two modalities"
+        )
 
 
 # --- the three MI estimators side by side (Table 2's comparison, on TCGA offline) ----------------
+
 
 def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
     """The cross-modal trial with the MI triplet from every estimator (latentmi, mine, ksg).
@@ -341,5 +406,9 @@ def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
     """
     outs = [crossmodal_trial(params, {**settings, "mi_estimator": name}, ctx) for name in ESTIMATORS]
     first = outs[0]
-    return TrialOutput(metrics=first.metrics, gain_metric=first.gain_metric, kd_gain=first.kd_gain,
-                       mi=[m for out in outs for m in out.mi])
+    return TrialOutput(
+        metrics=first.metrics,
+        gain_metric=first.gain_metric,
+        kd_gain=first.kd_gain,
+        mi=[m for out in outs for m in out.mi],
+    )
