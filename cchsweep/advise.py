@@ -224,15 +224,9 @@ def _triplet_task(
     h_t: np.ndarray, h_s: np.ndarray, labels: np.ndarray, mi_settings: dict, repeats: int, seed: int
 ) -> dict[str, list]:
     """One teacher's three MI estimates (runs in a Ray worker, or in process)."""
-    device = "cpu"
-    try:
-        import ray
+    from cchsweep.raystart import worker_device
 
-        if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available():
-            device = "cuda"
-    except Exception:  # pragma: no cover - no runtime context outside a worker
-        pass
-    estimator = make_estimator(mi_settings, device)
+    estimator = make_estimator(mi_settings, worker_device())
     # mi_triplet seeds i_ts, i_sl, i_tl with seed*10 + 0, 1, 2: the tcga trials' seeds
     return mi_triplet(h_t, h_s, labels, estimator, repeats=repeats, seed=seed)
 

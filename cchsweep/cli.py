@@ -232,10 +232,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_advise(args) -> int:
-    import uuid
-    from datetime import datetime, timezone
-
     from cchsweep.advise import advise, format_advice, store_advice, write_advice_report
+    from cchsweep.raystart import new_run_id
 
     if args.verify is not None and not args.db:
         raise UsageError("--verify stores its KD trials in the results database: add --db PATH")
@@ -250,7 +248,7 @@ def cmd_advise(args) -> int:
     )
     print(format_advice(result))
     if args.db:
-        run_id = f"advise-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        run_id = new_run_id("advise")
         store_advice(Path(args.db).expanduser(), result, run_id)
         print(f"stored as run {run_id} in {args.db} (table advice)")
     if args.verify is not None:

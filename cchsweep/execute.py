@@ -19,6 +19,7 @@ import torch
 from ray import tune
 
 from cchsweep.cache import ArtifactCache
+from cchsweep.raystart import worker_device
 from cchsweep.record import RESULT_KEY, TrialRecord, dump_records
 
 
@@ -75,9 +76,9 @@ def run_spec(spec: dict, engine: dict) -> TrialRecord:
     study = STUDIES[spec["study"]]
     threads = max(1, int(engine["cpus"]))
     torch.set_num_threads(threads)
-    use_gpu = bool(ray.is_initialized() and ray.get_gpu_ids()) and torch.cuda.is_available()
+    device = worker_device()
     data_dir = Path(engine["data_dir"]) if engine.get("data_dir") else None
-    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"])), "cuda" if use_gpu else "cpu", threads, data_dir)
+    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"])), device, threads, data_dir)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     out = study.trial(spec["params"], spec["settings"], ctx)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
+from datetime import datetime, timezone
 from typing import Any
 
 from cchsweep.errors import UsageError
@@ -75,3 +77,16 @@ def stop_ray(ray, address: str | None) -> None:
     """Shut down a Ray this process started itself; a joined cluster keeps running."""
     if ray is not None and address is None and ray.is_initialized():
         ray.shutdown()
+
+
+def worker_device() -> str:
+    """ "cuda" inside a Ray task or actor that was given a GPU (and torch sees one), else "cpu"."""
+    import ray
+    import torch
+
+    return "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
+
+
+def new_run_id(name: str) -> str:
+    """NAME-YYYYMMDDTHHMMSS-xxxxxx (UTC): sortable by start, unique across concurrent runs."""
+    return f"{name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

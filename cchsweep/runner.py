@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING
 from cchsweep import __version__
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan
-from cchsweep.raystart import start_ray, stop_ray
+from cchsweep.raystart import new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
 
 if TYPE_CHECKING:
@@ -96,7 +95,7 @@ def run_sweep(
         check_storage_is_shared(ray.nodes(), storage, shared_storage)
     gpu_fraction = gpu_per_trial(gpu, plan.study.resources.gpu, resources)
     cpus = plan.study.resources.cpu
-    run_id = f"{plan.study.name}-{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    run_id = new_run_id(plan.study.name)
     started = datetime.now(timezone.utc)
     commit, dirty = _git_state()
     store.start_run(

@@ -14,6 +14,8 @@ from conftest import q, run_cli
 
 pytestmark = pytest.mark.slow
 SMOKE = ("run", "synthetic_sigma12", "--profile", "smoke")
+# Where the timing of a trial does not matter: shorter trials, the same engine paths.
+QUICK = ("--set", "epochs=5", "--set", "mi_epochs=1")
 
 
 def wait_for_rows(db, n: int, timeout: float = 300) -> int:
@@ -38,7 +40,7 @@ def with_fault(spec, *args, cwd):
 def test_a_failing_trial_is_retried_then_succeeds(tmp_path):
     (tmp_path / "faults").mkdir()
     db = tmp_path / "r.duckdb"
-    out = with_fault(f"sigma12=0.1:1:{tmp_path / 'faults'}", *SMOKE, "--db", str(db), "--max-failures", "1",
+    out = with_fault(f"sigma12=0.1:1:{tmp_path / 'faults'}", *SMOKE, *QUICK, "--db", str(db), "--max-failures", "1",
                      cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "4 ok, 0 failed" in out.stdout
@@ -49,7 +51,7 @@ def test_a_failing_trial_is_retried_then_succeeds(tmp_path):
 def test_a_trial_that_keeps_failing_is_an_error_row_and_the_rest_completes(tmp_path):
     (tmp_path / "faults").mkdir()
     db = tmp_path / "r.duckdb"
-    out = with_fault(f"sigma12=0.7:-1:{tmp_path / 'faults'}", *SMOKE, "--db", str(db), "--max-failures", "2",
+    out = with_fault(f"sigma12=0.7:-1:{tmp_path / 'faults'}", *SMOKE, *QUICK, "--db", str(db), "--max-failures", "2",
                      cwd=tmp_path)
     assert out.returncode == 1
     assert "2 ok, 2 failed" in out.stdout
@@ -108,9 +110,9 @@ def test_ctrl_c_is_an_interrupted_run_and_the_rerun_finishes_it(tmp_path):
 def test_queries_succeed_while_a_sweep_writes_and_two_sweeps_share_a_file(tmp_path):
     db = tmp_path / "r.duckdb"
     Store(db).ensure_schema()
-    a = subprocess.Popen([sys.executable, "-m", "cchsweep", *SMOKE, "--db", str(db), "--storage",
+    a = subprocess.Popen([sys.executable, "-m", "cchsweep", *SMOKE, *QUICK, "--db", str(db), "--storage",
                           str(tmp_path / "a")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    b = subprocess.Popen([sys.executable, "-m", "cchsweep", *SMOKE, "--db", str(db), "--storage",
+    b = subprocess.Popen([sys.executable, "-m", "cchsweep", *SMOKE, *QUICK, "--db", str(db), "--storage",
                           str(tmp_path / "b")], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     answers = []
     while a.poll() is None or b.poll() is None:

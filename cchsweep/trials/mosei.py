@@ -50,17 +50,15 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cchsweep.data.mosei import MODALITIES, check_file, default_path, load_mosei
 from cchsweep.errors import UsageError
-from cchsweep.kd import classification_kd_loss
-from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, estimate_one, mi_values
-from cchsweep.study import MIValue, TrialContext, TrialOutput
-from cchsweep.train import cpu_state, fit, predict, represent, with_state
+from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.study import TrialContext, TrialOutput
+from cchsweep.train import fit
+from cchsweep.trials import crossmodal
 
 HIDDEN = (256, 128)  # Table 14; the 128-unit block is the representation H
 DROPOUT = 0.3  # Table 14
@@ -167,8 +165,7 @@ def _net(in_dim: int, init_seed: int, dev: torch.device) -> MoseiNet:
     return MoseiNet(in_dim).to(dev)
 
 
-def _train(x: torch.Tensor, loss, init_seed: int, s: Mapping[str, Any], dev: torch.device) -> MoseiNet:
-    net = _net(x.shape[1], init_seed, dev)  # reseeds the global RNG: same init, same dropout stream
+def _fit(net: nn.Module, x: torch.Tensor, loss, order_seed: int, s: Mapping[str, Any]) -> nn.Module:
     return fit(
         net,
         x,
@@ -179,40 +176,44 @@ def _train(x: torch.Tensor, loss, init_seed: int, s: Mapping[str, Any], dev: tor
         schedule="cosine",
         epochs=s["epochs"],
         batch_size=s["batch_size"],
-        seed=init_seed,
+        seed=order_seed,
     )
 
 
-def trained_pair(
-    ctx: TrialContext,
-    data: Mapping,
-    fp: Mapping,
-    t_mod: str,
-    s_mod: str,
-    seed: int,
-    s: Mapping[str, Any],
-    dev: torch.device,
-) -> tuple[MoseiNet, MoseiNet]:
-    """Teacher (clean t_mod) and no-KD student (s_mod), each from the cache, trained with CE."""
-    tr = data["pooled"]["train"]
-    y_tr = data["y"]["train"].to(dev)
+def pairing(ctx: TrialContext, s: Mapping[str, Any], dev: torch.device) -> crossmodal.Pairing:
+    """The cross-modal pipeline's inputs for one MOSEI (teacher, student, noise, seed): Table 14
+    networks on pooled features, AdamW with a cosine schedule, MI on a capped subset of test rows.
+
+    The teacher is cached per (teacher modality, seed, training settings) and the no-KD student per
+    (student modality, ...): the splits are aligned, so every pairing shares them."""
+    t_mod, s_mod = _modalities(s)
+    seed, level = int(s["seed"]), float(s.get("noise", 0.0))
+    space = s.get("noise_space", "sequence")
+    data, fp = load_pooled(ctx)
+    mods = {"teacher": t_mod, "student": s_mod}
+    tr, te = data["pooled"]["train"], data["pooled"]["test"]
+    t_noisy_tr, t_noisy_te = noisy_inputs(data, t_mod, level, space, seed)
+    y_te = data["y"]["test"]
+    rows = torch.from_numpy(mi_rows(len(y_te), int(s["mi_n"]), seed)).to(dev)
     train_cfg = {**{k: s[k] for k in TRAIN_KEYS}, "data": dict(fp), "seed": seed}
-
-    def ce(out, idx):
-        return F.cross_entropy(out, y_tr[idx])
-
-    def build(mod: str, init_seed: int):
-        return lambda: cpu_state(_train(tr[mod].to(dev), ce, init_seed, s, dev))
-
-    teacher = with_state(
-        _net(tr[t_mod].shape[1], 0, dev),
-        ctx.cached("mosei_teacher", {**train_cfg, "teacher_modality": t_mod}, build(t_mod, 2 * seed)),
+    return crossmodal.Pairing(
+        prefix="mosei",
+        x_train={r: tr[m].to(dev) for r, m in mods.items()},
+        x_test={r: te[m].to(dev) for r, m in mods.items()},
+        y_train=data["y"]["train"].to(dev),
+        y_test=y_te.to(dev),
+        teacher_noisy=(torch.from_numpy(t_noisy_tr).to(dev), torch.from_numpy(t_noisy_te).to(dev)),
+        mi_rows=lambda train, test: test[rows],
+        labels=one_hot(y_te.numpy()[rows.cpu().numpy()], N_CLASSES),
+        build=lambda role, init_seed: _net(tr[mods[role]].shape[1], init_seed, dev),
+        train=lambda net, x, loss, order_seed: _fit(net, x, loss, order_seed, s),
+        keys={
+            "teacher": {**train_cfg, "teacher_modality": t_mod},
+            "student": {**train_cfg, "student_modality": s_mod},
+            "mi": {**train_cfg, **{k: s[k] for k in MI_KEYS}, "teacher_modality": t_mod, "student_modality": s_mod},
+        },
+        noise_key={"noise": level, "noise_space": space},
     )
-    nokd = with_state(
-        _net(tr[s_mod].shape[1], 0, dev),
-        ctx.cached("mosei_nokd", {**train_cfg, "student_modality": s_mod}, build(s_mod, 2 * seed + 1)),
-    )
-    return teacher, nokd
 
 
 def mi_rows(n_test: int, cap: int, seed: int) -> np.ndarray:
@@ -246,67 +247,7 @@ def trial(
 ) -> TrialOutput:
     """One (teacher, student, noise, T, lambda, seed) point; MI by s['mi_estimator'] or each of `estimators`."""
     s = {**settings, **params}
-    t_mod, s_mod = _modalities(s)
-    seed, level = int(s["seed"]), float(s.get("noise", 0.0))
-    temperature, lam = float(s["temperature"]), float(s["lam"])
-    space = s.get("noise_space", "sequence")
-    dev = torch.device(ctx.device)
-    data, fp = load_pooled(ctx)
-    teacher, nokd = trained_pair(ctx, data, fp, t_mod, s_mod, seed, s, dev)
-
-    te = data["pooled"]["test"]
-    y_tr, y_te = data["y"]["train"].to(dev), data["y"]["test"].to(dev)
-    t_noisy_tr, t_noisy_te = noisy_inputs(data, t_mod, level, space, seed)
-    t_logits = predict(teacher, torch.from_numpy(t_noisy_tr).to(dev))  # frozen teacher, noisy input
-
-    def kd_loss(out, idx):
-        return classification_kd_loss(out, y_tr[idx], t_logits[idx], temperature, lam)
-
-    kd = _train(data["pooled"]["train"][s_mod].to(dev), kd_loss, 2 * seed + 1, s, dev)
-    xs_te = te[s_mod].to(dev)
-    metrics = {
-        "teacher": classification_metrics(predict(teacher, te[t_mod].to(dev)), y_te),  # clean text
-        "nokd": classification_metrics(predict(nokd, xs_te), y_te),
-        "kd": classification_metrics(predict(kd, xs_te), y_te),
-    }
-
-    rows = mi_rows(len(y_te), int(s["mi_n"]), seed)
-    rows_t = torch.from_numpy(rows).to(dev)
-    labels = one_hot(data["y"]["test"].numpy()[rows], N_CLASSES)
-
-    def rep(net: MoseiNet, x: torch.Tensor) -> np.ndarray:
-        return represent(net, x.to(dev)[rows_t]).cpu().numpy()
-
-    mi: list[MIValue] = []
-    for estimator in estimators or (s["mi_estimator"],):
-        se = {**s, "mi_estimator": estimator}
-        mi_cfg = {
-            **{k: se[k] for k in (*TRAIN_KEYS, *MI_KEYS)},
-            "data": dict(fp),
-            "seed": seed,
-            "teacher_modality": t_mod,
-            "student_modality": s_mod,
-        }
-        # one cache kind per estimator when several run in one trial (cache_events has one row per kind)
-        suffix = f"_{estimator}" if estimators else ""
-        i_ts = ctx.cached(
-            "mosei_mi_ts" + suffix,
-            {**mi_cfg, "noise": level, "noise_space": space},
-            lambda se=se: estimate_one(  # type: ignore[misc]
-                se, ctx.device, rep(teacher, torch.from_numpy(t_noisy_te)), rep(nokd, te[s_mod]), seed * 10
-            ),
-        )
-
-        def build_label_mi(se=se):  # built at once, in this iteration
-            return {
-                "i_sl": estimate_one(se, ctx.device, rep(nokd, te[s_mod]), labels, seed * 10 + 1),
-                "i_tl": estimate_one(se, ctx.device, rep(teacher, te[t_mod]), labels, seed * 10 + 2),
-            }
-
-        values = {"i_ts": i_ts, **ctx.cached("mosei_mi_label" + suffix, mi_cfg, build_label_mi)}
-        mi += mi_values(values, estimator, s["mi_repeats"], len(rows))
-    gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
-    return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
+    return crossmodal.run(ctx, s, pairing(ctx, s, torch.device(ctx.device)), estimators or (s["mi_estimator"],))
 
 
 def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:

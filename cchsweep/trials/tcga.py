@@ -52,10 +52,11 @@ from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, estimate_one, make_estimator, mi_triplet, mi_values
+from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
 from cchsweep.study import TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
+from cchsweep.trials import crossmodal
 
 HIDDEN = 64  # Table 9 (cross-modal MLP) and Table 18 (n_enc of each fusion encoder)
 DROPOUT = 0.25  # Table 18
@@ -164,84 +165,74 @@ def unimodal_pair(
     seed: int,
     s: Mapping[str, Any],
     dev: torch.device,
-) -> tuple[MLP, MLP, dict]:
-    """Teacher (clean teacher modality) and no-KD student, from the cache.
+) -> tuple[MLP, MLP]:
+    """Teacher (clean teacher modality) and no-KD student, from the cache (as the cross-modal trial
+    trains them; the fusion study's mi_source "unimodal" reads them).
 
     Keys: the pairing (its joint patients decide the split), the seed and the training settings;
     never the noise, temperature or lambda, so every noise level shares one teacher and baseline.
     """
-    y_tr = to_tensor(p.y_train, dev, torch.int64)
-    train_cfg = {k: s.get(k, "") for k in TRAIN_KEYS}
-    key = {**train_cfg, "cohort": cohort, "teacher_modality": t_mod, "student_modality": s_mod, "seed": seed}
+    pairing = crossmodal_pairing(p, cohort, t_mod, s_mod, seed, 0.0, s, dev)
+    teacher, nokd = crossmodal.no_kd_networks(ctx, pairing, seed)
+    return teacher, nokd  # type: ignore[return-value]
 
-    def ce(out, idx):
-        return F.cross_entropy(out, y_tr[idx])
 
-    teacher = with_state(
-        train_unimodal(p, t_mod, 0, None, s, dev, build=False),
-        ctx.cached("tcga_teacher", key, lambda: cpu_state(train_unimodal(p, t_mod, seed * 2, ce, s, dev))),
+def crossmodal_pairing(
+    p: Prepared, cohort: str, t_mod: str, s_mod: str, seed: int, level: float, s: Mapping[str, Any], dev: torch.device
+) -> crossmodal.Pairing:
+    """The cross-modal pipeline's inputs for one TCGA pairing: Table 9 networks, Adam, full batch."""
+    mods = {"teacher": t_mod, "student": s_mod}
+    noisy_tr, noisy_te = noisy_teacher_inputs(p, t_mod, level, seed)
+    split = s["mi_split"]
+
+    def build(role: str, init_seed: int) -> nn.Module:
+        return train_unimodal(p, mods[role], init_seed, None, s, dev, build=False)
+
+    def train(net: nn.Module, x: torch.Tensor, loss, order_seed: int) -> nn.Module:
+        return fit(
+            net,
+            x,
+            loss,
+            optimizer=OPTIMIZER,
+            lr=s["lr"],
+            epochs=s["epochs"],
+            batch_size=_batch(s, len(x)),
+            seed=order_seed,
+        )
+
+    key = {
+        **{k: s.get(k, "") for k in TRAIN_KEYS},
+        "cohort": cohort,
+        "teacher_modality": t_mod,
+        "student_modality": s_mod,
+        "seed": seed,
+    }
+    return crossmodal.Pairing(
+        prefix="tcga",
+        x_train={r: to_tensor(p.x_train[m], dev) for r, m in mods.items()},
+        x_test={r: to_tensor(p.x_test[m], dev) for r, m in mods.items()},
+        y_train=to_tensor(p.y_train, dev, torch.int64),
+        y_test=to_tensor(p.y_test, dev, torch.int64),
+        teacher_noisy=(to_tensor(noisy_tr, dev), to_tensor(noisy_te, dev)),
+        mi_rows=lambda train, test: torch.cat([train, test]) if split == "all" else test,
+        labels=one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes)),
+        build=build,
+        train=train,
+        keys={"teacher": key, "student": key, "mi": {**key, **{k: s[k] for k in MI_KEYS}}},
+        noise_key={"noise": level},
     )
-    nokd = with_state(
-        train_unimodal(p, s_mod, 0, None, s, dev, build=False),
-        ctx.cached("tcga_nokd", key, lambda: cpu_state(train_unimodal(p, s_mod, seed * 2 + 1, ce, s, dev))),
-    )
-    return teacher, nokd, key
 
 
-def crossmodal_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
+def crossmodal_trial(
+    params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext, estimators: tuple[str, ...] = ()
+) -> TrialOutput:
+    """Tables 5-7: KD from a noisy teacher modality; MI by s['mi_estimator'] or each of `estimators`."""
     s = {**settings, **params}
-    cohort, t_mod, s_mod = s["cohort"], s["teacher_modality"], s["student_modality"]
-    seed, level = int(s["seed"]), float(s["noise"])
-    temperature, lam = float(s["temperature"]), float(s["lam"])
+    cohort, t_mod, s_mod, seed = s["cohort"], s["teacher_modality"], s["student_modality"], int(s["seed"])
     dev = torch.device(ctx.device)
     p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
-    y_tr, y_te = to_tensor(p.y_train, dev, torch.int64), to_tensor(p.y_test, dev, torch.int64)
-
-    teacher, nokd, key = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, s, dev)
-    noisy_tr, noisy_te = noisy_teacher_inputs(p, t_mod, level, seed)
-    t_logits = predict(teacher, to_tensor(noisy_tr, dev))  # soft targets from the frozen teacher, noisy input
-
-    def kd_loss(out, idx):
-        return classification_kd_loss(out, y_tr[idx], t_logits[idx], temperature, lam)
-
-    # the KD student starts from the no-KD student's initial weights (same init seed, same order seed)
-    kd = train_unimodal(p, s_mod, seed * 2 + 1, kd_loss, s, dev)
-    xs_te = to_tensor(p.x_test[s_mod], dev)
-    metrics = {
-        "teacher": classification_metrics(predict(teacher, to_tensor(p.x_test[t_mod], dev)), y_te),
-        "nokd": classification_metrics(predict(nokd, xs_te), y_te),
-        "kd": classification_metrics(predict(kd, xs_te), y_te),
-    }
-
-    split = s["mi_split"]
-    rows = {
-        "t_noisy": mi_rows(noisy_tr, noisy_te, split),
-        "t_clean": mi_rows(p.x_train[t_mod], p.x_test[t_mod], split),
-        "s": mi_rows(p.x_train[s_mod], p.x_test[s_mod], split),
-    }
-    labels = one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes))
-
-    def rep(net: MLP, x: np.ndarray) -> np.ndarray:
-        return represent(net, to_tensor(x, dev)).cpu().numpy()
-
-    mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}}
-    i_ts = ctx.cached(
-        "tcga_mi_ts",
-        {**mi_cfg, "noise": level},
-        lambda: estimate_one(s, ctx.device, rep(teacher, rows["t_noisy"]), rep(nokd, rows["s"]), seed * 10),
-    )
-
-    def build_label_mi():
-        return {
-            "i_sl": estimate_one(s, ctx.device, rep(nokd, rows["s"]), labels, seed * 10 + 1),
-            "i_tl": estimate_one(s, ctx.device, rep(teacher, rows["t_clean"]), labels, seed * 10 + 2),
-        }
-
-    label_mi = ctx.cached("tcga_mi_label", mi_cfg, build_label_mi)
-    values = {"i_ts": i_ts, **label_mi}
-    mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], len(labels))
-    gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
-    return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
+    pairing = crossmodal_pairing(p, cohort, t_mod, s_mod, seed, float(s["noise"]), s, dev)
+    return crossmodal.run(ctx, s, pairing, estimators or (s["mi_estimator"],))
 
 
 # --- fusion vs Fusion+KD (Figure 3, Tables 8, 18-21) -------------------------------------------
@@ -370,7 +361,7 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
             h = represent(direct, to_tensor(np.concatenate([xt, xs], 1), dev)).cpu().numpy()
             h_t, h_s = h[:, :HIDDEN], h[:, HIDDEN:]
         elif source == "unimodal":
-            teacher, nokd, _ = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, {**s, "lr": s["unimodal_lr"]}, dev)
+            teacher, nokd = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, {**s, "lr": s["unimodal_lr"]}, dev)
             h_t = represent(teacher, to_tensor(xt, dev)).cpu().numpy()
             h_s = represent(nokd, to_tensor(xs, dev)).cpu().numpy()
         else:
@@ -398,17 +389,7 @@ def validate(s: Mapping[str, Any]) -> None:
 
 
 def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
-    """The cross-modal trial with the MI triplet from every estimator (latentmi, mine, ksg).
-
-    Networks come from the cache, so they are trained once and every estimator sees the same
-    representations; each estimator's values are cached under its own settings (mi_estimator is
-    part of the MI keys). The results view then has one row per trial and estimator.
-    """
-    outs = [crossmodal_trial(params, {**settings, "mi_estimator": name}, ctx) for name in ESTIMATORS]
-    first = outs[0]
-    return TrialOutput(
-        metrics=first.metrics,
-        gain_metric=first.gain_metric,
-        kd_gain=first.kd_gain,
-        mi=[m for out in outs for m in out.mi],
-    )
+    """The cross-modal trial with the MI triplet from every estimator (latentmi, mine, ksg): the
+    networks are trained once and every estimator sees the same representations, each with cache
+    kinds of its own (tcga_mi_ts_<estimator>, ...). The results view has one row per estimator."""
+    return crossmodal_trial(params, settings, ctx, estimators=ESTIMATORS)
