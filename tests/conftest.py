@@ -1,6 +1,7 @@
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import duckdb
@@ -30,6 +31,24 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
         env = dict(os.environ, CCHSWEEP_DATA=os.environ.get("CCHSWEEP_DATA", str(SHARED_DATA)))
     return subprocess.run([sys.executable, "-m", "cchsweep", *args], capture_output=True, text=True,
                           cwd=cwd, env=env, timeout=timeout)
+
+
+SMOKE = ("run", "synthetic_sigma12", "--profile", "smoke")
+# Where the timing of a trial does not matter: shorter trials, the same engine paths.
+QUICK = ("--set", "epochs=5", "--set", "mi_epochs=1")
+
+
+def wait_for_rows(db, n: int, timeout: float = 300) -> int:
+    """Poll a sweep's database (read-only) until it holds n trial rows; return the count seen."""
+    deadline, stored = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and stored < n:
+        time.sleep(0.5)
+        if db.exists():
+            try:
+                stored = q(db, "select count(*) from trials")[0][0]
+            except duckdb.Error:
+                pass  # the writer holds the file for a moment
+    return stored
 
 
 def q(db, sql: str) -> list[tuple]:
