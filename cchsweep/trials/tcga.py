@@ -142,18 +142,15 @@ def train_unimodal(
     torch.manual_seed(init_seed)
     net = MLP(p.x_train[modality].shape[1], [HIDDEN], len(p.classes)).to(dev)
     if build:
-        x = to_tensor(p.x_train[modality], dev)
-        fit(
-            net,
-            x,
-            loss,
-            optimizer=OPTIMIZER,
-            lr=s["lr"],
-            epochs=s["epochs"],
-            batch_size=_batch(s, len(x)),
-            seed=init_seed,
-        )
+        _fit(net, to_tensor(p.x_train[modality], dev), loss, init_seed, s)
     return net
+
+
+def _fit(net: nn.Module, x: torch.Tensor, loss, order_seed: int, s: Mapping[str, Any]) -> nn.Module:
+    """Adam at s['lr'] for s['epochs'] (Table 17), full batch unless s['batch_size'] says otherwise."""
+    return fit(
+        net, x, loss, optimizer=OPTIMIZER, lr=s["lr"], epochs=s["epochs"], batch_size=_batch(s, len(x)), seed=order_seed
+    )
 
 
 def unimodal_pair(
@@ -189,16 +186,7 @@ def crossmodal_pairing(
         return train_unimodal(p, mods[role], init_seed, None, s, dev, build=False)
 
     def train(net: nn.Module, x: torch.Tensor, loss, order_seed: int) -> nn.Module:
-        return fit(
-            net,
-            x,
-            loss,
-            optimizer=OPTIMIZER,
-            lr=s["lr"],
-            epochs=s["epochs"],
-            batch_size=_batch(s, len(x)),
-            seed=order_seed,
-        )
+        return _fit(net, x, loss, order_seed, s)
 
     key = {
         **{k: s.get(k, "") for k in TRAIN_KEYS},
