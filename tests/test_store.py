@@ -96,8 +96,9 @@ def test_concurrent_read_during_writes(store):
         s = Store({str(store.path)!r})
         for i in range(40):
             s.write_trials([make_row(f"k{{i}}-{{j}}", seed=j) for j in range(5)])
-            time.sleep(0.02)  # a gap between flushes, as a sweep's writer leaves: else the 40 writes
-                              # can all land while the reader waits for the file lock once
+            time.sleep(0.1)  # a gap between flushes, as a sweep's writer leaves (it flushes every few
+                             # seconds): else, on a loaded machine (the suite runs on 2 workers), the
+                             # 40 writes can all land while the reader waits for the file lock once
         """)])
     seen = []
     while writer.poll() is None:
