@@ -51,29 +51,14 @@ from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet
 from cchsweep.rules import Z  # gap_lo/gap_hi = gap -+ Z * gap_se, as every verdict
+from cchsweep.schema import ADVICE_VALUES
 from cchsweep.train import represent
 from cchsweep.trials.tcga import mi_rows, to_tensor, train_unimodal
 
 VERDICTS = ("distil", "undetermined", "do not distil")
 LR = 0.01  # Tables 17, 19, 21 (Adam), as the TCGA trials
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
-COLUMNS = (
-    "teacher",
-    "student",
-    "n_patients",
-    "i_ts",
-    "i_ts_se",
-    "i_sl",
-    "i_sl_se",
-    "i_tl",
-    "i_tl_se",
-    "gap",
-    "gap_se",
-    "gap_lo",
-    "gap_hi",
-    "verdict",
-    "rank",
-)
+COLUMNS = ("teacher", "student", "n_patients", *ADVICE_VALUES, "gap_lo", "gap_hi", "verdict", "rank")
 
 
 @dataclass(frozen=True)
@@ -311,7 +296,7 @@ def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
                 r["teacher"],
                 advice.estimator,
                 int(advice.repeats),
-                *(_nullable(r[c]) for c in ("i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se")),
+                *(_nullable(r[c]) for c in ADVICE_VALUES),
                 r["verdict"],
                 int(r["rank"]),
                 advice.created_at,

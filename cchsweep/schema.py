@@ -48,6 +48,8 @@ def condition_axes(axes: Mapping[str, str]) -> list[str]:
     return [name for name in axes if name != REPLICATE_AXIS]
 
 
+# the MI triplet with standard errors and the gap: one advice row's numbers (advise.COLUMNS has them too)
+ADVICE_VALUES = ("i_ts", "i_ts_se", "i_sl", "i_sl_se", "i_tl", "i_tl_se", "gap", "gap_se")
 ADVICE_COLUMNS = (
     "run_id",
     "data",
@@ -55,14 +57,7 @@ ADVICE_COLUMNS = (
     "teacher",
     "estimator",
     "repeats",
-    "i_ts",
-    "i_ts_se",
-    "i_sl",
-    "i_sl_se",
-    "i_tl",
-    "i_tl_se",
-    "gap",
-    "gap_se",
+    *ADVICE_VALUES,
     "verdict",
     "rank",
     "created_at",
