@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,18 +32,39 @@ def config_hash(kind: str, config: Mapping[str, Any]) -> str:
 class ArtifactCache:
     root: Path
     events: list[CacheEvent] = field(default_factory=list)
+    configs: list[Mapping[str, Any]] = field(default_factory=list)  # each event's config
 
     def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
-        key = config_hash(kind, config)
-        path = Path(self.root) / kind / f"{key}.pt"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with FileLock(str(path) + ".lock"):
-            if path.exists():
-                self.events.append(CacheEvent(kind, key, hit=True))
-                return torch.load(path, map_location="cpu", weights_only=True)
-            artifact = build()
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            torch.save(artifact, tmp)
-            os.replace(tmp, path)
-        self.events.append(CacheEvent(kind, key, hit=False))
-        return artifact
+        return self.cached_many([(kind, config)], lambda missing: [build()])[0]
+
+    def cached_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], build: Callable[[list[int]], list[Any]]
+    ) -> list[Any]:
+        """Every item's artifact; build(indices of the absent ones) makes them all in one call.
+
+        The locks of all items are taken in sorted order (no deadlock between bundles asking for
+        overlapping sets); an item listed twice is built once.
+        """
+        keys = [config_hash(kind, config) for kind, config in items]
+        paths = [Path(self.root) / kind / f"{key}.pt" for (kind, _), key in zip(items, keys)]
+        first = {p: i for i, p in reversed(list(enumerate(paths)))}  # each distinct path's first index
+        with ExitStack() as locks:
+            for path in sorted(first):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                locks.enter_context(FileLock(str(path) + ".lock"))
+            missing = [i for p, i in sorted(first.items(), key=lambda pi: pi[1]) if not p.exists()]
+            built = dict(zip(missing, build(missing) if missing else []))
+            for i, artifact in built.items():
+                tmp = paths[i].with_name(f"{paths[i].name}.{os.getpid()}.tmp")
+                torch.save(artifact, tmp)
+                os.replace(tmp, paths[i])
+            out = []
+            for i, path in enumerate(paths):
+                j = first[path]
+                if j in built:
+                    out.append(built[j])
+                else:
+                    out.append(torch.load(path, map_location="cpu", weights_only=True))
+                self.events.append(CacheEvent(items[i][0], keys[i], hit=j not in built or j != i))
+                self.configs.append(items[i][1])
+        return out

@@ -43,7 +43,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override a grid axis (comma-separated values) or a setting; repeatable",
     )
-    r.add_argument("--max-failures", type=int, default=1, help="retries per failing trial (default 1)")
+    r.add_argument("--max-failures", type=int, default=1, help="retries per failing trial or bundle (default 1)")
+    r.add_argument(
+        "--bundle-size",
+        type=int,
+        help="grid points per Ray trial, trained together as stacks (default: spread over the free "
+        "CPUs/GPUs within a memory budget; 1 trains each point alone)",
+    )
     r.add_argument("--force", action="store_true", help="rerun trials already stored as ok")
     r.add_argument(
         "--resume",
@@ -137,6 +143,8 @@ def cmd_run(args) -> int:
         raise UsageError("--force reruns everything and --resume only what is missing: give one of them")
     if args.max_failures < 0:
         raise UsageError(f"--max-failures {args.max_failures}: give 0 or more")
+    if args.bundle_size is not None and args.bundle_size < 1:
+        raise UsageError(f"--bundle-size {args.bundle_size}: give 1 or more grid points per bundle")
     the_plan = plan(STUDIES[args.study], args.profile, args.overrides, args.seeds)
     search = None
     if args.search:
@@ -166,6 +174,7 @@ def cmd_run(args) -> int:
         shared_storage=args.shared_storage,
         resume=args.resume,
         search=search,
+        bundle_size=args.bundle_size,
     )
     print(
         f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "

@@ -96,3 +96,43 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return repr(float(f"{value:.10g}"))
     return str(value)
+
+
+MEMORY_BUDGET = 4 * 1024**3  # bytes per bundle: its data, models, optimizer state and activations
+
+
+def default_bundle_size(study: Study, n_points: int, slots: int) -> int:
+    """Spread the points over every free slot, so no worker idles (memory caps bundles further)."""
+    return 1 if study.bundle is None else max(1, -(-n_points // max(1, slots)))
+
+
+def bundles(study: Study, specs: Sequence[TrialSpec], size: int, budget: int = MEMORY_BUDGET) -> list[list[TrialSpec]]:
+    """Group grid points that may train together: equal in every parameter outside the study's
+    `bundle_vary` axes, ordered by those axes (so a bundle shares its outer ones, e.g. the seed),
+    at most `size` points and `budget` bytes (study.bundle_bytes) each, of even sizes. A study
+    without a bundle function runs one point per bundle."""
+    if study.bundle is None or size <= 1:
+        return [[s] for s in specs]
+    vary = study.bundle_vary
+    groups: dict[tuple, list[TrialSpec]] = {}
+    for s in specs:
+        fixed = tuple(sorted((k, repr(v)) for k, v in s.params.items() if k not in vary))
+        groups.setdefault(fixed, []).append(s)
+    out: list[list[TrialSpec]] = []
+    for members in groups.values():
+        members = sorted(members, key=lambda s: tuple(s.params.get(k, 0) for k in vary))
+        target = -(-len(members) // -(-len(members) // size))  # even sizes, none above `size`
+        current: list[TrialSpec] = []
+        for spec in members:
+            if current and (len(current) >= target or _bytes(study, [*current, spec]) > budget):
+                out.append(current)
+                current = []
+            current.append(spec)
+        out.append(current)
+    return out
+
+
+def _bytes(study: Study, specs: Sequence[TrialSpec]) -> int:
+    if study.bundle_bytes is None:
+        return 0
+    return study.bundle_bytes([{**s.settings, **s.params} for s in specs])

@@ -81,9 +81,12 @@ def stop_ray(ray, address: str | None) -> None:
 
 def worker_device() -> str:
     """ "cuda" inside a Ray task or actor that was given a GPU (and torch sees one), else "cpu"."""
-    import ray
     import torch
 
+    try:
+        import ray
+    except ImportError:
+        return "cpu"
     return "cuda" if ray.is_initialized() and ray.get_gpu_ids() and torch.cuda.is_available() else "cpu"
 
 

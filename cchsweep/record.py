@@ -17,6 +17,7 @@ from cchsweep.study import MIValue
 
 STATUSES = ("ok", "error")
 RESULT_KEY = "records"  # the Tune result field that carries dump_records(...)
+PROGRESS_KEY = "progress"  # a Tune result field with a progress line from a running bundle
 
 
 @dataclass

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cchsweep import __version__
 from cchsweep.errors import UsageError
-from cchsweep.grid import Plan
+from cchsweep.grid import Plan, bundles, default_bundle_size
 from cchsweep.raystart import new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
 
@@ -65,6 +65,7 @@ def run_sweep(
     shared_storage: bool = False,
     resume: bool = False,
     search=None,
+    bundle_size: int | None = None,
 ) -> RunSummary:
     store = Store(db_path)
     store.ensure_schema()
@@ -93,8 +94,14 @@ def run_sweep(
     resources = ray.cluster_resources() if ray else {}
     if ray is not None:
         check_storage_is_shared(ray.nodes(), storage, shared_storage)
-    gpu_fraction = gpu_per_trial(gpu, plan.study.resources.gpu, resources)
+    # A bundle trains its models as stacks on one device: it asks for a whole GPU where there is one.
+    wanted = 1.0 if plan.study.bundle and search is None else plan.study.resources.gpu
+    gpu_fraction = gpu_per_trial(gpu, wanted, resources)
     cpus = plan.study.resources.cpu
+    slots = int(resources.get("GPU", 0) // gpu_fraction) if gpu_fraction else int(resources.get("CPU", 1) // cpus)
+    if bundle_size is None:
+        bundle_size = default_bundle_size(plan.study, len(grid_todo), slots)
+    groups = bundles(plan.study, grid_todo, bundle_size)
     run_id = new_run_id(plan.study.name)
     started = datetime.now(timezone.utc)
     commit, dirty = _git_state()
@@ -123,14 +130,18 @@ def run_sweep(
         cluster = f"{resources.get('CPU', 0):g} CPUs" + (
             f" / {resources['GPU']:g} GPUs" if resources.get("GPU") else ""
         )
-        line = f"{len(todo)} trials to run, {len(done)} already in {db_path}, {per_trial} per trial on {cluster}"
+        line = f"{len(todo)} trials to run, {len(done)} already in {db_path}, "
+        if search is None and len(groups) < len(grid_todo):
+            line += f"in {len(groups)} bundles of up to {max(map(len, groups))}, {per_trial} per bundle on {cluster}"
+        else:
+            line += f"{per_trial} per trial on {cluster}"
     else:
         line = f"nothing to run: all {len(done)} trials are already in {db_path} (--force reruns them)"
     print(f"run {run_id}: {line}", file=sys.stderr, flush=True)
     status = "failed"
     try:
         if todo:
-            _fit(plan, todo, run_id, db_path, storage, cpus, gpu_fraction, max_failures, data_dir, search)
+            _fit(plan, groups, len(todo), run_id, db_path, storage, cpus, gpu_fraction, max_failures, data_dir, search)
         status = "finished"
     except KeyboardInterrupt:
         status = "interrupted"
@@ -156,7 +167,7 @@ def run_sweep(
     return summary
 
 
-def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir, search=None) -> None:
+def _fit(plan, groups, total, run_id, db_path, storage, cpus, gpu, max_failures, data_dir, search=None) -> None:
     from ray import tune
 
     from cchsweep.execute import FAULT_ENV, trainable
@@ -173,13 +184,10 @@ def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir
     }
     resources = {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
     if search is None:
-        specs = [
-            {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-            for t in todo
-        ]
+        specs = [[_spec(t) for t in g] for g in groups]
         fn, space, tune_config = (
             trainable,
-            {"spec": tune.grid_search(specs), "engine": engine},
+            {"bundle": tune.grid_search(specs), "engine": engine},
             tune.TuneConfig(reuse_actors=True),
         )
     else:
@@ -192,11 +200,15 @@ def _fit(plan, todo, run_id, db_path, storage, cpus, gpu, max_failures, data_dir
             name=run_id,
             storage_path=str((storage / "tune").resolve()),
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            callbacks=[DuckDBWriter(str(db_path), run_id, total=len(todo))],
+            callbacks=[DuckDBWriter(str(db_path), run_id, total=total, bundles=len(groups))],
             verbose=0,
         ),
     )
     tuner.fit()
+
+
+def _spec(t) -> dict:
+    return {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
 
 
 def _search_setup(plan, search, engine):

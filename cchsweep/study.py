@@ -6,7 +6,7 @@ trial functions can depend on it without import cycles.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -91,8 +91,20 @@ class TrialContext(Protocol):
     def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
         """Return the artifact for (kind, config), building and storing it once."""
 
+    def cached_many(
+        self, items: Sequence[tuple[str, Mapping[str, Any]]], build: Callable[[list[int]], list[Any]]
+    ) -> list[Any]:
+        """The artifacts of many (kind, config)s; build(missing indices) makes the absent ones in one go."""
+
+    def progress(self, text: str) -> None:
+        """A line for the live progress (throttled by the engine)."""
+
 
 TrialFn = Callable[[Mapping[str, Any], Mapping[str, Any], TrialContext], TrialOutput]
+# train(recipe, members, device) -> trained models: cchsweep.stack.train_stacked, or train_single (reference)
+TrainFn = Callable[..., list]
+# bundle(points, settings, ctx) -> one TrialOutput per point, in order; trains their models as stacks
+BundleFn = Callable[[Sequence[Mapping[str, Any]], Mapping[str, Any], TrialContext], list[TrialOutput]]
 
 
 @dataclass(frozen=True)
@@ -116,6 +128,12 @@ class Study:
     # Run in the driver once the trials to run are known, before any starts: build derived data
     # they share (data_dir, cache_dir, each trial's settings and parameters), its progress shown here.
     prepare: Callable[[Path | None, Path, list[Mapping[str, Any]]], None] | None = None
+    # Many grid points per Ray trial: `bundle` trains them together. Points of one bundle differ
+    # only in the `bundle_vary` axes (ordered by them, outermost first); `bundle_bytes(points)`
+    # estimates a bundle's memory (the planner keeps bundles under its budget).
+    bundle: BundleFn | None = None
+    bundle_vary: tuple[str, ...] = ()
+    bundle_bytes: Callable[[Sequence[Mapping[str, Any]]], int] | None = None
 
     def grid_size(self, profile: str) -> int:
         size = 1

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from cchsweep.record import RESULT_KEY, TrialRecord, load_records
+from cchsweep.record import PROGRESS_KEY, RESULT_KEY, TrialRecord, load_records
 from cchsweep.store import Store
 
 
@@ -24,6 +24,7 @@ class DuckDBWriter(Callback):
         db_path: str,
         run_id: str,
         total: int,
+        bundles: int = 0,
         flush_rows: int = 32,
         flush_seconds: float = 5.0,
         show_progress: bool = True,
@@ -31,6 +32,7 @@ class DuckDBWriter(Callback):
         self.db_path = db_path
         self.run_id = run_id
         self.total = total
+        self.bundles = bundles
         self.flush_rows = flush_rows
         self.flush_seconds = flush_seconds
         self.show_progress = show_progress
@@ -39,10 +41,13 @@ class DuckDBWriter(Callback):
         self._buffer: list[TrialRecord] = []
         self._last_flush = time.monotonic()
         self._started = time.monotonic()
+        self._bundle_numbers: dict[str, int] = {}
         self.n_ok = 0
         self.n_error = 0
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if PROGRESS_KEY in result and self.show_progress:
+            self._print_bundle(trial, result[PROGRESS_KEY])
         if RESULT_KEY not in result:
             return
         for record in load_records(result[RESULT_KEY]):
@@ -52,26 +57,27 @@ class DuckDBWriter(Callback):
             self._add(record)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        if "spec" in trial.config:
-            spec = trial.config["spec"]
+        if "bundle" in trial.config:
+            specs = trial.config["bundle"]
         else:
             from cchsweep.search import search_spec
 
-            spec = search_spec(trial.config)
+            specs = [search_spec(trial.config)]
         engine = trial.config["engine"]
         text = _last_error_line(_error_text(trial))
-        self.n_error += 1
-        self._add(
-            TrialRecord.failed(
-                spec,
-                text,
-                run_id=self.run_id,
-                cpus=engine["cpus"],
-                gpu_fraction=engine["gpu"],
-                attempts=trial.num_failures,
-                finished_at=datetime.now(timezone.utc).isoformat(),
+        for spec in specs:  # every point of a failed bundle gets an error row
+            self.n_error += 1
+            self._add(
+                TrialRecord.failed(
+                    spec,
+                    text,
+                    run_id=self.run_id,
+                    cpus=engine["cpus"],
+                    gpu_fraction=engine["gpu"],
+                    attempts=trial.num_failures,
+                    finished_at=datetime.now(timezone.utc).isoformat(),
+                )
             )
-        )
 
     def on_step_end(self, iteration, trials, **info):
         if self._buffer and (
@@ -95,6 +101,17 @@ class DuckDBWriter(Callback):
         self._buffer.append(record)
         if self.show_progress:
             self._print(record)
+
+    def _print_bundle(self, trial, text: str) -> None:
+        """A running bundle's progress line: which bundle, its size, what it is training now."""
+        specs = trial.config.get("bundle", [])
+        number = self._bundle_numbers.setdefault(trial.trial_id, len(self._bundle_numbers) + 1)
+        elapsed = time.monotonic() - self._started
+        print(
+            f"[bundle {number}/{self.bundles} {elapsed:6.0f}s] {len(specs)} points: {text}",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _print(self, record: TrialRecord) -> None:
         done = self.n_ok + self.n_error

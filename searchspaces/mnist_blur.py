@@ -5,7 +5,7 @@ Paper: Section 4.2, Figure 2 and Table 1 (alpha = 0.2, lambda = 0.5, five seeds)
 
 from cchsweep.mi.triplet import ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.mnist import check_data, prepare, trial
+from cchsweep.trials.mnist import VARY, bundle, bundle_bytes, check_data, prepare, trial
 
 NAME = "mnist_blur"
 
@@ -101,6 +101,9 @@ STUDY = Study(
         ),
     },
     trial=trial,
+    bundle=bundle,
+    bundle_vary=VARY,
+    bundle_bytes=bundle_bytes,
     resources=Resources(cpu=1, gpu=0.25),
     reference=REFERENCE,
     check_data=check_data,

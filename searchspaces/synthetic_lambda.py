@@ -4,7 +4,7 @@ Same data, networks and MI as synthetic_sigma12 (the cache shares them); only la
 """
 
 from cchsweep.study import Profile, Resources, Study
-from cchsweep.trials.synthetic import trial
+from cchsweep.trials.synthetic import VARY, bundle, bundle_bytes, trial
 from searchspaces.synthetic_sigma12 import PAPER, PARAMS, SEEDS, SIGMA12, SMOKE, SMOKE_SEEDS, validate
 
 NAME = "synthetic_lambda"
@@ -27,6 +27,9 @@ STUDY = Study(
         ),
     },
     trial=trial,
+    bundle=bundle,
+    bundle_vary=VARY,
+    bundle_bytes=bundle_bytes,
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
     closed_form=True,

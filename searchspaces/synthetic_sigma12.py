@@ -6,7 +6,7 @@ Paper: Section 4.1, Figure 1 (sigma13 = 0.9, sigma23 = 0.4, lambda = 0.3, ten se
 from cchsweep.data.synthetic import coefficients
 from cchsweep.mi.triplet import ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.synthetic import trial
+from cchsweep.trials.synthetic import VARY, bundle, bundle_bytes, trial
 
 NAME = "synthetic_sigma12"
 
@@ -37,7 +37,7 @@ PAPER = dict(
 )
 # Seconds on a CPU: smaller data, a short schedule, latentmi capped at 20 epochs with lr 1e-3.
 SMOKE = dict(
-    PAPER, n_train=2_000, n_test=500, epochs=30, batch_size=250, mi_epochs=20, mi_lr=1e-3, mi_repeats=1, mi_n=500
+    PAPER, n_train=2_000, n_test=500, epochs=10, batch_size=250, mi_epochs=20, mi_lr=1e-3, mi_repeats=1, mi_n=500
 )
 
 PARAMS = {
@@ -76,6 +76,9 @@ STUDY = Study(
         "smoke": Profile(grid={"sigma12": SMOKE_SIGMA12, "lam": [0.3], "seed": SMOKE_SEEDS}, settings=SMOKE),
     },
     trial=trial,
+    bundle=bundle,
+    bundle_vary=VARY,
+    bundle_bytes=bundle_bytes,
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
     closed_form=True,

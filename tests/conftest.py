@@ -38,6 +38,23 @@ SMOKE = ("run", "synthetic_sigma12", "--profile", "smoke")
 QUICK = ("--set", "epochs=5", "--set", "mi_epochs=1")
 
 
+def reference_records(study: str, profile: str, keys, tmp_path, data_dir=None):
+    """The per-trial reference: each stored key's grid point run alone through the study's single-model
+    trial in this process (its own cache, KSG for the MI: the training does not depend on it)."""
+    from cchsweep import grid
+    from cchsweep.execute import run_spec
+    from searchspaces import STUDIES
+
+    plan = grid.plan(STUDIES[study], profile)
+    assert {t.key for t in plan.trials} == set(keys)
+    engine = {"cache_dir": str(tmp_path / "reference-cache"), "cpus": 1, "gpu": 0.0,
+              "data_dir": str(data_dir) if data_dir else None}
+    if STUDIES[study].prepare is not None:
+        STUDIES[study].prepare(data_dir, tmp_path / "reference-cache", [{**t.settings, **t.params} for t in plan.trials])
+    return {t.key: run_spec({"key": t.key, "study": t.study, "profile": t.profile, "params": t.params,
+                             "settings": {**t.settings, "mi_estimator": "ksg"}}, engine) for t in plan.trials}
+
+
 def wait_for_rows(db, n: int, timeout: float = 300) -> int:
     """Poll a sweep's database (read-only) until it holds n trial rows; return the count seen."""
     deadline, stored = time.monotonic() + timeout, 0

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import SHARED_DATA, q, run_cli
+from conftest import SHARED_DATA, q, reference_records, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -37,6 +37,17 @@ def test_one_row_per_grid_point_with_metrics_and_mi(sweep):
         assert 0.0 <= nokd_acc <= 1.0
         for value in (i_ts, i_sl, i_tl):
             assert -0.3 < value < 2.31  # I(H; Y) <= H(Y) <= log 10 nats, up to estimator noise
+
+
+def test_bundled_rows_equal_the_per_trial_reference(sweep, tmp_path):
+    _, db, out = sweep
+    assert "in 2 bundles of up to 2" in out.stderr
+    rows = {k: v for k, *v in q(db, "select trial_key, teacher_acc, nokd_acc, kd_acc from results")}
+    reference = reference_records("mnist_blur", "smoke", rows, tmp_path, SHARED_DATA)
+    for key, accs in rows.items():
+        ref = reference[key].metrics
+        for model, acc in zip(("teacher", "nokd", "kd"), accs):
+            assert abs(acc - ref[model]["acc"]) <= 1 / 500 + 1e-9, (key, model)  # one of 500 test digits
 
 
 def test_shared_parts_were_trained_once(sweep):

@@ -5,7 +5,7 @@ import shutil
 import pytest
 
 from cchsweep.mi.gaussian import optimal_linear_mi
-from conftest import q, run_cli
+from conftest import q, reference_records, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -33,6 +33,19 @@ def test_one_row_per_grid_point_with_every_metric(sweep):
     assert nulls == [(0,)]
     assert q(db, "select distinct mi_estimator, gain_metric, task from results") == [("latentmi", "mse", "regression")]
     assert q(db, "select sum(abs(kd_gain - (nokd_mse - kd_mse))) < 1e-12 from results") == [(True,)]
+
+
+def test_bundled_rows_equal_the_per_trial_reference(sweep, tmp_path):
+    _, db, first = sweep
+    assert "in 2 bundles of up to 2" in first.stderr  # 4 points, 2 workers: the stacked engine ran
+    rows = {k: v for k, *v in q(db, "select trial_key, teacher_mse, nokd_mse, kd_mse, kd_gain from results")}
+    reference = reference_records("synthetic_sigma12", "smoke", rows, tmp_path)
+    for key, (teacher, nokd, kd, gain) in rows.items():
+        ref = reference[key].metrics
+        assert teacher == pytest.approx(ref["teacher"]["mse"], rel=1e-3)
+        assert nokd == pytest.approx(ref["nokd"]["mse"], rel=1e-3)
+        assert kd == pytest.approx(ref["kd"]["mse"], rel=1e-3)
+        assert gain == pytest.approx(reference[key].kd_gain, abs=1e-4)
 
 
 def test_values_are_plausible_and_truth_is_closed_form(sweep):

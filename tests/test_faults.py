@@ -20,29 +20,30 @@ def with_fault(spec, *args, cwd):
                           env=env, timeout=600)
 
 
-def test_a_failing_trial_is_retried_then_succeeds(tmp_path):
+def test_a_failing_bundle_is_retried_then_succeeds(tmp_path):
+    # smoke: 2 bundles (one per seed, both sigma12 each); the seed-0 points fail their first attempt
     (tmp_path / "faults").mkdir()
     db = tmp_path / "r.duckdb"
-    out = with_fault(f"sigma12=0.1:1:{tmp_path / 'faults'}", *SMOKE, *QUICK, "--db", str(db), "--max-failures", "1",
+    out = with_fault(f"seed=0:1:{tmp_path / 'faults'}", *SMOKE, *QUICK, "--db", str(db), "--max-failures", "1",
                      cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert "in 2 bundles of up to 2" in out.stderr
     assert "4 ok, 0 failed" in out.stdout
-    assert q(db, "select sigma12, attempts from results order by sigma12, seed") == [
-        (0.1, 2), (0.1, 2), (0.7, 1), (0.7, 1)]
+    assert q(db, "select seed, attempts from results order by seed, sigma12") == [(0, 2), (0, 2), (1, 1), (1, 1)]
 
 
-def test_a_trial_that_keeps_failing_is_an_error_row_and_the_rest_completes(tmp_path):
+def test_a_bundle_that_keeps_failing_gives_each_key_an_error_row_and_the_rest_completes(tmp_path):
     (tmp_path / "faults").mkdir()
     db = tmp_path / "r.duckdb"
-    out = with_fault(f"sigma12=0.7:-1:{tmp_path / 'faults'}", *SMOKE, *QUICK, "--db", str(db), "--max-failures", "2",
+    out = with_fault(f"seed=1:-1:{tmp_path / 'faults'}", *SMOKE, *QUICK, "--db", str(db), "--max-failures", "2",
                      cwd=tmp_path)
     assert out.returncode == 1
     assert "2 ok, 2 failed" in out.stdout
-    rows = q(db, "select sigma12, status, error, attempts from results order by sigma12, seed")
-    assert [(r[0], r[1]) for r in rows] == [(0.1, "ok"), (0.1, "ok"), (0.7, "error"), (0.7, "error")]
+    rows = q(db, "select seed, status, error, attempts from results order by seed, sigma12")
+    assert [(r[0], r[1]) for r in rows] == [(0, "ok"), (0, "ok"), (1, "error"), (1, "error")]
     assert all("RuntimeError: injected fault (attempt 3)" in r[2] for r in rows[2:])
     assert [r[3] for r in rows[2:]] == [3, 3]  # the first try and two retries
-    # each failing trial ran exactly 1 + max_failures times
+    # the failing bundle ran exactly 1 + max_failures times
     assert sorted(p.stat().st_size for p in (tmp_path / "faults").iterdir()) == [3, 3]
 
 

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.slow
 
 def test_killed_driver_then_resume_loses_and_duplicates_nothing(tmp_path):
     db = tmp_path / "r.duckdb"
-    args = [*SMOKE, "--seeds", "3", "--db", str(db)]
+    # 6 grid points in 3 bundles of 2 on 2 workers: the driver dies between bundles
+    args = [*SMOKE, "--seeds", "3", "--bundle-size", "2", "--db", str(db)]
     driver = subprocess.Popen([sys.executable, "-m", "cchsweep", *args], cwd=tmp_path, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     stored = wait_for_rows(db, 2)
@@ -42,7 +43,7 @@ def test_killed_driver_then_resume_loses_and_duplicates_nothing(tmp_path):
 
 def test_ctrl_c_is_an_interrupted_run_and_the_rerun_finishes_it(tmp_path):
     db = tmp_path / "r.duckdb"
-    args = [*SMOKE, "--seeds", "3", "--db", str(db)]
+    args = [*SMOKE, "--seeds", "3", "--bundle-size", "2", "--db", str(db)]
     driver = subprocess.Popen([sys.executable, "-m", "cchsweep", *args], cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     wait_for_rows(db, 1)

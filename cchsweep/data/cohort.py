@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import polars as pl
+
+try:
+    import polars as pl
+except ImportError:  # the MNIST and synthetic engine also runs where only torch is (benchmarks/cuda_check.py)
+    pl = None  # type: ignore[assignment]
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from cchsweep.errors import UsageError

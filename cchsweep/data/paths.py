@@ -10,8 +10,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import platformdirs
-
 from cchsweep.errors import UsageError
 
 DATA_ENV = "CCHSWEEP_DATA"
@@ -20,6 +18,8 @@ OFFLINE_ENV = "CCHSWEEP_OFFLINE"
 
 def default_data_dir() -> Path:
     # A "data" subfolder so that downloaded data sets and built artifacts do not share a level.
+    import platformdirs  # here, not at the top: the engine also runs where only torch is installed
+
     return Path(platformdirs.user_cache_dir("cchsweep")) / "data"
 
 

@@ -1,108 +1,158 @@
-"""Synthetic Gaussian regression trial (paper Section 4.1, Appendix B).
+"""Synthetic Gaussian regression trials (paper Section 4.1, Appendix B), a bundle of grid points at a time.
 
-Teacher on X1, students on X2, MLP p-64(ReLU)-1 (Table 9), Adam, MSE; the KD student
-minimises eq. (4). Teacher, no-KD student and the MI estimates depend only on the data
-and training settings, never on lambda, so they come from the artifact cache and every
-lambda of a (sigma12, seed) shares them. The KD student starts from the no-KD student's
-initial weights and sees the same batch order, so kd_gain measures lambda alone.
+Teacher on X1, students on X2, MLP p-64(ReLU)-1 (Table 9), Adam, MSE; the KD student minimises
+eq. (4). Teacher, no-KD student and the MI estimates depend only on the data and training settings,
+never on lambda, so they come from the artifact cache and every lambda of a (sigma12, seed) shares
+them. The KD student starts from the no-KD student's initial weights and sees the same batch order,
+so kd_gain measures lambda alone.
+
+`bundle` trains every model its points need as stacks (cchsweep.stack): first the missing teachers
+and no-KD students of all its data sets together, then every KD student together. `trial` is the
+same code for one point with the single-model trainer: the reference the stacked path is tested
+against.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
 from cchsweep.data.synthetic import sample
-from cchsweep.kd import regression_kd_loss
+from cchsweep.kd import regression_kd_loss, stacked_regression_kd_losses
 from cchsweep.mi.gaussian import optimal_linear_mi
 from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
-from cchsweep.study import TrialContext, TrialOutput
-from cchsweep.train import cpu_state, fit, predict, represent, with_state
+from cchsweep.stack import Member, Recipe, train_single, train_stacked
+from cchsweep.study import TrainFn, TrialContext, TrialOutput
+from cchsweep.train import cpu_state, predict, represent, with_state
 
 DATA_KEYS = ("n_train", "n_test", "p", "sigma12", "sigma13", "sigma23", "seed")
 TRAIN_KEYS = ("hidden", "epochs", "lr", "batch_size")
 MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
+VARY = ("seed", "sigma12", "sigma13", "sigma23", "lam")  # what may differ inside a bundle, outermost first
+
+
+def bundle_bytes(points: Sequence[Mapping[str, Any]]) -> int:
+    """A bundle's memory, roughly: each data set (X1, X2, Y) twice (pool copies) and, per model, a
+    batch's activations (inputs, hidden, gradients) and its weights with Adam's state."""
+    s = points[0]
+    rows, p, h = s["n_train"] + s["n_test"], s["p"], s["hidden"]
+    data_sets = len({tuple(q[k] for k in DATA_KEYS) for q in points})
+    models = 2 * data_sets + len(points)
+    return 8 * data_sets * rows * (2 * p + 1) + models * 4 * (3 * s["batch_size"] * (p + h) + 4 * (p + 2) * h)
+
+
+def _loss(out: torch.Tensor, batch: Mapping[str, torch.Tensor], coefs: Mapping[str, float]) -> torch.Tensor:
+    return regression_kd_loss(out, batch["y"], batch["teacher"], coefs["lam"])
+
+
+def _stacked_loss(out, batch, coefs) -> torch.Tensor:
+    return stacked_regression_kd_losses(out, batch["y"], batch["teacher"], coefs["lam"])
 
 
 def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
-    s = {**settings, **params}
-    seed = int(s["seed"])
-    data_cfg = {k: s[k] for k in DATA_KEYS}
-    train_cfg = {k: s[k] for k in TRAIN_KEYS}
-    dev = torch.device(ctx.device)
+    """One grid point, one model at a time (the reference path)."""
+    return bundle([params], settings, ctx, train_single)[0]
 
+
+def bundle(
+    points: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], ctx: TrialContext, train: TrainFn = train_stacked
+) -> list[TrialOutput]:
+    pts = [{**settings, **p} for p in points]
+    s0 = pts[0]
+    dev = torch.device(ctx.device)
+    n = s0["n_train"]
+    tr, te = slice(0, n), slice(n, None)
+    recipe = Recipe(
+        build=lambda: MLP(s0["p"], [s0["hidden"]], 1),
+        loss=_loss,
+        stacked_loss=_stacked_loss,
+        optimizer="adam",
+        lr=s0["lr"],
+        epochs=s0["epochs"],
+        batch_size=s0["batch_size"],
+    )
+
+    data: dict[tuple, dict[str, Any]] = {}  # data config -> its tensors, configs and models
+    for s in pts:
+        key = tuple(s[k] for k in DATA_KEYS)
+        if key not in data:
+            data[key] = _data_set(s, dev, tr)
+    configs = list(data.values())
+
+    def build_pairs(missing: list[int]) -> list[dict[str, torch.Tensor]]:
+        members = []
+        for i in missing:
+            d, role = configs[i // 2], ("teacher", "nokd")[i % 2]
+            seed = d["seed"] * 2 + (role == "nokd")  # teacher seed*2, students seed*2+1 (init and order)
+            x = d["x1"] if role == "teacher" else d["x2"]
+            members.append(Member(seed, seed, x[tr], {"y": d["y"][tr], "teacher": d["y"][tr]}, {"lam": 0.0}))
+        ctx.progress(f"training {len(members)} teachers and no-KD students")
+        return [cpu_state(m) for m in train(recipe, members, dev)]
+
+    items = [(kind, d["cfg"]) for d in configs for kind in ("synthetic_teacher", "synthetic_nokd")]
+    states = ctx.cached_many(items, build_pairs)
+    for i, d in enumerate(configs):
+        d["teacher"] = with_state(recipe.build().to(dev), states[2 * i])
+        d["nokd"] = with_state(recipe.build().to(dev), states[2 * i + 1])
+        d["teacher_pred"] = predict(d["teacher"], d["x1"][tr])
+
+    kd_points = [s for s in pts if float(s["lam"]) > 0]
+    kd_members = []
+    for s in kd_points:
+        d = data[tuple(s[k] for k in DATA_KEYS)]
+        seed = d["seed"] * 2 + 1
+        targets = {"y": d["y"][tr], "teacher": d["teacher_pred"]}
+        kd_members.append(Member(seed, seed, d["x2"][tr], targets, {"lam": float(s["lam"])}))
+    if kd_members:
+        ctx.progress(f"training {len(kd_members)} KD students")
+    kd_models = dict(zip(map(id, kd_points), train(recipe, kd_members, dev)))
+
+    outputs = []
+    for s in pts:
+        d = data[tuple(s[k] for k in DATA_KEYS)]
+        kd = kd_models.get(id(s), d["nokd"])
+
+        def mse(model, x, d=d):
+            return float(torch.mean((predict(model, x[te]) - d["y"][te]) ** 2))
+
+        metrics = {
+            "teacher": {"mse": mse(d["teacher"], d["x1"])},
+            "nokd": {"mse": mse(d["nokd"], d["x2"])},
+            "kd": {"mse": mse(kd, d["x2"])},
+        }
+        outputs.append(
+            TrialOutput(
+                metrics=metrics,
+                gain_metric="mse",
+                kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"],
+                mi=_mi(ctx, s, d, te),
+            )
+        )
+    return outputs
+
+
+def _data_set(s: Mapping[str, Any], dev: torch.device, tr: slice) -> dict[str, Any]:
+    seed = int(s["seed"])
     rng = np.random.default_rng([seed, 20_251])  # data stream, independent of init seeds
     arrays = sample(s["n_train"] + s["n_test"], s["p"], s["sigma12"], s["sigma13"], s["sigma23"], rng)
-    n = s["n_train"]
     x1, x2, y = (torch.from_numpy(a).to(dev) for a in arrays)
-    y = y[:, None]
-    tr, te = slice(0, n), slice(n, None)
+    cfg = {**{k: s[k] for k in DATA_KEYS}, **{k: s[k] for k in TRAIN_KEYS}}
+    return {"seed": seed, "x1": x1, "x2": x2, "y": y[:, None], "cfg": cfg}
 
-    def train_student(lam: float, teacher_pred: torch.Tensor | None) -> MLP:
-        torch.manual_seed(seed * 2 + 1)
-        model = MLP(s["p"], [s["hidden"]], 1).to(dev)
-        target = y[tr]
 
-        def loss(out, idx):
-            t = teacher_pred[idx] if teacher_pred is not None else target[idx]
-            return regression_kd_loss(out, target[idx], t, lam)
-
-        return fit(
-            model,
-            x2[tr],
-            loss,
-            optimizer="adam",
-            lr=s["lr"],
-            epochs=s["epochs"],
-            batch_size=s["batch_size"],
-            seed=seed * 2 + 1,
-        )
-
-    def build_teacher():
-        torch.manual_seed(seed * 2)
-        model = MLP(s["p"], [s["hidden"]], 1).to(dev)
-        fit(
-            model,
-            x1[tr],
-            lambda out, idx: torch.nn.functional.mse_loss(out, y[tr][idx]),
-            optimizer="adam",
-            lr=s["lr"],
-            epochs=s["epochs"],
-            batch_size=s["batch_size"],
-            seed=seed * 2,
-        )
-        return cpu_state(model)
-
-    def blank() -> MLP:
-        return MLP(s["p"], [s["hidden"]], 1).to(dev)
-
-    teacher = with_state(blank(), ctx.cached("synthetic_teacher", {**data_cfg, **train_cfg}, build_teacher))
-    nokd = with_state(
-        blank(), ctx.cached("synthetic_nokd", {**data_cfg, **train_cfg}, lambda: cpu_state(train_student(0.0, None)))
-    )
-    lam = float(s["lam"])
-    kd = train_student(lam, predict(teacher, x1[tr])) if lam > 0 else nokd
-
-    def mse(model, x):
-        return float(torch.mean((predict(model, x[te]) - y[te]) ** 2))
-
-    metrics = {"teacher": {"mse": mse(teacher, x1)}, "nokd": {"mse": mse(nokd, x2)}, "kd": {"mse": mse(kd, x2)}}
+def _mi(ctx: TrialContext, s: Mapping[str, Any], d: Mapping[str, Any], te: slice):
+    m = min(s["mi_n"], s["n_test"])
 
     def build_mi():
-        m = min(s["mi_n"], s["n_test"])
-        h_t = represent(teacher, x1[te][:m]).cpu().numpy()
-        h_s = represent(nokd, x2[te][:m]).cpu().numpy()
+        h_t = represent(d["teacher"], d["x1"][te][:m]).cpu().numpy()
+        h_s = represent(d["nokd"], d["x2"][te][:m]).cpu().numpy()
         est = make_estimator(s, ctx.device)
-        return mi_triplet(h_t, h_s, y[te][:m].cpu().numpy(), est, repeats=s["mi_repeats"], seed=seed)
+        return mi_triplet(h_t, h_s, d["y"][te][:m].cpu().numpy(), est, repeats=s["mi_repeats"], seed=d["seed"])
 
-    mi = ctx.cached("synthetic_mi", {**data_cfg, **train_cfg, **{k: s[k] for k in MI_KEYS}}, build_mi)
+    mi = ctx.cached("synthetic_mi", {**d["cfg"], **{k: s[k] for k in MI_KEYS}}, build_mi)
     truth = optimal_linear_mi(s["p"], s["sigma12"], s["sigma13"], s["sigma23"])
-    n_mi = min(s["mi_n"], s["n_test"])
-    values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], n_mi, truth)
-    return TrialOutput(
-        metrics=metrics, gain_metric="mse", kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"], mi=values
-    )
+    return mi_values(mi, s["mi_estimator"], s["mi_repeats"], m, truth)

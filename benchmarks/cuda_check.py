@@ -1,0 +1,135 @@
+"""The stacked engine on a device, checked against the single-model reference on the same device.
+
+    python benchmarks/cuda_check.py [--device cuda] [--data-dir DIR]
+
+Needs no Ray, DuckDB or latentmi (the device machine has none): it calls the engine's bundle and
+reference functions directly, the way a Ray worker does. Prints JSON lines:
+  family       stacked vs single after a few optimizer steps, per network family: max |param diff|
+               relative to the largest weight (ok below 1e-4: float32 rounding, a few steps)
+  bundle       a smoke sweep's grid points (synthetic_sigma12 and mnist_blur, MI by KSG) through
+               the stacked bundle vs each point through the reference trial: max metric differences,
+               wall seconds of each path
+  summary      ok true when every difference is within the tolerances the CPU tests use
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cchsweep import grid  # noqa: E402
+from cchsweep.execute import run_bundle, run_spec  # noqa: E402
+from cchsweep.models import MLP  # noqa: E402
+from cchsweep.stack import Member, Recipe, train_single, train_stacked  # noqa: E402
+from cchsweep.trials import mnist, synthetic  # noqa: E402
+from searchspaces import STUDIES  # noqa: E402
+
+
+def emit(**row) -> dict:
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def max_param_diff(a, b) -> float:
+    """max |single - stacked| over every parameter, relative to the largest parameter magnitude."""
+    diff = max(max((p - q).abs().max().item() for p, q in zip(m.parameters(), n.parameters())) for m, n in zip(a, b))
+    return diff / max(p.abs().max().item() for m in a for p in m.parameters())
+
+
+def families(device: str) -> list[dict]:
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    x = torch.randn(1000, 100, generator=g).to(device)
+    y = torch.randn(1000, 1, generator=g).to(device)
+    t = (y * 0.5).to(device)
+    reg = Recipe(lambda: MLP(100, [64], 1), synthetic._loss, synthetic._stacked_loss, "adam", 0.01, 1, 250)
+    members = [Member(0, 0, x, {"y": y, "teacher": y}, {"lam": 0.0})] + [
+        Member(i, 1, x, {"y": y, "teacher": t}, {"lam": lam}) for i, lam in ((1, 0.3), (2, 0.8))
+    ]
+    diff = max_param_diff(train_single(reg, members, device), train_stacked(reg, members, device))
+    rows.append(emit(check="family", family="synthetic MLP, Adam", steps=4, max_rel_param_diff=diff, ok=diff < 1e-4))
+    xm = torch.rand(1024, 784, generator=g).to(device)
+    ym = torch.randint(0, 10, (1024,), generator=g).to(device)
+    logits = (torch.randn(1024, 10, generator=g) * 3).to(device)
+    cls = Recipe(
+        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"), mnist._loss, mnist._stacked_loss, "sgd", 0.1, 1, 64
+    )
+    members = [Member(0, 0, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0, "lam": 0.0})] + [
+        Member(1, 1, xm, {"y": ym, "teacher": logits}, {"temperature": temp, "lam": 0.5}) for temp in (1.0, 3.0, 4.0)
+    ]
+    diff = max_param_diff(train_single(cls, members, device), train_stacked(cls, members, device))
+    rows.append(emit(check="family", family="MNIST MLP, SGD, KD", steps=16, max_rel_param_diff=diff, ok=diff < 1e-4))
+    return rows
+
+
+def bundles(device: str, data_dir: str) -> list[dict]:
+    rows = []
+    for study, overrides, acc in (
+        ("synthetic_sigma12", ["mi_estimator=ksg", "epochs=10"], None),
+        ("mnist_blur", ["mi_estimator=ksg", "epochs=3"], 1 / 500),
+    ):
+        plan = grid.plan(STUDIES[study], "smoke", overrides)
+        specs = [
+            {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
+            for t in plan.trials
+        ]
+        root = Path(tempfile.mkdtemp(prefix="cuda_check_"))
+        engine = {"cpus": 1, "gpu": 1.0, "data_dir": data_dir, "device": device}
+        if STUDIES[study].prepare is not None:
+            STUDIES[study].prepare(Path(data_dir), root / "s", [{**t.settings, **t.params} for t in plan.trials])
+            STUDIES[study].prepare(Path(data_dir), root / "r", [{**t.settings, **t.params} for t in plan.trials])
+        t0 = time.perf_counter()
+        got = run_bundle(specs, {**engine, "cache_dir": str(root / "s")})
+        stacked_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ref = [run_spec(s, {**engine, "cache_dir": str(root / "r")}) for s in specs]
+        single_s = time.perf_counter() - t0
+        worst: dict[str, float] = {}
+        for a, b in zip(got, ref):
+            for model in b.metrics:
+                for metric, value in b.metrics[model].items():
+                    d = abs(a.metrics[model][metric] - value) / (abs(value) if metric == "mse" else 1.0)
+                    worst[metric] = max(worst.get(metric, 0.0), d)
+        ok = worst.get("mse", 0.0) <= 1e-3 and worst.get("acc", 0.0) <= (acc or 1.0) + 1e-9
+        rows.append(
+            emit(
+                check="bundle",
+                study=study,
+                points=len(specs),
+                device=got[0].device,
+                max_rel_mse_diff=worst.get("mse"),
+                max_acc_diff=worst.get("acc"),
+                stacked_s=round(stacked_s, 2),
+                single_s=round(single_s, 2),
+                ok=ok,
+            )
+        )
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--data-dir", default=os.environ.get("CCHSWEEP_DATA"))
+    args = ap.parse_args()
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        sys.exit("cuda_check: no CUDA device here; pass --device cpu to run the same checks on the CPU")
+    rows = families(args.device)
+    if args.data_dir:
+        rows += bundles(args.device, args.data_dir)
+    emit(check="summary", ok=all(r["ok"] for r in rows), checks=len(rows), torch=torch.__version__,
+         device=torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu")
+
+
+if __name__ == "__main__":
+    main()

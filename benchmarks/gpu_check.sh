@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The device check: run it on any machine with an NVIDIA GPU and torch (no Ray, DuckDB or latentmi
+# needed), from the repository root, in well under 8 minutes on an H100/H200:
+#
+#   bash benchmarks/gpu_check.sh            # results under $OUT (default: a new temp folder)
+#
+# 1. benchmarks/cuda_check.py: stacked vs single-model training on CUDA, per network family, and the
+#    smoke grids of synthetic_sigma12 and mnist_blur through the bundle engine vs the reference trial.
+# 2. benchmarks/sweep_speed.py --full --device cuda: the speed figures and both MNIST paper grids'
+#    training on one GPU (through the CLI when Ray is installed, else the bundle engine in-process).
+# 3. GPU utilisation sampled once a second by nvidia-smi during both, summarised at the end.
+#
+# Data: $CCHSWEEP_DATA, else ./.devdata (copy mnist/ and bsds500/ there: benchmarks/device_prep.sh).
+# Wheels: any in ./.whl are installed to /tmp/site first (the device tool's convention).
+# A rehearsal on a CPU machine: DEVICE=cpu SPEED_ARGS=--quick bash benchmarks/gpu_check.sh
+set -euo pipefail
+DEVICE=${DEVICE:-cuda}
+SPEED_ARGS=${SPEED_ARGS:---full}
+OUT=${OUT:-$(mktemp -d)}
+cd "$(dirname "$0")/.."
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+export PYTHONPATH=$PWD:${PYTHONPATH:-}
+export CCHSWEEP_DATA=${CCHSWEEP_DATA:-$PWD/.devdata}
+export CCHSWEEP_OFFLINE=1 PYTHONUNBUFFERED=1
+python3 -c 'import json, torch; print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda,
+  "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}))' | tee "$OUT/env.json"
+nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -l 1 \
+  > "$OUT/gpu_util.csv" 2>/dev/null &
+SMI=$!
+trap 'kill $SMI 2>/dev/null || true' EXIT
+status=0
+timeout 150 python3 benchmarks/cuda_check.py --device "$DEVICE" 2>&1 | tee "$OUT/cuda_check.jsonl" || status=1
+timeout 330 python3 benchmarks/sweep_speed.py $SPEED_ARGS --device "$DEVICE" 2>&1 | tee "$OUT/sweep_speed.jsonl" || status=1
+kill $SMI 2>/dev/null || true
+python3 - "$OUT/gpu_util.csv" <<'PY' | tee "$OUT/gpu_util.json"
+import json, sys
+rows = [line.split(", ") for line in open(sys.argv[1]) if line.count(",") == 2]
+util = [float(r[1]) for r in rows if r[1].strip().replace(".", "").isdigit()]
+mem = [float(r[2]) for r in rows if r[2].strip().replace(".", "").isdigit()]
+print(json.dumps({"gpu_util_samples": len(util), "gpu_util_mean": round(sum(util) / len(util), 1) if util else None,
+                  "gpu_util_max": max(util, default=None), "gpu_mem_max_mib": max(mem, default=None)}))
+PY
+exit $status

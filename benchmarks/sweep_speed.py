@@ -1,0 +1,240 @@
+"""Training speed, side by side in one run: the obvious loop, the per-trial engine, the stacked engine.
+
+    python benchmarks/sweep_speed.py [--quick] [--full] [--device cpu|cuda] [--data-dir DIR]
+
+Prints one JSON line per measurement and a summary line ({"summary": true, ...}) with:
+  naive_s_per_student_epoch   the obvious DataLoader loop, one MNIST KD student (784-1024-256-10,
+                              SGD, batch 64), per 60,000-sample epoch
+  engine_s_per_student_epoch  the stacked engine (cchsweep.stack), K students of one bundle, per student
+  speedup_vs_naive
+  synthetic_per_trial_s_per_model  the per-trial path (train.fit, one model) at paper settings
+                              (100-64-1, Adam, batch 500, n = 10,000, 300 epochs)
+  synthetic_stacked_s_per_model    the stacked engine, the models of one paper-grid bundle
+  synthetic_speedup
+  grid_wall_s (--full)        both MNIST paper grids' training (mnist_blur + mnist_alpha: 140 models,
+                              paper hyperparameters) end to end through the CLI when Ray is installed,
+                              else through the bundle engine in this process (grid_via says which);
+                              MI by KSG on 1,000 digits so the figure is the training's.
+Epoch times are measured over a slice of the epoch (--quick: fewer steps) and scaled to 60,000 samples.
+Data: the MNIST files under --data-dir / $CCHSWEEP_DATA when present, else random pixels of the same
+shape (the arithmetic is identical); `data` in the output says which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from cchsweep.kd import classification_kd_loss  # noqa: E402
+from cchsweep.models import MLP  # noqa: E402
+from cchsweep.stack import Member, Recipe, train_stacked  # noqa: E402
+from cchsweep.train import fit  # noqa: E402
+from cchsweep.trials import mnist as mnist_trial  # noqa: E402
+from cchsweep.trials import synthetic as synthetic_trial  # noqa: E402
+
+EPOCH = 60_000
+BATCH = 64
+
+
+def emit(**row) -> dict:
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def mnist_arrays(data_dir: str | None, n: int, device: str):
+    """n MNIST training digits (real if found, else random pixels), labels and fake teacher logits."""
+    source = "random"
+    x = torch.rand(n, 784)
+    y = torch.randint(0, 10, (n,))
+    if data_dir:
+        try:
+            from cchsweep.data.mnist import load_mnist
+
+            images, labels = load_mnist(Path(data_dir), "train")
+            x = torch.from_numpy(images[:n].reshape(n, 784).astype("float32") / 255.0)
+            y = torch.from_numpy(labels[:n].astype("int64"))
+            source = "mnist"
+        except Exception:  # noqa: BLE001 - a benchmark falls back to the same shapes
+            pass
+    teacher = torch.randn(n, 10) * 3
+    return x.to(device), y.to(device), teacher.to(device), source
+
+
+def naive_epoch(x, y, teacher, device: str, steps: int) -> float:
+    """The obvious loop: a DataLoader over CPU tensors, batches moved to the device each step."""
+    from torch.utils.data import DataLoader, TensorDataset
+
+    torch.manual_seed(0)
+    model = MLP(784, mnist_trial.HIDDEN, 10, activation="leaky_relu").to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.002)
+    loader = DataLoader(TensorDataset(x.cpu(), y.cpu(), teacher.cpu()), batch_size=BATCH, shuffle=True)
+    done, t0 = 0, 0.0
+    for xb, yb, tb in loader:
+        if done == 2:  # warm-up steps excluded
+            sync(device)
+            t0 = time.perf_counter()
+        xb, yb, tb = xb.to(device), yb.to(device), tb.to(device)
+        loss = classification_kd_loss(model(xb), yb, tb, 3.0, 0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        done += 1
+        if done == steps + 2:
+            break
+    sync(device)
+    return (time.perf_counter() - t0) / steps * (EPOCH / BATCH)
+
+
+def engine_epoch(x, y, teacher, device: str, k: int, steps: int) -> float:
+    """K KD students of one bundle (shared inputs and batch order, own T) through the stacked engine."""
+    n = steps * BATCH
+    recipe = Recipe(
+        build=lambda: MLP(784, mnist_trial.HIDDEN, 10, activation="leaky_relu"),
+        loss=mnist_trial._loss,
+        stacked_loss=mnist_trial._stacked_loss,
+        optimizer="sgd",
+        lr=0.002,
+        epochs=1,
+        batch_size=BATCH,
+    )
+    members = [
+        Member(1, 1, x[:n], {"y": y[:n], "teacher": teacher[:n]}, {"temperature": 1.0 + i % 4, "lam": 0.5})
+        for i in range(k)
+    ]
+    small = [Member(1, 1, x[: 2 * BATCH], {k: v[: 2 * BATCH] for k, v in m.targets.items()}, m.coefs) for m in members]
+    train_stacked(recipe, small, device)  # warm-up (allocator, kernels)
+    sync(device)
+    t0 = time.perf_counter()
+    train_stacked(recipe, members, device)
+    sync(device)
+    return (time.perf_counter() - t0) / k * (EPOCH / n)
+
+
+def synthetic_models(device: str, k: int, epochs: int):
+    """Per model at the paper's synthetic settings: the per-trial path (one train.fit) and the stack."""
+    import numpy as np
+
+    from cchsweep.data.synthetic import sample
+
+    n, p = 10_000, 100
+    data = []
+    for i in range(k):  # one bundle of the paper grid: its (sigma12, seed) data sets
+        x1, x2, y = (torch.from_numpy(a).to(device) for a in sample(n, p, 0.1 * (i % 8), 0.9, 0.4, np.random.default_rng(i)))
+        data.append((x2, y[:, None]))
+    recipe = Recipe(
+        build=lambda: MLP(p, [64], 1),
+        loss=synthetic_trial._loss,
+        stacked_loss=synthetic_trial._stacked_loss,
+        optimizer="adam",
+        lr=0.01,
+        epochs=epochs,
+        batch_size=500,
+    )
+    torch.manual_seed(0)
+    single = MLP(p, [64], 1).to(device)
+    x2, y = data[0]
+    sync(device)
+    t0 = time.perf_counter()
+    fit(single, x2, lambda out, idx: torch.nn.functional.mse_loss(out, y[idx]), optimizer="adam", lr=0.01,
+        epochs=epochs, batch_size=500, seed=1)
+    sync(device)
+    per_trial = (time.perf_counter() - t0) * 300 / epochs
+    members = [Member(i, i, x, {"y": t, "teacher": t}, {"lam": 0.0}) for i, (x, t) in enumerate(data)]
+    sync(device)
+    t0 = time.perf_counter()
+    train_stacked(recipe, members, device)
+    sync(device)
+    stacked = (time.perf_counter() - t0) / k * 300 / epochs
+    return per_trial, stacked
+
+
+def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
+    """Both MNIST paper grids' training, MI by KSG on 1,000 digits."""
+    sets = ["--set", "mi_estimator=ksg", "--set", "mi_n=1000"]
+    out = Path(tempfile.mkdtemp(prefix="sweep_speed_"))
+    env = dict(os.environ, **({"CCHSWEEP_DATA": data_dir} if data_dir else {}))
+    t0 = time.perf_counter()
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        from cchsweep import grid
+        from cchsweep.execute import run_bundle
+        from searchspaces import STUDIES
+
+        for name in ("mnist_blur", "mnist_alpha"):
+            plan = grid.plan(STUDIES[name], "paper", [s for s in sets if s != "--set"])
+            engine = {"cache_dir": str(out / "cache"), "cpus": 1, "gpu": 1.0, "data_dir": data_dir, "device": device}
+            STUDIES[name].prepare(Path(data_dir) if data_dir else None, out / "cache", [{**t.settings, **t.params} for t in plan.trials])
+            for bundle in grid.bundles(plan.study, plan.trials, len(plan.trials)):
+                specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
+                         for t in bundle]
+                run_bundle(specs, engine)
+        return time.perf_counter() - t0, "engine"
+    for name in ("mnist_blur", "mnist_alpha"):
+        subprocess.run([sys.executable, "-m", "cchsweep", "run", name, "--profile", "paper", *sets, "--db",
+                        str(out / "grid.duckdb")], check=True, cwd=ROOT, env=env)
+    return time.perf_counter() - t0, "cli"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer steps (under 2 minutes on 2 CPU cores)")
+    ap.add_argument("--full", action="store_true", help="also time both MNIST paper grids end to end")
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--data-dir", default=os.environ.get("CCHSWEEP_DATA"))
+    ap.add_argument("--students", type=int, help="KD students per stack (default: 20 on CPU, 100 on GPU)")
+    args = ap.parse_args()
+    device = args.device
+    gpu = device.startswith("cuda")
+    if not gpu:
+        torch.set_num_threads(1)  # what one Ray worker gets: one CPU per bundle
+    steps = 30 if args.quick else 150
+    k = args.students or (100 if gpu else 20)
+    x, y, teacher, source = mnist_arrays(args.data_dir, max(steps, 40) * BATCH, device)
+
+    naive = emit(measure="naive_s_per_student_epoch", value=naive_epoch(x, y, teacher, device, steps), steps=steps)
+    engine = emit(measure="engine_s_per_student_epoch", value=engine_epoch(x, y, teacher, device, k, steps),
+                  students=k, steps=steps)
+    syn_k, syn_epochs = (80, 300) if gpu else (40, 3 if args.quick else 15)
+    per_trial, stacked = synthetic_models(device, syn_k, syn_epochs)
+    emit(measure="synthetic_per_model_s", per_trial=per_trial, stacked=stacked, models=syn_k, epochs=syn_epochs)
+    summary = {
+        "summary": True,
+        "device": torch.cuda.get_device_name() if gpu else platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "data": source,
+        "naive_s_per_student_epoch": round(naive["value"], 4),
+        "engine_s_per_student_epoch": round(engine["value"], 4),
+        "speedup_vs_naive": round(naive["value"] / engine["value"], 2),
+        "engine_students": k,
+        "synthetic_per_trial_s_per_model": round(per_trial, 3),
+        "synthetic_stacked_s_per_model": round(stacked, 3),
+        "synthetic_speedup": round(per_trial / stacked, 2),
+        "synthetic_models": syn_k,
+    }
+    if args.full:
+        wall, via = grid_wall(device, args.data_dir)
+        summary.update(grid_wall_s=round(wall, 1), grid_via=via)
+    emit(**summary)
+
+
+if __name__ == "__main__":
+    main()
