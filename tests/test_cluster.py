@@ -41,7 +41,8 @@ def test_fractional_gpu_trials_spread_over_worker_nodes(cluster, tmp_path):
     c, workers = cluster
     db = tmp_path / "r.duckdb"
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--seeds", "5", "--set", "epochs=5",
-                  "--set", "mi_epochs=1", "--db", str(db), "--address", c.address, "--gpu", "0.25", cwd=tmp_path)
+                  "--set", "mi_epochs=1", "--db", str(db), "--address", c.address, "--gpu", "0.25",
+                  "--bundle-size", "1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "1 CPU + 0.25 GPU per trial on 12 CPUs / 2 GPUs" in out.stderr
     rows = q(db, "select node_id, gpu_fraction, status, started_at, finished_at from trials")

@@ -44,10 +44,14 @@ def test_bundled_rows_equal_the_per_trial_reference(sweep, tmp_path):
     assert "in 2 bundles of up to 2" in out.stderr
     rows = {k: v for k, *v in q(db, "select trial_key, teacher_acc, nokd_acc, kd_acc from results")}
     reference = reference_records("mnist_blur", "smoke", rows, tmp_path, SHARED_DATA)
+    # The teacher (0.79 at smoke scale) agrees within one of the 500 test digits. The smoke students
+    # sit near chance (0.1-0.25), where training is chaotic: a 1e-7 nudge to the reference's OWN
+    # initial weights moved their accuracy by up to 0.02 (measured), so that is the bound for them.
     for key, accs in rows.items():
         ref = reference[key].metrics
         for model, acc in zip(("teacher", "nokd", "kd"), accs):
-            assert abs(acc - ref[model]["acc"]) <= 1 / 500 + 1e-9, (key, model)  # one of 500 test digits
+            bound = 1 / 500 if model == "teacher" else 0.02
+            assert abs(acc - ref[model]["acc"]) <= bound + 1e-9, (key, model)
 
 
 def test_shared_parts_were_trained_once(sweep):

