@@ -94,8 +94,10 @@ def run_sweep(
     resources = ray.cluster_resources() if ray else {}
     if ray is not None:
         check_storage_is_shared(ray.nodes(), storage, shared_storage)
-    # A bundle trains its models as stacks on one device: it asks for a whole GPU where there is one.
-    wanted = 1.0 if plan.study.bundle and search is None else plan.study.resources.gpu
+    # A bundle trains its models as stacks on one device: it asks for a whole GPU where there is one
+    # (studies that use no GPU, such as TCGA's 64-unit networks, keep asking for none).
+    bundled = plan.study.bundle is not None and search is None
+    wanted = 1.0 if bundled and plan.study.resources.gpu > 0 else plan.study.resources.gpu
     gpu_fraction = gpu_per_trial(gpu, wanted, resources)
     cpus = plan.study.resources.cpu
     slots = int(resources.get("GPU", 0) // gpu_fraction) if gpu_fraction else int(resources.get("CPU", 1) // cpus)

@@ -43,7 +43,7 @@ class Member:
 class Recipe:
     """How every member of a stack is built and trained (the settings `train.fit` takes)."""
 
-    build: Callable[[], MLP]
+    build: Callable[[], nn.Module]  # models.MLP for train_stacked; any module for train_single
     loss: SingleLoss
     stacked_loss: StackedLoss
     optimizer: str
@@ -57,7 +57,7 @@ class Recipe:
 class StackedMLP(nn.Module):
     """K `models.MLP`s of one shape as batched matmuls: layer i has weight [K, in, out], bias [K, 1, out]."""
 
-    def __init__(self, models: Sequence[MLP]):
+    def __init__(self, models: Sequence[nn.Module]):
         super().__init__()
         linears = [_linears(m) for m in models]
         self.k = len(models)
@@ -69,7 +69,8 @@ class StackedMLP(nn.Module):
             nn.Parameter(torch.stack([ls[i].bias.detach()[None, :] for ls in linears]).contiguous())
             for i in range(len(linears[0]))
         )
-        self.act = [m for m in models[0].body if not isinstance(m, nn.Linear)][0] if len(linears[0]) > 1 else None
+        body: nn.Sequential = models[0].body  # type: ignore[assignment]
+        self.act = [m for m in body if not isinstance(m, nn.Linear)][0] if len(linears[0]) > 1 else None
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         for w, b in zip(list(self.weights)[:-1], list(self.biases)[:-1]):
@@ -80,7 +81,7 @@ class StackedMLP(nn.Module):
         return _affine(self.representation(x), self.weights[-1], self.biases[-1])
 
     @torch.no_grad()
-    def copy_into(self, models: Sequence[MLP]) -> None:
+    def copy_into(self, models: Sequence[nn.Module]) -> None:
         """Write member k's weights into models[k] (a single MLP of the same shape)."""
         for k, m in enumerate(models):
             for i, lin in enumerate(_linears(m)):
@@ -96,13 +97,13 @@ def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(b, x, w)
 
 
-def _linears(model: MLP) -> list[nn.Linear]:
+def _linears(model: nn.Module) -> list[nn.Linear]:
     if not isinstance(model, MLP):
         raise TypeError(f"stacked training supports models.MLP, not {type(model).__name__}")
     return [m for m in model.body if isinstance(m, nn.Linear)] + [model.head]
 
 
-def build_members(recipe: Recipe, members: Sequence[Member], device: torch.device | str) -> list[MLP]:
+def build_members(recipe: Recipe, members: Sequence[Member], device: torch.device | str) -> list[nn.Module]:
     """Each member's model exactly as the single path builds it: seed, then construct."""
     models = []
     for m in members:
@@ -116,9 +117,9 @@ def train_single(
     members: Sequence[Member],
     device: torch.device | str,
     on_epoch: Callable[[int], None] | None = None,
-) -> list[MLP]:
+) -> list[nn.Module]:
     """The reference path: one model at a time through train.fit (on_epoch is not called)."""
-    out = []
+    out: list[nn.Module] = []
     for member, model in zip(members, build_members(recipe, members, device)):
 
         def loss(pred: torch.Tensor, idx: torch.Tensor, m: Member = member) -> torch.Tensor:
@@ -128,7 +129,7 @@ def train_single(
     return out
 
 
-def _fit(recipe: Recipe, model: MLP, inputs: torch.Tensor, loss, seed: int) -> MLP:
+def _fit(recipe: Recipe, model: nn.Module, inputs: torch.Tensor, loss, seed: int) -> nn.Module:
     return fit(
         model,
         inputs,
@@ -175,7 +176,7 @@ def train_stacked(
     members: Sequence[Member],
     device: torch.device | str,
     on_epoch: Callable[[int], None] | None = None,
-) -> list[MLP]:
+) -> list[nn.Module]:
     """Train the members as stacks; returns single models (eval mode) with the trained weights.
 
     On a GPU every member goes into one stack. On a CPU the arithmetic is already compute-bound
@@ -198,7 +199,7 @@ def _train_stack(
     members: Sequence[Member],
     device: torch.device | str,
     on_epoch: Callable[[int], None] | None,
-) -> list[MLP]:
+) -> list[nn.Module]:
     sizes = {m.inputs.shape[0] for m in members} | {t.shape[0] for m in members for t in m.targets.values()}
     if len(sizes) != 1:
         raise ValueError(f"stacked members must share their number of training rows; got {sorted(sizes)}")

@@ -7,7 +7,7 @@ per estimate (mean and standard error in the mi table), 5 seeds.
 """
 
 from cchsweep.study import Profile, Resources, Study
-from cchsweep.trials.tcga import check_data, estimators_trial, validate
+from cchsweep.trials.tcga import CROSSMODAL_VARY, check_data, estimators_bundle, estimators_trial, validate
 from searchspaces.tcga_noise import PAPER, PARAMS, SEEDS, SMOKE
 
 NAME = "tcga_estimators"
@@ -45,6 +45,8 @@ STUDY = Study(
         ),
     },
     trial=estimators_trial,
+    bundle=estimators_bundle,
+    bundle_vary=CROSSMODAL_VARY,
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
     check_data=check_data,

@@ -23,7 +23,7 @@ Run both paper profiles into one --db: the cache and the results view are shared
 
 from cchsweep.mi.triplet import ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.tcga import MI_SPLITS, check_data, crossmodal_trial, validate
+from cchsweep.trials.tcga import CROSSMODAL_VARY, MI_SPLITS, check_data, crossmodal_bundle, crossmodal_trial, validate
 
 NAME = "tcga_noise"
 
@@ -145,6 +145,8 @@ STUDY = Study(
         "smoke": Profile(grid=_grid("brca", ["mrna"], SMOKE_NOISE, [0]), settings=SMOKE),
     },
     trial=crossmodal_trial,
+    bundle=crossmodal_bundle,
+    bundle_vary=CROSSMODAL_VARY,
     resources=Resources(cpu=1, gpu=0),  # 64-unit MLPs on <= 774 patients: a GPU would only add overhead
     validate=validate,
     reference=REFERENCE,

@@ -1,7 +1,8 @@
 """The one cross-modal KD pipeline: teacher -> no-KD student -> KD student -> MI triplet, per estimator.
 
 The TCGA (cchsweep.trials.tcga) and CMU-MOSEI (cchsweep.trials.mosei) trials differ only in their
-data, networks and optimiser; each builds a `Pairing` and calls `run`:
+data, networks and optimiser; each builds a `Pairing` per grid point and calls `run` (one point, one
+network at a time: the reference) or `run_bundle` (many points, their networks trained as stacks):
 
 1. the teacher (clean teacher modality, init and shuffle seed 2*seed) and the no-KD student
    (student modality, 2*seed+1), both trained with cross-entropy and cached (kinds
@@ -25,16 +26,17 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from cchsweep.kd import classification_kd_loss
+from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.triplet import estimate_one, mi_values
-from cchsweep.study import MIValue, TrialContext, TrialOutput
-from cchsweep.train import LossFn, cpu_state, predict, represent, with_state
+from cchsweep.stack import Member, Recipe, train_single, train_stacked
+from cchsweep.study import MIValue, TrainFn, TrialContext, TrialOutput
+from cchsweep.train import cpu_state, predict, represent, with_state
 
 ROLES = ("teacher", "student")
+KINDS = {"teacher": "teacher", "student": "nokd"}
 
 
 @dataclass
@@ -49,45 +51,92 @@ class Pairing:
     teacher_noisy: tuple[torch.Tensor, torch.Tensor]  # the teacher's noisy train and test rows
     mi_rows: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (train, test) rows -> the rows MI sees
     labels: np.ndarray  # the MI rows' labels, one-hot
-    build: Callable[[str, int], nn.Module]  # (role, init seed) -> an untrained network (seeds torch's RNG)
-    train: Callable[[nn.Module, torch.Tensor, LossFn, int], nn.Module]  # (net, inputs, loss, order seed)
+    recipes: Mapping[str, Recipe]  # role -> how its network is built and trained (shared by a bundle's pairings)
     keys: Mapping[str, dict]  # role -> cache key of its network; "mi" -> base key of its MI
     noise_key: dict  # what of the noise I_TS depends on
+    seed: int = 0
+
+    def member(self, role: str, teacher_logits: torch.Tensor | None = None, coefs=None) -> Member:
+        """Role's network as a stack member: init and batch order 2*seed (teacher), 2*seed+1 (students);
+        cross-entropy alone unless teacher logits and (temperature, lam) are given."""
+        init = 2 * self.seed if role == "teacher" else 2 * self.seed + 1
+        if teacher_logits is None:  # unused at lam = 0; the stacked loss still wants a tensor
+            teacher_logits = torch.zeros(len(self.y_train), self.labels.shape[1], device=self.y_train.device)
+        return Member(init, init, self.x_train[role], {"y": self.y_train, "teacher": teacher_logits}, coefs or PLAIN)
 
 
-def no_kd_networks(ctx: TrialContext, p: Pairing, seed: int) -> tuple[nn.Module, nn.Module]:
-    """The teacher and the no-KD student, trained with cross-entropy once and then read from the cache."""
-
-    def ce(out, idx):
-        return F.cross_entropy(out, p.y_train[idx])
-
-    kinds = {"teacher": f"{p.prefix}_teacher", "student": f"{p.prefix}_nokd"}
-    teacher, nokd = (
-        with_state(p.build(role, 0), ctx.cached(kinds[role], p.keys[role], partial(_state, p, role, seed, ce)))
-        for role in ROLES
-    )
-    return teacher, nokd
+PLAIN = {"temperature": 1.0, "lam": 0.0}  # eq. (2) at lam = 0: plain cross-entropy
 
 
-def _state(p: Pairing, role: str, seed: int, loss: LossFn) -> dict[str, torch.Tensor]:
-    return cpu_state(_trained(p, role, seed, loss))
+def kd_loss(out: torch.Tensor, batch: Mapping[str, torch.Tensor], coefs: Mapping[str, float]) -> torch.Tensor:
+    return classification_kd_loss(out, batch["y"], batch["teacher"], coefs["temperature"], coefs["lam"])
 
 
-def _trained(p: Pairing, role: str, seed: int, loss: LossFn) -> nn.Module:
-    init = 2 * seed if role == "teacher" else 2 * seed + 1
-    return p.train(p.build(role, init), p.x_train[role], loss, init)
+def stacked_kd_loss(out, batch, coefs) -> torch.Tensor:
+    return stacked_classification_kd_losses(out, batch["y"], batch["teacher"], coefs["temperature"], coefs["lam"])
+
+
+def train_grouped(train: TrainFn, members: Sequence[tuple[Recipe, Member]], device) -> list[nn.Module]:
+    """Train (recipe, member) pairs, one stack per recipe; the models come back in the given order."""
+    out: list[nn.Module | None] = [None] * len(members)
+    by_recipe: dict[int, list[int]] = {}
+    for i, (recipe, _) in enumerate(members):
+        by_recipe.setdefault(id(recipe), []).append(i)
+    for indices in by_recipe.values():
+        recipe = members[indices[0]][0]
+        for i, model in zip(indices, train(recipe, [members[i][1] for i in indices], device)):
+            out[i] = model
+    return out  # type: ignore[return-value]
+
+
+def no_kd_networks(
+    ctx: TrialContext, pairings: Sequence[Pairing], train: TrainFn = train_single
+) -> list[tuple[nn.Module, nn.Module]]:
+    """Each pairing's teacher and no-KD student: trained with cross-entropy once (the missing ones
+    together), then read from the cache."""
+    roles = [(p, role) for p in pairings for role in ROLES]
+    items = [(f"{p.prefix}_{KINDS[role]}", p.keys[role]) for p, role in roles]
+
+    def build(missing: list[int]) -> list[dict[str, torch.Tensor]]:
+        members = [(roles[i][0].recipes[roles[i][1]], roles[i][0].member(roles[i][1])) for i in missing]
+        ctx.progress(f"training {len(members)} teachers and no-KD students")
+        return [cpu_state(m) for m in train_grouped(train, members, _device(pairings[0]))]
+
+    states = ctx.cached_many(items, build)
+    nets = [with_state(p.recipes[role].build().to(_device(p)), st) for (p, role), st in zip(roles, states)]
+    return [(nets[2 * i], nets[2 * i + 1]) for i in range(len(pairings))]
 
 
 def run(ctx: TrialContext, s: Mapping[str, Any], p: Pairing, estimators: Sequence[str]) -> TrialOutput:
+    """One grid point, one network at a time (the reference path)."""
+    return run_bundle(ctx, [s], [p], estimators, train_single)[0]
+
+
+def run_bundle(
+    ctx: TrialContext,
+    points: Sequence[Mapping[str, Any]],
+    pairings: Sequence[Pairing],
+    estimators: Sequence[str],
+    train: TrainFn = train_stacked,
+) -> list[TrialOutput]:
+    """Grid points (merged settings) with their pairings: baselines, then every KD student together."""
+    distinct: dict[str, Pairing] = {}
+    for p in pairings:
+        distinct.setdefault(repr((p.keys["teacher"], p.keys["student"])), p)
+    baselines = dict(zip(distinct, no_kd_networks(ctx, list(distinct.values()), train)))
+    nets = [baselines[repr((p.keys["teacher"], p.keys["student"]))] for p in pairings]
+    kd_members = []
+    for s, p, (teacher, _) in zip(points, pairings, nets):
+        t_logits = predict(teacher, p.teacher_noisy[0])  # the frozen teacher's soft targets, noisy input
+        coefs = {"temperature": float(s["temperature"]), "lam": float(s["lam"])}
+        kd_members.append((p.recipes["student"], p.member("student", t_logits, coefs)))
+    ctx.progress(f"training {len(kd_members)} KD students")
+    kd_nets = train_grouped(train, kd_members, _device(pairings[0]))
+    return [_output(ctx, s, p, t, n, kd, estimators) for s, p, (t, n), kd in zip(points, pairings, nets, kd_nets)]
+
+
+def _output(ctx, s, p: Pairing, teacher, nokd, kd, estimators: Sequence[str]) -> TrialOutput:
     seed = int(s["seed"])
-    temperature, lam = float(s["temperature"]), float(s["lam"])
-    teacher, nokd = no_kd_networks(ctx, p, seed)
-    t_logits = predict(teacher, p.teacher_noisy[0])  # the frozen teacher's soft targets, noisy input
-
-    def kd_loss(out, idx):
-        return classification_kd_loss(out, p.y_train[idx], t_logits[idx], temperature, lam)
-
-    kd = _trained(p, "student", seed, kd_loss)  # the no-KD student's initial weights and batch order
     metrics = {
         "teacher": classification_metrics(predict(teacher, p.x_test["teacher"]), p.y_test),
         "nokd": classification_metrics(predict(nokd, p.x_test["student"]), p.y_test),
@@ -114,6 +163,10 @@ def run(ctx: TrialContext, s: Mapping[str, Any], p: Pairing, estimators: Sequenc
         mi += mi_values({"i_ts": i_ts, **label_mi}, estimator, s["mi_repeats"], len(p.labels))
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
+
+
+def _device(p: Pairing) -> torch.device:
+    return p.y_train.device
 
 
 def _label_mi(

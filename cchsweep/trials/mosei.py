@@ -43,6 +43,7 @@ noise level, temperature and lambda reuses them.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,8 +57,8 @@ from cchsweep.data.mosei import MODALITIES, check_file, default_path, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.stack import Recipe
 from cchsweep.study import TrialContext, TrialOutput
-from cchsweep.train import fit
 from cchsweep.trials import crossmodal
 
 HIDDEN = (256, 128)  # Table 14; the 128-unit block is the representation H
@@ -160,23 +161,23 @@ class MoseiNet(nn.Module):
         return self.head(self.representation(x))
 
 
-def _net(in_dim: int, init_seed: int, dev: torch.device) -> MoseiNet:
-    torch.manual_seed(init_seed)
-    return MoseiNet(in_dim).to(dev)
+def _recipe(in_dim: int, s: Mapping[str, Any]) -> Recipe:
+    """Table 14 network, AdamW with a cosine schedule; one object per shape and settings."""
+    return _recipe_of(in_dim, float(s["lr"]), float(s["weight_decay"]), int(s["epochs"]), int(s["batch_size"]))
 
 
-def _fit(net: nn.Module, x: torch.Tensor, loss, order_seed: int, s: Mapping[str, Any]) -> nn.Module:
-    return fit(
-        net,
-        x,
-        loss,
+@functools.lru_cache(maxsize=64)
+def _recipe_of(in_dim: int, lr: float, weight_decay: float, epochs: int, batch_size: int) -> Recipe:
+    return Recipe(
+        build=lambda: MoseiNet(in_dim),
+        loss=crossmodal.kd_loss,
+        stacked_loss=crossmodal.stacked_kd_loss,
         optimizer="adamw",
-        lr=s["lr"],
-        weight_decay=s["weight_decay"],
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+        weight_decay=weight_decay,
         schedule="cosine",
-        epochs=s["epochs"],
-        batch_size=s["batch_size"],
-        seed=order_seed,
     )
 
 
@@ -205,14 +206,14 @@ def pairing(ctx: TrialContext, s: Mapping[str, Any], dev: torch.device) -> cross
         teacher_noisy=(torch.from_numpy(t_noisy_tr).to(dev), torch.from_numpy(t_noisy_te).to(dev)),
         mi_rows=lambda train, test: test[rows],
         labels=one_hot(y_te.numpy()[rows.cpu().numpy()], N_CLASSES),
-        build=lambda role, init_seed: _net(tr[mods[role]].shape[1], init_seed, dev),
-        train=lambda net, x, loss, order_seed: _fit(net, x, loss, order_seed, s),
+        recipes={role: _recipe(tr[m].shape[1], s) for role, m in mods.items()},
         keys={
             "teacher": {**train_cfg, "teacher_modality": t_mod},
             "student": {**train_cfg, "student_modality": s_mod},
             "mi": {**train_cfg, **{k: s[k] for k in MI_KEYS}, "teacher_modality": t_mod, "student_modality": s_mod},
         },
         noise_key={"noise": level, "noise_space": space},
+        seed=seed,
     )
 
 

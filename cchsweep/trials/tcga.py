@@ -38,7 +38,8 @@ Choices the paper leaves open (all documented in the study modules too):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
+from cchsweep.stack import Recipe, train_stacked
 from cchsweep.study import TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 from cchsweep.trials import crossmodal
@@ -162,7 +164,7 @@ def unimodal_pair(
     seed: int,
     s: Mapping[str, Any],
     dev: torch.device,
-) -> tuple[MLP, MLP]:
+) -> tuple[nn.Module, nn.Module]:
     """Teacher (clean teacher modality) and no-KD student, from the cache (as the cross-modal trial
     trains them; the fusion study's mi_source "unimodal" reads them).
 
@@ -170,8 +172,22 @@ def unimodal_pair(
     never the noise, temperature or lambda, so every noise level shares one teacher and baseline.
     """
     pairing = crossmodal_pairing(p, cohort, t_mod, s_mod, seed, 0.0, s, dev)
-    teacher, nokd = crossmodal.no_kd_networks(ctx, pairing, seed)
-    return teacher, nokd  # type: ignore[return-value]
+    return crossmodal.no_kd_networks(ctx, [pairing])[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _recipe(in_dim: int, classes: int, lr: float, epochs: int, batch_size: int) -> Recipe:
+    """Table 9 network (in -> 64 ReLU -> classes), Adam (Table 17); one object per shape and settings,
+    so the pairings of a bundle share it and their networks stack."""
+    return Recipe(
+        build=lambda: MLP(in_dim, [HIDDEN], classes),
+        loss=crossmodal.kd_loss,
+        stacked_loss=crossmodal.stacked_kd_loss,
+        optimizer=OPTIMIZER,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+    )
 
 
 def crossmodal_pairing(
@@ -181,13 +197,11 @@ def crossmodal_pairing(
     mods = {"teacher": t_mod, "student": s_mod}
     noisy_tr, noisy_te = noisy_teacher_inputs(p, t_mod, level, seed)
     split = s["mi_split"]
-
-    def build(role: str, init_seed: int) -> nn.Module:
-        return train_unimodal(p, mods[role], init_seed, None, s, dev, build=False)
-
-    def train(net: nn.Module, x: torch.Tensor, loss, order_seed: int) -> nn.Module:
-        return _fit(net, x, loss, order_seed, s)
-
+    n = len(p.y_train)
+    recipes = {
+        role: _recipe(p.x_train[m].shape[1], len(p.classes), float(s["lr"]), int(s["epochs"]), _batch(s, n))
+        for role, m in mods.items()
+    }
     key = {
         **{k: s.get(k, "") for k in TRAIN_KEYS},
         "cohort": cohort,
@@ -204,23 +218,39 @@ def crossmodal_pairing(
         teacher_noisy=(to_tensor(noisy_tr, dev), to_tensor(noisy_te, dev)),
         mi_rows=lambda train, test: torch.cat([train, test]) if split == "all" else test,
         labels=one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes)),
-        build=build,
-        train=train,
+        recipes=recipes,
         keys={"teacher": key, "student": key, "mi": {**key, **{k: s[k] for k in MI_KEYS}}},
         noise_key={"noise": level},
+        seed=seed,
     )
 
 
 def crossmodal_trial(
     params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext, estimators: tuple[str, ...] = ()
 ) -> TrialOutput:
-    """Tables 5-7: KD from a noisy teacher modality; MI by s['mi_estimator'] or each of `estimators`."""
+    """Tables 5-7: KD from a noisy teacher modality; MI by s['mi_estimator'] or each of `estimators`.
+    One point, one network at a time: the reference for `crossmodal_bundle`."""
     s = {**settings, **params}
+    return crossmodal.run(ctx, s, _pairing(ctx, s), estimators or (s["mi_estimator"],))
+
+
+def crossmodal_bundle(
+    points: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    ctx: TrialContext,
+    estimators: tuple[str, ...] = (),
+) -> list[TrialOutput]:
+    """Many points of one pairing (seeds, noise levels, T, lambda): every network trained as stacks."""
+    pts = [{**settings, **p} for p in points]
+    return crossmodal.run_bundle(
+        ctx, pts, [_pairing(ctx, s) for s in pts], estimators or (pts[0]["mi_estimator"],), train_stacked
+    )
+
+
+def _pairing(ctx: TrialContext, s: Mapping[str, Any]) -> crossmodal.Pairing:
     cohort, t_mod, s_mod, seed = s["cohort"], s["teacher_modality"], s["student_modality"], int(s["seed"])
-    dev = torch.device(ctx.device)
     p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
-    pairing = crossmodal_pairing(p, cohort, t_mod, s_mod, seed, float(s["noise"]), s, dev)
-    return crossmodal.run(ctx, s, pairing, estimators or (s["mi_estimator"],))
+    return crossmodal_pairing(p, cohort, t_mod, s_mod, seed, float(s["noise"]), s, torch.device(ctx.device))
 
 
 # --- fusion vs Fusion+KD (Figure 3, Tables 8, 18-21) -------------------------------------------
@@ -381,3 +411,13 @@ def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
     networks are trained once and every estimator sees the same representations, each with cache
     kinds of its own (tcga_mi_ts_<estimator>, ...). The results view has one row per estimator."""
     return crossmodal_trial(params, settings, ctx, estimators=ESTIMATORS)
+
+
+def estimators_bundle(
+    points: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], ctx: TrialContext
+) -> list[TrialOutput]:
+    return crossmodal_bundle(points, settings, ctx, estimators=ESTIMATORS)
+
+
+# What may differ between the points of one bundle (one pairing: cohort and modalities fixed).
+CROSSMODAL_VARY = ("seed", "noise", "temperature", "lam")
