@@ -5,7 +5,8 @@
 Needs no Ray, DuckDB or latentmi (the device machine has none): it calls the engine's bundle and
 reference functions directly, the way a Ray worker does. Prints JSON lines:
   family       stacked vs single after a few optimizer steps, per network family: max |param diff|
-               relative to the largest weight (ok below 1e-4: float32 rounding, a few steps)
+               relative to the largest weight (ok below 1e-4 for SGD, 1e-3 for Adam, whose g / sqrt(v)
+               magnifies rounding in near-zero gradients: the bounds tests/test_stack.py holds)
   bundle       a smoke sweep's grid points (synthetic_sigma12 and mnist_blur, MI by KSG) through
                the stacked bundle vs each point through the reference trial: max metric differences,
                wall seconds of each path
@@ -57,12 +58,12 @@ def families(device: str) -> list[dict]:
         Member(i, 1, x, {"y": y, "teacher": t}, {"lam": lam}) for i, lam in ((1, 0.3), (2, 0.8))
     ]
     diff = max_param_diff(train_single(reg, members, device), train_stacked(reg, members, device))
-    rows.append(emit(check="family", family="synthetic MLP, Adam", steps=4, max_rel_param_diff=diff, ok=diff < 1e-4))
+    rows.append(emit(check="family", family="synthetic MLP, Adam", steps=4, max_rel_param_diff=diff, ok=diff < 1e-3))
     xm = torch.rand(1024, 784, generator=g).to(device)
     ym = torch.randint(0, 10, (1024,), generator=g).to(device)
     logits = (torch.randn(1024, 10, generator=g) * 3).to(device)
     cls = Recipe(
-        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"), mnist._loss, mnist._stacked_loss, "sgd", 0.1, 1, 64
+        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"), mnist._loss, mnist._stacked_loss, "sgd", 0.01, 1, 64
     )
     members = [Member(0, 0, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0, "lam": 0.0})] + [
         Member(1, 1, xm, {"y": ym, "teacher": logits}, {"temperature": temp, "lam": 0.5}) for temp in (1.0, 3.0, 4.0)
@@ -127,8 +128,10 @@ def main() -> None:
     rows = families(args.device)
     if args.data_dir:
         rows += bundles(args.device, args.data_dir)
-    emit(check="summary", ok=all(r["ok"] for r in rows), checks=len(rows), torch=torch.__version__,
+    ok = all(r["ok"] for r in rows)
+    emit(check="summary", ok=ok, checks=len(rows), torch=torch.__version__,
          device=torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu")
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -127,6 +128,16 @@ def train_single(
 
         out.append(_fit(recipe, model, member.inputs, loss, member.order_seed))
     return out
+
+
+def reference_trial(bundle: Callable[..., list]) -> Callable[..., Any]:
+    """A study's `trial` from its `bundle`: one grid point, one model at a time (train_single), the
+    reference path the stacked bundles are tested against."""
+
+    def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Any) -> Any:
+        return bundle([params], settings, ctx, train_single)[0]
+
+    return trial
 
 
 def _fit(recipe: Recipe, model: nn.Module, inputs: torch.Tensor, loss, seed: int) -> nn.Module:

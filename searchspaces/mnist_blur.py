@@ -33,7 +33,7 @@ PAPER = dict(
 )
 # Seconds on a CPU: 2,000 / 500 digits, 10 epochs at lr 0.1, latentmi capped at 15 epochs. The
 # student stays weak at this scale (MNIST-M at alpha 0.2 needs the full schedule): it checks plumbing.
-SMOKE = dict(PAPER, n_train=2_000, n_test=500, epochs=10, lr=0.1, mi_epochs=15, mi_lr=1e-3, mi_n=500)
+SMOKE = dict(PAPER, n_train=2_000, n_test=500, epochs=10, lr=0.1, mi_epochs=10, mi_lr=1e-3, mi_n=500)
 
 PARAMS = {
     "alpha": Param(float, 0.0, 1.0, "digit weight in the MNIST-M blend"),

@@ -37,7 +37,7 @@ PAPER = dict(
 )
 # Seconds on a CPU: smaller data, a short schedule, latentmi capped at 20 epochs with lr 1e-3.
 SMOKE = dict(
-    PAPER, n_train=2_000, n_test=500, epochs=10, batch_size=250, mi_epochs=20, mi_lr=1e-3, mi_repeats=1, mi_n=500
+    PAPER, n_train=2_000, n_test=500, epochs=10, batch_size=250, mi_epochs=10, mi_lr=1e-3, mi_repeats=1, mi_n=500
 )
 
 PARAMS = {

@@ -29,7 +29,7 @@ from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
-from cchsweep.stack import Member, Recipe, train_single, train_stacked
+from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
 from cchsweep.study import TrainFn, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, predict, represent, with_state
 
@@ -75,11 +75,6 @@ def _loss(out: torch.Tensor, batch: Mapping[str, torch.Tensor], coefs: Mapping[s
 
 def _stacked_loss(out, batch, coefs) -> torch.Tensor:
     return stacked_classification_kd_losses(out, batch["y"], batch["teacher"], coefs["temperature"], coefs["lam"])
-
-
-def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
-    """One grid point, one model at a time (the reference path)."""
-    return bundle([params], settings, ctx, train_single)[0]
 
 
 def bundle(
@@ -189,6 +184,9 @@ def bundle(
             )
         )
     return outputs
+
+
+trial = reference_trial(bundle)  # one point, one model at a time: the reference path
 
 
 def _train(ctx: TrialContext, train: TrainFn, recipe: Recipe, members: list[Member], dev, what: str) -> list:

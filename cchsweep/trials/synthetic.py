@@ -25,7 +25,7 @@ from cchsweep.kd import regression_kd_loss, stacked_regression_kd_losses
 from cchsweep.mi.gaussian import optimal_linear_mi
 from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
-from cchsweep.stack import Member, Recipe, train_single, train_stacked
+from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
 from cchsweep.study import TrainFn, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, predict, represent, with_state
 
@@ -51,11 +51,6 @@ def _loss(out: torch.Tensor, batch: Mapping[str, torch.Tensor], coefs: Mapping[s
 
 def _stacked_loss(out, batch, coefs) -> torch.Tensor:
     return stacked_regression_kd_losses(out, batch["y"], batch["teacher"], coefs["lam"])
-
-
-def trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
-    """One grid point, one model at a time (the reference path)."""
-    return bundle([params], settings, ctx, train_single)[0]
 
 
 def bundle(
@@ -133,6 +128,9 @@ def bundle(
             )
         )
     return outputs
+
+
+trial = reference_trial(bundle)  # one point, one model at a time: the reference path
 
 
 def _data_set(s: Mapping[str, Any], dev: torch.device, tr: slice) -> dict[str, Any]:
