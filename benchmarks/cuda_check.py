@@ -63,7 +63,13 @@ def families(device: str) -> list[dict]:
     ym = torch.randint(0, 10, (1024,), generator=g).to(device)
     logits = (torch.randn(1024, 10, generator=g) * 3).to(device)
     cls = Recipe(
-        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"), mnist._loss, mnist._stacked_loss, "sgd", 0.01, 1, 64
+        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
+        mnist._loss,
+        mnist._stacked_loss,
+        "sgd",
+        0.01,
+        1,
+        64,
     )
     members = [Member(0, 0, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0, "lam": 0.0})] + [
         Member(1, 1, xm, {"y": ym, "teacher": logits}, {"temperature": temp, "lam": 0.5}) for temp in (1.0, 3.0, 4.0)
@@ -129,8 +135,13 @@ def main() -> None:
     if args.data_dir:
         rows += bundles(args.device, args.data_dir)
     ok = all(r["ok"] for r in rows)
-    emit(check="summary", ok=ok, checks=len(rows), torch=torch.__version__,
-         device=torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu")
+    emit(
+        check="summary",
+        ok=ok,
+        checks=len(rows),
+        torch=torch.__version__,
+        device=torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
+    )
     sys.exit(0 if ok else 1)
 
 

@@ -136,7 +136,9 @@ def synthetic_models(device: str, k: int, epochs: int):
     n, p = 10_000, 100
     data = []
     for i in range(k):  # one bundle of the paper grid: its (sigma12, seed) data sets
-        x1, x2, y = (torch.from_numpy(a).to(device) for a in sample(n, p, 0.1 * (i % 8), 0.9, 0.4, np.random.default_rng(i)))
+        x1, x2, y = (
+            torch.from_numpy(a).to(device) for a in sample(n, p, 0.1 * (i % 8), 0.9, 0.4, np.random.default_rng(i))
+        )
         data.append((x2, y[:, None]))
     recipe = Recipe(
         build=lambda: MLP(p, [64], 1),
@@ -152,8 +154,16 @@ def synthetic_models(device: str, k: int, epochs: int):
     x2, y = data[0]
     sync(device)
     t0 = time.perf_counter()
-    fit(single, x2, lambda out, idx: torch.nn.functional.mse_loss(out, y[idx]), optimizer="adam", lr=0.01,
-        epochs=epochs, batch_size=500, seed=1)
+    fit(
+        single,
+        x2,
+        lambda out, idx: torch.nn.functional.mse_loss(out, y[idx]),
+        optimizer="adam",
+        lr=0.01,
+        epochs=epochs,
+        batch_size=500,
+        seed=1,
+    )
     sync(device)
     per_trial = (time.perf_counter() - t0) * 300 / epochs
     members = [Member(i, i, x, {"y": t, "teacher": t}, {"lam": 0.0}) for i, (x, t) in enumerate(data)]
@@ -181,15 +191,34 @@ def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
         for name in ("mnist_blur", "mnist_alpha"):
             plan = grid.plan(STUDIES[name], "paper", [s for s in sets if s != "--set"])
             engine = {"cache_dir": str(out / "cache"), "cpus": 1, "gpu": 1.0, "data_dir": data_dir, "device": device}
-            STUDIES[name].prepare(Path(data_dir) if data_dir else None, out / "cache", [{**t.settings, **t.params} for t in plan.trials])
+            STUDIES[name].prepare(
+                Path(data_dir) if data_dir else None, out / "cache", [{**t.settings, **t.params} for t in plan.trials]
+            )
             for bundle in grid.bundles(plan.study, plan.trials, len(plan.trials)):
-                specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-                         for t in bundle]
+                specs = [
+                    {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
+                    for t in bundle
+                ]
                 run_bundle(specs, engine)
         return time.perf_counter() - t0, "engine"
     for name in ("mnist_blur", "mnist_alpha"):
-        subprocess.run([sys.executable, "-m", "cchsweep", "run", name, "--profile", "paper", *sets, "--db",
-                        str(out / "grid.duckdb")], check=True, cwd=ROOT, env=env)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "cchsweep",
+                "run",
+                name,
+                "--profile",
+                "paper",
+                *sets,
+                "--db",
+                str(out / "grid.duckdb"),
+            ],
+            check=True,
+            cwd=ROOT,
+            env=env,
+        )
     return time.perf_counter() - t0, "cli"
 
 
@@ -210,8 +239,12 @@ def main() -> None:
     x, y, teacher, source = mnist_arrays(args.data_dir, max(steps, 40) * BATCH, device)
 
     naive = emit(measure="naive_s_per_student_epoch", value=naive_epoch(x, y, teacher, device, steps), steps=steps)
-    engine = emit(measure="engine_s_per_student_epoch", value=engine_epoch(x, y, teacher, device, k, steps),
-                  students=k, steps=steps)
+    engine = emit(
+        measure="engine_s_per_student_epoch",
+        value=engine_epoch(x, y, teacher, device, k, steps),
+        students=k,
+        steps=steps,
+    )
     syn_k, syn_epochs = (80, 300) if gpu else (40, 3 if args.quick else 15)
     per_trial, stacked = synthetic_models(device, syn_k, syn_epochs)
     emit(measure="synthetic_per_model_s", per_trial=per_trial, stacked=stacked, models=syn_k, epochs=syn_epochs)

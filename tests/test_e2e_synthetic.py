@@ -87,7 +87,7 @@ def test_rerun_skips_stored_trials_and_force_reruns_from_cache(sweep):
 def test_concurrent_trials_share_one_teacher_per_seed(sweep):
     d, _, _ = sweep
     db = d / "lambda.duckdb"
-    out = run_cli("run", "synthetic_lambda", "--profile", "smoke", "--db", str(db), cwd=d)
+    out = run_cli("run", "synthetic_lambda", "--profile", "smoke", "--set", "mi_estimator=ksg", "--db", str(db), cwd=d)
     assert out.returncode == 0, out.stderr[-2000:]
     # 2 sigma12 x 2 lambda x 1 seed: two teachers, each built once and reused by the other lambda
     assert q(db, "select kind, count(*) filter (where not hit), count(*) filter (where hit) from cache_events "
