@@ -3,7 +3,7 @@
 A `Member` is one model to train: the seed its single-model twin is built with, the seed of its
 batch order, its inputs and per-sample targets, and its scalar coefficients (KD weight, temperature).
 `train_stacked` builds every member exactly as the single-model path would (torch.manual_seed, then
-the module), copies their weights into a `StackedMLP` (weights [K, in, out], `baddbmm`), and trains
+the module), copies their weights into a `StackedNet` (weights [K, in, out], `baddbmm`), and trains
 all K at once: each member gathers its own batch (its own shuffle, its own inputs and targets), the
 loss is the SUM of the members' mean losses, so member k's gradient is exactly the gradient of its
 own loss, and SGD/Adam/AdamW are element-wise, so its step equals the single-model step up to matmul
@@ -15,14 +15,16 @@ rounding. It returns ordinary single models carrying the trained weights: everyt
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cchsweep.models import MLP
+from cchsweep.models import SeededDropout, seed_dropout
 from cchsweep.train import fit, make_optimizer, make_schedule
 
 # single loss(out [B, o], batch {name: [B, ...]}, coefs {name: float}) -> scalar
@@ -44,7 +46,7 @@ class Member:
 class Recipe:
     """How every member of a stack is built and trained (the settings `train.fit` takes)."""
 
-    build: Callable[[], nn.Module]  # models.MLP for train_stacked; any module for train_single
+    build: Callable[[], nn.Module]  # what StackedNet stacks for train_stacked; any module for train_single
     loss: SingleLoss
     stacked_loss: StackedLoss
     optimizer: str
@@ -55,39 +57,151 @@ class Recipe:
     schedule: str | None = None
 
 
-class StackedMLP(nn.Module):
-    """K `models.MLP`s of one shape as batched matmuls: layer i has weight [K, in, out], bias [K, 1, out]."""
+class StackedNet(nn.Module):
+    """K networks of one shape as one: `models.MLP`, or any network with an optional `pool`, a `body`
+    (nn.Sequential of Linear, ReLU, LeakyReLU, BatchNorm1d, Dropout) and a Linear `head` (MoseiNet).
+
+    Linear layers hold weight [K, in, out] and bias [K, 1, out] (`baddbmm`); BatchNorm1d keeps each
+    member's own statistics (one F.batch_norm over [B, K * F]: every column is normalised over the
+    batch alone, exactly a member's BatchNorm); a `models.SeededDropout` draws member k's mask from
+    member k's generator, the masks it would draw alone (a plain nn.Dropout would draw one mask over
+    [K, B, F] from the global RNG: masks of their own, but not the single path's).
+    """
 
     def __init__(self, models: Sequence[nn.Module]):
         super().__init__()
-        linears = [_linears(m) for m in models]
+        kind = type(models[0])
+        if any(type(m) is not kind for m in models) or not _stackable(models[0]):
+            raise TypeError(
+                f"stacked training supports networks of a body (Sequential of {', '.join(_LAYERS)}) and a "
+                f"Linear head, all of one class; not {kind.__name__}"
+            )
         self.k = len(models)
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].weight.detach().t() for ls in linears]).contiguous())
-            for i in range(len(linears[0]))
-        )
-        self.biases = nn.ParameterList(
-            nn.Parameter(torch.stack([ls[i].bias.detach()[None, :] for ls in linears]).contiguous())
-            for i in range(len(linears[0]))
-        )
-        body: nn.Sequential = models[0].body  # type: ignore[assignment]
-        self.act = [m for m in body if not isinstance(m, nn.Linear)][0] if len(linears[0]) > 1 else None
+        self.pool = getattr(kind, "pool", None)
+        bodies = [list(m.body) for m in models]  # type: ignore[union-attr,arg-type]
+        self.body = nn.ModuleList(_stack_layer([b[i] for b in bodies]) for i in range(len(bodies[0])))  # type: ignore[misc]
+        self.head = _Linear([m.head for m in models])  # type: ignore[misc]
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
-        for w, b in zip(list(self.weights)[:-1], list(self.biases)[:-1]):
-            x = self.act(_affine(x, w, b))  # type: ignore[misc]
+        if self.pool is not None:  # per member: [K, B, ...] -> [K * B, ...] -> pool -> [K, B, F]
+            x = self.pool(x.reshape(-1, *x.shape[2:])).reshape(self.k, x.shape[1], -1)
+        for layer in self.body:
+            x = layer(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _affine(self.representation(x), self.weights[-1], self.biases[-1])
+        return self.head(self.representation(x))
 
     @torch.no_grad()
     def copy_into(self, models: Sequence[nn.Module]) -> None:
-        """Write member k's weights into models[k] (a single MLP of the same shape)."""
-        for k, m in enumerate(models):
-            for i, lin in enumerate(_linears(m)):
-                lin.weight.copy_(self.weights[i][k].t())
-                lin.bias.copy_(self.biases[i][k, 0])
+        """Write member k's weights (and BatchNorm statistics) into models[k]."""
+        bodies: list[nn.Sequential] = [m.body for m in models]  # type: ignore[misc]
+        for i, layer in enumerate(self.body):
+            if isinstance(layer, (_Linear, _BatchNorm)):
+                layer.copy_into([body[i] for body in bodies])  # type: ignore[misc]
+        self.head.copy_into([m.head for m in models])  # type: ignore[misc]
+
+
+_LAYERS = ("Linear", "ReLU", "LeakyReLU", "BatchNorm1d", "Dropout", "SeededDropout")
+
+
+def _stackable(model: nn.Module) -> bool:
+    body, head = getattr(model, "body", None), getattr(model, "head", None)
+    return (
+        isinstance(body, nn.Sequential)
+        and isinstance(head, nn.Linear)
+        and all(type(layer).__name__ in _LAYERS for layer in body)
+    )
+
+
+def _stack_layer(layers: list[nn.Module]) -> nn.Module:
+    if isinstance(layers[0], nn.Linear):
+        return _Linear(layers)  # type: ignore[arg-type]
+    if isinstance(layers[0], nn.BatchNorm1d):
+        return _BatchNorm(layers)  # type: ignore[arg-type]
+    if isinstance(layers[0], SeededDropout):
+        return _Dropout(layers)  # type: ignore[arg-type]
+    return copy.deepcopy(layers[0])  # elementwise: ReLU, LeakyReLU, (unseeded) Dropout
+
+
+class _Dropout(nn.Module):
+    """K seeded Dropout layers: member k's mask [B, F] from member k's own generator, as alone."""
+
+    def __init__(self, layers: Sequence[SeededDropout]):
+        super().__init__()
+        self.members = list(layers)  # a plain list: the layers hold generators, no weights
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.members[0].p == 0.0:
+            return x
+        return x * torch.stack([layer.mask(x.shape[1:], x.device) for layer in self.members])
+
+
+class _Linear(nn.Module):
+    def __init__(self, layers: Sequence[nn.Linear]):
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([lin.weight.detach().t() for lin in layers]).contiguous())
+        self.bias = nn.Parameter(torch.stack([lin.bias.detach()[None, :] for lin in layers]).contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _affine(x, self.weight, self.bias)
+
+    def copy_into(self, layers: Sequence[nn.Linear]) -> None:
+        for k, lin in enumerate(layers):
+            lin.weight.copy_(self.weight[k].t())
+            lin.bias.copy_(self.bias[k, 0])
+
+
+class _BatchNorm(nn.Module):
+    """K BatchNorm1d layers as one over [B, K * F] columns: per-member statistics and affine weights."""
+
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+    num_batches_tracked: torch.Tensor
+
+    def __init__(self, layers: Sequence[nn.BatchNorm1d]):
+        super().__init__()
+        first = layers[0]
+        self.eps, self.momentum = first.eps, first.momentum
+        self.weight = nn.Parameter(torch.cat([bn.weight.detach() for bn in layers]))
+        self.bias = nn.Parameter(torch.cat([bn.bias.detach() for bn in layers]))
+        self.register_buffer("running_mean", torch.cat([_buffer(bn, "running_mean") for bn in layers]))
+        self.register_buffer("running_var", torch.cat([_buffer(bn, "running_var") for bn in layers]))
+        self.register_buffer("num_batches_tracked", _buffer(first, "num_batches_tracked").clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, b, f = x.shape
+        if self.training:
+            self.num_batches_tracked += 1
+        momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+        y = F.batch_norm(
+            x.transpose(0, 1).reshape(b, k * f),
+            self.running_mean,
+            self.running_var,
+            self.weight,
+            self.bias,
+            self.training,
+            momentum,
+            self.eps,
+        )
+        return y.reshape(b, k, f).transpose(0, 1)
+
+    def copy_into(self, layers: Sequence[nn.BatchNorm1d]) -> None:
+        f = layers[0].num_features
+        for k, bn in enumerate(layers):
+            part = slice(k * f, (k + 1) * f)
+            bn.weight.copy_(self.weight[part])
+            bn.bias.copy_(self.bias[part])
+            _buffer(bn, "running_mean").copy_(self.running_mean[part])
+            _buffer(bn, "running_var").copy_(self.running_var[part])
+            _buffer(bn, "num_batches_tracked").copy_(self.num_batches_tracked)
+
+
+def _buffer(bn: nn.BatchNorm1d, name: str) -> torch.Tensor:
+    value = getattr(bn, name)
+    if not isinstance(value, torch.Tensor):
+        raise TypeError(f"stacked BatchNorm1d needs track_running_stats=True (no {name})")
+    return value
 
 
 def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -98,18 +212,14 @@ def _affine(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.baddbmm(b, x, w)
 
 
-def _linears(model: nn.Module) -> list[nn.Linear]:
-    if not isinstance(model, MLP):
-        raise TypeError(f"stacked training supports models.MLP, not {type(model).__name__}")
-    return [m for m in model.body if isinstance(m, nn.Linear)] + [model.head]
-
-
 def build_members(recipe: Recipe, members: Sequence[Member], device: torch.device | str) -> list[nn.Module]:
     """Each member's model exactly as the single path builds it: seed, then construct."""
     models = []
     for m in members:
         torch.manual_seed(m.init_seed)
-        models.append(recipe.build().to(device))
+        model = recipe.build().to(device)
+        seed_dropout(model, m.init_seed)  # its masks: the same alone or stacked
+        models.append(model)
     return models
 
 
@@ -119,13 +229,19 @@ def train_single(
     device: torch.device | str,
     on_epoch: Callable[[int], None] | None = None,
 ) -> list[nn.Module]:
-    """The reference path: one model at a time through train.fit (on_epoch is not called)."""
+    """The reference path: one model at a time through train.fit (on_epoch is not called).
+
+    Each model is built right before it trains (seed, build, fit), as the single-model trials always
+    did, so a network with Dropout draws its masks from torch's RNG in that state: a KD student and
+    its no-KD baseline (same init seed) see the same masks.
+    """
     out: list[nn.Module] = []
-    for member, model in zip(members, build_members(recipe, members, device)):
+    for member in members:
 
         def loss(pred: torch.Tensor, idx: torch.Tensor, m: Member = member) -> torch.Tensor:
             return recipe.loss(pred, {k: v[idx] for k, v in m.targets.items()}, m.coefs)
 
+        model = build_members(recipe, [member], device)[0]
         out.append(_fit(recipe, model, member.inputs, loss, member.order_seed))
     return out
 
@@ -220,7 +336,7 @@ def _train_stack(
         raise ValueError("stacked members must have the same target and coefficient names")
     n, k, batch = sizes.pop(), len(members), recipe.batch_size
     models = build_members(recipe, members, device)
-    stack = StackedMLP(models).to(device)
+    stack = StackedNet(models).to(device)
     inputs = _Pool([m.inputs for m in members])
     targets = {name: _Pool([m.targets[name] for m in members]) for name in names}
     dev = inputs.data.device
@@ -230,11 +346,16 @@ def _train_stack(
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     opt = make_optimizer(recipe.optimizer, stack.parameters(), recipe.lr, recipe.weight_decay)
     sched = make_schedule(recipe.schedule, opt, recipe.epochs)
+    # as train.fit: BatchNorm cannot normalise a one-row batch, so such a last batch is skipped
+    smallest = 2 if any(isinstance(layer, _BatchNorm) for layer in stack.body) else 1
+    stack.train()
     for epoch in range(recipe.epochs):
         perms = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(dev)
         order = perms[group] if len(seeds) > 1 else perms.expand(k, n)
         for start in range(0, n, batch):
             idx = order[:, start : start + batch]
+            if idx.shape[1] < smallest:
+                continue
             shared = len(seeds) == 1
             out = stack(inputs.gather(idx, shared, k))
             loss = recipe.stacked_loss(out, {t: targets[t].gather(idx, shared, k) for t in names}, coefs).sum()

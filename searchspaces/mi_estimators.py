@@ -15,7 +15,7 @@ defaults; MINE and KSG their tested defaults.
 """
 
 from cchsweep.study import Profile, Study
-from cchsweep.trials.mosei import check_data, estimators_trial, validate
+from cchsweep.trials.mosei import VARY, check_data, estimators_bundle, estimators_trial, validate
 from searchspaces.mosei_teacher import PAPER, PARAMS, SEEDS, SMOKE, STUDENTS
 from searchspaces.mosei_teacher import REFERENCE as TEACHER_REFERENCE
 from searchspaces.mosei_teacher import STUDY as TEACHER_STUDY
@@ -55,6 +55,8 @@ STUDY = Study(
         "smoke": Profile(grid=_grid([0]), settings=EST_SMOKE),
     },
     trial=estimators_trial,
+    bundle=estimators_bundle,
+    bundle_vary=VARY,
     resources=TEACHER_STUDY.resources,
     validate=validate,
     reference=REFERENCE,

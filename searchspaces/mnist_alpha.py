@@ -1,7 +1,7 @@
 """MNIST -> MNIST-M at a fainter digit (alpha = 0.18): KD gain and MI vs blur (paper Table 13)."""
 
-from cchsweep.study import Profile, Resources, Study
-from cchsweep.trials.mnist import VARY, bundle, bundle_bytes, check_data, prepare, trial
+from cchsweep.study import Profile, Study
+from cchsweep.trials.mnist import ENGINE
 from searchspaces.mnist_blur import GAMMAS, PAPER, PARAMS, SEEDS, SMOKE, SMOKE_GAMMAS
 
 NAME = "mnist_alpha"
@@ -31,12 +31,6 @@ STUDY = Study(
             settings=SMOKE,
         ),
     },
-    trial=trial,
-    bundle=bundle,
-    bundle_vary=VARY,
-    bundle_bytes=bundle_bytes,
-    resources=Resources(cpu=1, gpu=0.25),
+    **ENGINE,
     reference={"teacher_acc": 0.9812, "i_tl": 1.9095, "table13": TABLE13},
-    check_data=check_data,
-    prepare=prepare,
 )

@@ -4,8 +4,8 @@ Paper: Section 4.2, Figure 2 and Table 1 (alpha = 0.2, lambda = 0.5, five seeds)
 """
 
 from cchsweep.mi.triplet import ESTIMATORS
-from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.mnist import VARY, bundle, bundle_bytes, check_data, prepare, trial
+from cchsweep.study import Param, Profile, Study
+from cchsweep.trials.mnist import ENGINE
 
 NAME = "mnist_blur"
 
@@ -100,12 +100,6 @@ STUDY = Study(
             settings=SMOKE,
         ),
     },
-    trial=trial,
-    bundle=bundle,
-    bundle_vary=VARY,
-    bundle_bytes=bundle_bytes,
-    resources=Resources(cpu=1, gpu=0.25),
+    **ENGINE,
     reference=REFERENCE,
-    check_data=check_data,
-    prepare=prepare,
 )

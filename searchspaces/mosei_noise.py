@@ -15,7 +15,7 @@ stores the columns with that swap undone (kd = the varying column).
 """
 
 from cchsweep.study import Param, Profile, Study
-from cchsweep.trials.mosei import NOISE_SPACES, check_data, trial, validate
+from cchsweep.trials.mosei import NOISE_SPACES, VARY, bundle, check_data, trial, validate
 from searchspaces.mosei_teacher import PAPER, SEEDS, SMOKE
 from searchspaces.mosei_teacher import PARAMS as TEACHER_PARAMS
 from searchspaces.mosei_teacher import STUDY as TEACHER_STUDY
@@ -104,6 +104,8 @@ STUDY = Study(
         "smoke": Profile(grid=_grid(SMOKE_NOISE, [0]), settings=NOISE_SMOKE),
     },
     trial=trial,
+    bundle=bundle,
+    bundle_vary=VARY,
     resources=TEACHER_STUDY.resources,
     validate=validate,
     reference=REFERENCE,

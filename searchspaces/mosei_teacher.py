@@ -11,7 +11,7 @@ downloadable, see cchsweep.data.mosei. The paper reports mean +- std; five seeds
 
 from cchsweep.mi.triplet import ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.mosei import MODALITIES, check_data, trial, validate
+from cchsweep.trials.mosei import MODALITIES, VARY, bundle, check_data, trial, validate
 
 NAME = "mosei_teacher"
 
@@ -136,6 +136,8 @@ STUDY = Study(
         "smoke": Profile(grid=_grid(STUDENTS, [0]), settings=SMOKE),
     },
     trial=trial,
+    bundle=bundle,
+    bundle_vary=VARY,
     resources=Resources(cpu=1, gpu=0.25),
     validate=validate,
     reference=REFERENCE,

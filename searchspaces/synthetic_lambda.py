@@ -3,8 +3,8 @@
 Same data, networks and MI as synthetic_sigma12 (the cache shares them); only lambda varies.
 """
 
-from cchsweep.study import Profile, Resources, Study
-from cchsweep.trials.synthetic import VARY, bundle, bundle_bytes, trial
+from cchsweep.study import Profile, Study
+from cchsweep.trials.synthetic import ENGINE
 from searchspaces.synthetic_sigma12 import PAPER, PARAMS, SEEDS, SIGMA12, SMOKE, SMOKE_SEEDS, validate
 
 NAME = "synthetic_lambda"
@@ -26,11 +26,7 @@ STUDY = Study(
             grid={"sigma12": SMOKE_SIGMA12, "lam": SMOKE_LAMBDAS, "seed": SMOKE_SEEDS[:1]}, settings=SMOKE
         ),
     },
-    trial=trial,
-    bundle=bundle,
-    bundle_vary=VARY,
-    bundle_bytes=bundle_bytes,
-    resources=Resources(cpu=1, gpu=0.25),
+    **ENGINE,
     validate=validate,
     closed_form=True,
     columns=("sigma13", "sigma23"),

@@ -5,8 +5,8 @@ Paper: Section 4.1, Figure 1 (sigma13 = 0.9, sigma23 = 0.4, lambda = 0.3, ten se
 
 from cchsweep.data.synthetic import coefficients
 from cchsweep.mi.triplet import ESTIMATORS
-from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.synthetic import VARY, bundle, bundle_bytes, trial
+from cchsweep.study import Param, Profile, Study
+from cchsweep.trials.synthetic import ENGINE
 
 NAME = "synthetic_sigma12"
 
@@ -75,11 +75,7 @@ STUDY = Study(
         "paper": Profile(grid={"sigma12": SIGMA12, "lam": [0.3], "seed": SEEDS}, settings=PAPER),
         "smoke": Profile(grid={"sigma12": SMOKE_SIGMA12, "lam": [0.3], "seed": SMOKE_SEEDS}, settings=SMOKE),
     },
-    trial=trial,
-    bundle=bundle,
-    bundle_vary=VARY,
-    bundle_bytes=bundle_bytes,
-    resources=Resources(cpu=1, gpu=0.25),
+    **ENGINE,
     validate=validate,
     closed_form=True,
     columns=("sigma13", "sigma23"),

@@ -245,3 +245,22 @@ def test_missing_data_is_a_clean_cli_error(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip().count("\n") == 0
     assert str(tmp_path / "empty" / "mosei" / FILENAME) in out.stderr
+
+
+def test_bundle_equals_the_per_trial_reference_with_batchnorm_and_dropout(data_dir, tmp_path):
+    """mosei_teacher smoke: two students (audio, vision) of one text teacher in one bundle, BatchNorm and
+    Dropout(0.3) in every network: the stack's per-member statistics and seeded masks give the networks
+    the single path trains, so the metrics agree within one test sample."""
+    from cchsweep import grid
+    from cchsweep.execute import run_bundle, run_spec
+
+    plan = grid.plan(STUDIES["mosei_teacher"], "smoke", ["mi_estimator=ksg"])
+    specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
+             for t in plan.trials]
+    engine = {"cpus": 1, "gpu": 0.0, "data_dir": str(data_dir)}
+    bundled = run_bundle(specs, {**engine, "cache_dir": str(tmp_path / "s")})
+    reference = [run_spec(s, {**engine, "cache_dir": str(tmp_path / "r")}) for s in specs]
+    n_test = len(load_mosei(data_dir / "mosei" / FILENAME)["test"].y)
+    for got, ref in zip(bundled, reference):
+        for model in ("teacher", "nokd", "kd"):
+            assert abs(got.metrics[model]["acc"] - ref.metrics[model]["acc"]) <= 1 / n_test + 1e-9, (got.trial_key, model)

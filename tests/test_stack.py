@@ -19,7 +19,7 @@ from cchsweep.kd import (
     stacked_regression_kd_losses,
 )
 from cchsweep.models import MLP
-from cchsweep.stack import Member, Recipe, StackedMLP, train_single, train_stacked
+from cchsweep.stack import Member, Recipe, StackedNet, train_single, train_stacked
 from searchspaces import STUDIES
 
 
@@ -66,8 +66,8 @@ def test_stacked_initialisation_is_the_single_paths_draw():
     torch.manual_seed(7)
     single = MLP(49, [32, 16], 10, activation="leaky_relu")
     torch.manual_seed(7)
-    stack = StackedMLP([MLP(49, [32, 16], 10, activation="leaky_relu")])
-    assert torch.equal(stack.weights[0][0], single.body[0].weight.t())
+    stack = StackedNet([MLP(49, [32, 16], 10, activation="leaky_relu")])
+    assert torch.equal(stack.body[0].weight[0], single.body[0].weight.t())
     x = torch.randn(5, 49)
     assert torch.allclose(stack(x.expand(1, 5, 49))[0], single(x), atol=1e-6)
     assert torch.allclose(stack.representation(x.expand(1, 5, 49))[0], single.representation(x), atol=1e-6)
@@ -214,3 +214,80 @@ def test_tcga_bundle_equals_the_per_trial_reference(tmp_path):
     for got, ref in zip(bundled, reference):
         for model in ("teacher", "nokd", "kd"):
             assert got.metrics[model]["f1_weighted"] == pytest.approx(ref.metrics[model]["f1_weighted"], abs=0.06)
+
+
+# --- BatchNorm and Dropout (the MOSEI network): per-member statistics and masks --------------------------
+
+
+def _mosei_recipe(epochs, dropout, batch_size=50):
+    from cchsweep.trials.mosei import MoseiNet
+
+    return Recipe(
+        build=lambda: MoseiNet(20, hidden=(32, 16), dropout=dropout),
+        loss=lambda o, b, c: classification_kd_loss(o, b["y"], b["teacher"], c["temperature"], c["lam"]),
+        stacked_loss=lambda o, b, c: stacked_classification_kd_losses(o, b["y"], b["teacher"], c["temperature"],
+                                                                      c["lam"]),
+        optimizer="adamw", lr=0.003, epochs=epochs, batch_size=batch_size, weight_decay=0.01, schedule="cosine")
+
+
+def _mosei_members():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(301, 20, generator=g)  # 301 rows, batch 50: a one-row last batch that BatchNorm skips
+    y = (x[:, 0] + 0.5 * torch.randn(301, generator=g) > 0).long()
+    logits = torch.stack([x[:, 0], -x[:, 0]], 1) * 2
+    return [Member(0, 0, x, {"y": y, "teacher": torch.zeros(301, 2)}, {"temperature": 1.0, "lam": 0.0}),
+            Member(1, 1, x, {"y": y, "teacher": logits}, {"temperature": 2.0, "lam": 0.5}),
+            Member(2, 5, x, {"y": y, "teacher": logits}, {"temperature": 4.0, "lam": 0.9})]
+
+
+def _state_diff(a, b):
+    return max(max((p - q).abs().max().item() for p, q in zip(m.state_dict().values(), n.state_dict().values())
+                   if p.is_floating_point()) for m, n in zip(a, b))
+
+
+def test_batchnorm_family_equals_single_with_its_statistics():
+    members = _mosei_members()
+    recipe = _mosei_recipe(epochs=1, dropout=0.0)  # 6 steps
+    ref, got = train_single(recipe, members, "cpu"), train_stacked(recipe, members, "cpu")
+    # weights, BatchNorm affine weights AND running statistics (AdamW: Adam's bound)
+    assert _state_diff(ref, got) < 1e-3 * recipe.lr
+    assert all(int(m.body[2].num_batches_tracked) == 6 for m in got)  # the one-row batch skipped, as fit does
+    recipe = _mosei_recipe(epochs=12, dropout=0.0)
+    ref, got = train_single(recipe, members, "cpu"), train_stacked(recipe, members, "cpu")
+    x, y = members[0].inputs, members[0].targets["y"]
+    for a, b in zip(ref, got):
+        with torch.no_grad():
+            acc_a = (a(x).argmax(1) == y).float().mean().item()
+            acc_b = (b(x).argmax(1) == y).float().mean().item()
+        assert abs(acc_a - acc_b) <= 1 / 301 + 1e-9
+
+
+def test_dropout_family_equals_single_with_the_same_masks():
+    members = _mosei_members()
+    recipe = _mosei_recipe(epochs=3, dropout=0.3)
+    ref, got = train_single(recipe, members, "cpu"), train_stacked(recipe, members, "cpu")
+    assert _state_diff(ref, got) < 1e-3 * recipe.lr  # each member's masks come from its own seeded stream
+    no_dropout = train_single(_mosei_recipe(epochs=3, dropout=0.0), members, "cpu")
+    assert _state_diff(ref, no_dropout) > 1e-3  # the masks mattered: the comparison has teeth
+
+
+def test_seeded_dropout_masks_follow_the_seed():
+    from cchsweep.models import SeededDropout
+
+    def masks(seed):
+        layer = SeededDropout(0.5)
+        layer.seed(seed)
+        return torch.stack([layer.mask(torch.Size([4, 8]), torch.device("cpu")) for _ in range(3)])
+
+    assert torch.equal(masks(1), masks(1)) and not torch.equal(masks(1), masks(2))
+    assert set(masks(3).unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
+
+
+def test_a_network_the_stack_cannot_hold_is_refused():
+    from cchsweep.trials.tcga import FusionNet
+
+    recipe = Recipe(build=lambda: FusionNet(5, 5, 3), loss=_regression(1).loss, stacked_loss=_regression(1).stacked_loss,
+                    optimizer="adam", lr=0.01, epochs=1, batch_size=10)
+    member = Member(0, 0, torch.zeros(10, 10), {"y": torch.zeros(10).long()}, {})
+    with pytest.raises(TypeError, match="not FusionNet"):
+        train_stacked(recipe, [member], "cpu")

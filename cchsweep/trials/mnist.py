@@ -30,7 +30,7 @@ from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
-from cchsweep.study import TrainFn, TrialContext, TrialOutput
+from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, predict, represent, with_state
 
 HIDDEN = [1024, 256]  # Table 11; the 256-unit layer is the representation H
@@ -187,6 +187,16 @@ def bundle(
 
 
 trial = reference_trial(bundle)  # one point, one model at a time: the reference path
+# What an MNIST study passes to Study(...): its trial, bundle, data hooks and resources.
+ENGINE: dict[str, Any] = dict(
+    trial=trial,
+    bundle=bundle,
+    bundle_vary=VARY,
+    bundle_bytes=bundle_bytes,
+    check_data=check_data,
+    prepare=prepare,
+    resources=Resources(cpu=1, gpu=0.25),
+)
 
 
 def _train(ctx: TrialContext, train: TrainFn, recipe: Recipe, members: list[Member], dev, what: str) -> list:

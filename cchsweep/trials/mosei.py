@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +57,8 @@ from cchsweep.data.mosei import MODALITIES, check_file, default_path, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS
-from cchsweep.stack import Recipe
+from cchsweep.models import SeededDropout
+from cchsweep.stack import Recipe, train_stacked
 from cchsweep.study import TrialContext, TrialOutput
 from cchsweep.trials import crossmodal
 
@@ -145,7 +146,7 @@ class MoseiNet(nn.Module):
         layers: list[nn.Module] = []
         width = in_dim
         for h in hidden:
-            layers += [nn.Linear(width, h), nn.ReLU(), nn.BatchNorm1d(h), nn.Dropout(dropout)]
+            layers += [nn.Linear(width, h), nn.ReLU(), nn.BatchNorm1d(h), SeededDropout(dropout)]
             width = h
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(width, out_dim)
@@ -181,7 +182,9 @@ def _recipe_of(in_dim: int, lr: float, weight_decay: float, epochs: int, batch_s
     )
 
 
-def pairing(ctx: TrialContext, s: Mapping[str, Any], dev: torch.device) -> crossmodal.Pairing:
+def pairing(
+    ctx: TrialContext, s: Mapping[str, Any], dev: torch.device, loaded: tuple[dict, dict] | None = None
+) -> crossmodal.Pairing:
     """The cross-modal pipeline's inputs for one MOSEI (teacher, student, noise, seed): Table 14
     networks on pooled features, AdamW with a cosine schedule, MI on a capped subset of test rows.
 
@@ -190,7 +193,7 @@ def pairing(ctx: TrialContext, s: Mapping[str, Any], dev: torch.device) -> cross
     t_mod, s_mod = _modalities(s)
     seed, level = int(s["seed"]), float(s.get("noise", 0.0))
     space = s.get("noise_space", "sequence")
-    data, fp = load_pooled(ctx)
+    data, fp = loaded or load_pooled(ctx)
     mods = {"teacher": t_mod, "student": s_mod}
     tr, te = data["pooled"]["train"], data["pooled"]["test"]
     t_noisy_tr, t_noisy_te = noisy_inputs(data, t_mod, level, space, seed)
@@ -249,6 +252,31 @@ def trial(
     """One (teacher, student, noise, T, lambda, seed) point; MI by s['mi_estimator'] or each of `estimators`."""
     s = {**settings, **params}
     return crossmodal.run(ctx, s, pairing(ctx, s, torch.device(ctx.device)), estimators or (s["mi_estimator"],))
+
+
+def bundle(
+    points: Sequence[Mapping[str, Any]],
+    settings: Mapping[str, Any],
+    ctx: TrialContext,
+    estimators: tuple[str, ...] = (),
+) -> list[TrialOutput]:
+    """Many points (seeds, modality pairs, noise, T, lambda): every network trained in stacks, one per
+    architecture (input width); BatchNorm keeps per-network statistics, Dropout per-network masks."""
+    pts = [{**settings, **p} for p in points]
+    dev = torch.device(ctx.device)
+    loaded = load_pooled(ctx)
+    pairings = [pairing(ctx, s, dev, loaded) for s in pts]
+    return crossmodal.run_bundle(ctx, pts, pairings, estimators or (pts[0]["mi_estimator"],), train_stacked)
+
+
+def estimators_bundle(
+    points: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], ctx: TrialContext
+) -> list[TrialOutput]:
+    return bundle(points, settings, ctx, estimators=ESTIMATORS)
+
+
+# What may differ between the points of one bundle (all MOSEI pairings share one split).
+VARY = ("seed", "teacher_modality", "student_modality", "noise", "noise_space", "temperature", "lam")
 
 
 def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:

@@ -26,7 +26,7 @@ from cchsweep.mi.gaussian import optimal_linear_mi
 from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
-from cchsweep.study import TrainFn, TrialContext, TrialOutput
+from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, predict, represent, with_state
 
 DATA_KEYS = ("n_train", "n_test", "p", "sigma12", "sigma13", "sigma23", "seed")
@@ -131,6 +131,10 @@ def bundle(
 
 
 trial = reference_trial(bundle)  # one point, one model at a time: the reference path
+# What a synthetic study passes to Study(...): its trial, bundle and resources.
+ENGINE: dict[str, Any] = dict(
+    trial=trial, bundle=bundle, bundle_vary=VARY, bundle_bytes=bundle_bytes, resources=Resources(cpu=1, gpu=0.25)
+)
 
 
 def _data_set(s: Mapping[str, Any], dev: torch.device, tr: slice) -> dict[str, Any]:
