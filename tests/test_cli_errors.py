@@ -23,6 +23,7 @@ def assert_clean_error(out, message):
     (["run", "synthetic_sigma12", "--set", "sigma12=0.95"], "conditional variance"),
     (["run", "synthetic_sigma12", "--set", "lam=-1"], "below its minimum"),
     (["run", "synthetic_sigma12", "--seeds", "two"], "invalid int value"),
+    (["run", "synthetic_sigma12", "--bundle-size", "0"], "give 1 or more grid points per bundle"),
     (["frobnicate"], "invalid choice"),
 ])
 def test_bad_run_arguments(tmp_path, args, message):

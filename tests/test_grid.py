@@ -65,3 +65,28 @@ def test_bad_overrides_are_usage_errors(overrides, seeds, message):
 def test_unknown_profile():
     with pytest.raises(UsageError, match="no profile 'huge'.*paper, smoke"):
         plan(SIGMA12, "huge")
+
+
+def test_bundles_share_everything_but_their_vary_axes_within_size_and_memory():
+    from cchsweep.grid import bundles, default_bundle_size
+    from searchspaces import STUDIES
+
+    paper = plan(SIGMA12, "paper")  # 8 sigma12 x 10 seeds
+    assert default_bundle_size(SIGMA12, len(paper.trials), slots=2) == 40
+    two = bundles(SIGMA12, paper.trials, 40)
+    assert [len(b) for b in two] == [40, 40]
+    assert [sorted({t.params["seed"] for t in b}) for b in two] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]  # seed-major
+    assert sorted(t.key for b in two for t in b) == sorted(t.key for t in paper.trials)
+    assert [len(b) for b in bundles(SIGMA12, paper.trials, 30)] == [27, 27, 26]  # even sizes under the cap
+    assert all(len(b) == 1 for b in bundles(SIGMA12, paper.trials, 1))
+    # an axis outside bundle_vary (tcga_noise's teacher modality: another network shape) never shares one
+    tcga = STUDIES["tcga_noise"]
+    groups = bundles(tcga, plan(tcga, "paper").trials, 100)
+    assert sorted(sorted({t.params["teacher_modality"] for t in b}) for b in groups) == [["mrna"], ["rppa"]]
+    # the memory budget splits bundles further; each stays under it
+    budget = SIGMA12.bundle_bytes([{**t.settings, **t.params} for t in paper.trials[:10]])
+    small = bundles(SIGMA12, paper.trials, 80, budget=budget)
+    assert len(small) > 2 and all(SIGMA12.bundle_bytes([{**t.settings, **t.params} for t in b]) <= budget
+                                  for b in small)
+    fusion = STUDIES["tcga_fusion"]  # no bundle function: one point per Ray trial
+    assert default_bundle_size(fusion, 50, slots=2) == 1
