@@ -247,6 +247,7 @@ def test_missing_data_is_a_clean_cli_error(tmp_path):
     assert str(tmp_path / "empty" / "mosei" / FILENAME) in out.stderr
 
 
+@pytest.mark.slow
 def test_bundle_equals_the_per_trial_reference_with_batchnorm_and_dropout(data_dir, tmp_path):
     """mosei_teacher smoke: two students (audio, vision) of one text teacher in one bundle, BatchNorm and
     Dropout(0.3) in every network: the stack's per-member statistics and seeded masks give the networks

@@ -187,6 +187,7 @@ def _compare(study, overrides, tmp_path, acc_tolerance=None):
     return bundled, reference
 
 
+@pytest.mark.slow
 def test_synthetic_bundle_equals_the_per_trial_reference(tmp_path):
     # The smoke profile trains 10 epochs. At 30, Adam at lr 0.01 makes the lam = 0.8 student chaotic:
     # a 1e-7 nudge to the single path's OWN initial weights moves its test MSE by 1.2e-3 relative
@@ -198,6 +199,7 @@ def test_synthetic_bundle_equals_the_per_trial_reference(tmp_path):
             assert m.value == pytest.approx(r.value, abs=1e-3)  # KSG on representations equal to ~1e-6
 
 
+@pytest.mark.slow
 def test_mnist_bundle_equals_the_per_trial_reference(tmp_path):
     # Smoke-scale MNIST-M students sit near chance, where a 1e-7 nudge to the reference's own initial
     # weights moves accuracy by up to 0.02 (measured): that, not one digit, bounds them here; the
@@ -208,6 +210,7 @@ def test_mnist_bundle_equals_the_per_trial_reference(tmp_path):
         assert abs(got.metrics["teacher"]["acc"] - ref.metrics["teacher"]["acc"]) <= 1 / 500 + 1e-9
 
 
+@pytest.mark.slow
 def test_tcga_bundle_equals_the_per_trial_reference(tmp_path):
     bundled, reference = _compare("tcga_noise", ["mi_estimator=ksg", "seed=0,1"], tmp_path, acc_tolerance=1 / 19)
     assert len(bundled) == 4  # noise {0, 0.8} x seeds {0, 1}: one bundle, teachers and baselines stacked

@@ -26,7 +26,6 @@ try:
     import polars as pl
 except ImportError:  # the MNIST and synthetic engine also runs where only torch is (benchmarks/cuda_check.py)
     pl = None  # type: ignore[assignment]
-from sklearn.model_selection import StratifiedShuffleSplit
 
 from cchsweep.errors import UsageError
 
@@ -261,6 +260,8 @@ def mrmr_select(x: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:
 
 
 def _split(y: np.ndarray, seed: int, test_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import StratifiedShuffleSplit  # here: a 0.8 s import
+
     splitter = StratifiedShuffleSplit(n_splits=1, test_size=test_fraction, random_state=seed)
     try:
         train, test = next(splitter.split(np.zeros((len(y), 1)), y))
