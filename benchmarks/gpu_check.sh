@@ -10,7 +10,7 @@
 #    training on one GPU (through the CLI when Ray is installed, else the bundle engine in-process).
 # 3. GPU utilisation sampled once a second by nvidia-smi during both, summarised at the end.
 #
-# Data: $CCHSWEEP_DATA, else ./.devdata (copy mnist/ and bsds500/ there: benchmarks/device_prep.sh).
+# Data: $CCHSWEEP_DATA, else ./.devdata (mnist/, bsds500/, tcga/: benchmarks/device_prep.sh fills it).
 # Wheels: any in ./.whl are installed to /tmp/site first (the device tool's convention).
 # A rehearsal on a CPU machine: DEVICE=cpu SPEED_ARGS=--quick bash benchmarks/gpu_check.sh
 set -euo pipefail
