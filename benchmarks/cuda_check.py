@@ -107,10 +107,7 @@ def bundles(device: str, data_dir: str) -> list[dict]:
         cases.append(("tcga_noise", ["mi_estimator=ksg", "seed=0,1"], 1 / 19))
     for study, overrides, acc in cases:
         plan = grid.plan(STUDIES[study], "smoke", overrides)
-        specs = [
-            {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-            for t in plan.trials
-        ]
+        specs = [t.to_dict() for t in plan.trials]
         root = Path(tempfile.mkdtemp(prefix="cuda_check_"))
         engine = {"cpus": 1, "gpu": 1.0, "data_dir": data_dir, "device": device}
         if STUDIES[study].prepare is not None:

@@ -195,10 +195,7 @@ def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
                 Path(data_dir) if data_dir else None, out / "cache", [{**t.settings, **t.params} for t in plan.trials]
             )
             for bundle in grid.bundles(plan.study, plan.trials, len(plan.trials)):
-                specs = [
-                    {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-                    for t in bundle
-                ]
+                specs = [t.to_dict() for t in bundle]
                 run_bundle(specs, engine)
         return time.perf_counter() - t0, "engine"
     for name in ("mnist_blur", "mnist_alpha"):

@@ -19,6 +19,16 @@ class TrialSpec:
     params: dict[str, Any]  # this trial's point on the grid
     settings: dict[str, Any]  # fixed settings, shared by every trial of the run
 
+    def to_dict(self) -> dict[str, Any]:
+        """The form a Ray trial carries and cchsweep.execute reads."""
+        return {
+            "key": self.key,
+            "study": self.study,
+            "profile": self.profile,
+            "params": self.params,
+            "settings": self.settings,
+        }
+
 
 @dataclass(frozen=True)
 class Plan:

@@ -186,7 +186,7 @@ def _fit(plan, groups, total, run_id, db_path, storage, cpus, gpu, max_failures,
     }
     resources = {"cpu": cpus, "gpu": gpu} if gpu else {"cpu": cpus}
     if search is None:
-        specs = [[_spec(t) for t in g] for g in groups]
+        specs = [[t.to_dict() for t in g] for g in groups]
         fn, space, tune_config = (
             trainable,
             {"bundle": tune.grid_search(specs), "engine": engine},
@@ -207,10 +207,6 @@ def _fit(plan, groups, total, run_id, db_path, storage, cpus, gpu, max_failures,
         ),
     )
     tuner.fit()
-
-
-def _spec(t) -> dict:
-    return {"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
 
 
 def _search_setup(plan, search, engine):

@@ -51,8 +51,8 @@ def reference_records(study: str, profile: str, keys, tmp_path, data_dir=None):
               "data_dir": str(data_dir) if data_dir else None}
     if STUDIES[study].prepare is not None:
         STUDIES[study].prepare(data_dir, tmp_path / "reference-cache", [{**t.settings, **t.params} for t in plan.trials])
-    return {t.key: run_spec({"key": t.key, "study": t.study, "profile": t.profile, "params": t.params,
-                             "settings": {**t.settings, "mi_estimator": "ksg"}}, engine) for t in plan.trials}
+    return {t.key: run_spec({**t.to_dict(), "settings": {**t.settings, "mi_estimator": "ksg"}}, engine)
+            for t in plan.trials}
 
 
 def wait_for_rows(db, n: int, timeout: float = 300) -> int:

@@ -256,8 +256,7 @@ def test_bundle_equals_the_per_trial_reference_with_batchnorm_and_dropout(data_d
     from cchsweep.execute import run_bundle, run_spec
 
     plan = grid.plan(STUDIES["mosei_teacher"], "smoke", ["mi_estimator=ksg"])
-    specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-             for t in plan.trials]
+    specs = [t.to_dict() for t in plan.trials]
     engine = {"cpus": 1, "gpu": 0.0, "data_dir": str(data_dir)}
     bundled = run_bundle(specs, {**engine, "cache_dir": str(tmp_path / "s")})
     reference = [run_spec(s, {**engine, "cache_dir": str(tmp_path / "r")}) for s in specs]

@@ -168,8 +168,7 @@ def _engine(tmp_path, name):
 
 def _compare(study, overrides, tmp_path, acc_tolerance=None):
     plan = grid.plan(STUDIES[study], "smoke", overrides)
-    specs = [{"key": t.key, "study": t.study, "profile": t.profile, "params": t.params, "settings": t.settings}
-             for t in plan.trials]
+    specs = [t.to_dict() for t in plan.trials]
     bundled = run_bundle(specs, _engine(tmp_path, "stacked"))
     reference = [run_spec(spec, _engine(tmp_path, "single")) for spec in specs]
     assert [r.trial_key for r in bundled] == [s["key"] for s in specs]
