@@ -57,6 +57,13 @@ class Recipe:
     schedule: str | None = None
 
 
+def stack_of(models: Sequence[nn.Module]) -> nn.Module:
+    """The stacked form of K networks of one class: the class's own `Stacked` (a network of another
+    shape, e.g. the TCGA FusionNet, built from `stack_layers`) or `StackedNet`. Either takes
+    [K, B, in] and returns [K, B, out], and has copy_into(models)."""
+    return getattr(type(models[0]), "Stacked", StackedNet)(models)
+
+
 class StackedNet(nn.Module):
     """K networks of one shape as one: `models.MLP`, or any network with an optional `pool`, a `body`
     (nn.Sequential of Linear, ReLU, LeakyReLU, BatchNorm1d, Dropout) and a Linear `head` (MoseiNet).
@@ -78,9 +85,8 @@ class StackedNet(nn.Module):
             )
         self.k = len(models)
         self.pool = getattr(kind, "pool", None)
-        bodies = [list(m.body) for m in models]  # type: ignore[union-attr,arg-type]
-        self.body = nn.ModuleList(_stack_layer([b[i] for b in bodies]) for i in range(len(bodies[0])))  # type: ignore[misc]
-        self.head = _Linear([m.head for m in models])  # type: ignore[misc]
+        self.body = stack_layers([m.body for m in models])  # type: ignore[misc]
+        self.head = StackedLinear([m.head for m in models])  # type: ignore[misc]
 
     def representation(self, x: torch.Tensor) -> torch.Tensor:
         if self.pool is not None:  # per member: [K, B, ...] -> [K * B, ...] -> pool -> [K, B, F]
@@ -95,10 +101,7 @@ class StackedNet(nn.Module):
     @torch.no_grad()
     def copy_into(self, models: Sequence[nn.Module]) -> None:
         """Write member k's weights (and BatchNorm statistics) into models[k]."""
-        bodies: list[nn.Sequential] = [m.body for m in models]  # type: ignore[misc]
-        for i, layer in enumerate(self.body):
-            if isinstance(layer, (_Linear, _BatchNorm)):
-                layer.copy_into([body[i] for body in bodies])  # type: ignore[misc]
+        copy_layers(self.body, [m.body for m in models])  # type: ignore[misc]
         self.head.copy_into([m.head for m in models])  # type: ignore[misc]
 
 
@@ -114,9 +117,23 @@ def _stackable(model: nn.Module) -> bool:
     )
 
 
+def stack_layers(sequences: Sequence[nn.Sequential]) -> nn.Sequential:
+    """K Sequentials of one shape (Linear, ReLU, LeakyReLU, BatchNorm1d, Dropout) as one acting on [K, B, F]."""
+    layers = [list(seq) for seq in sequences]
+    return nn.Sequential(*(_stack_layer([seq[i] for seq in layers]) for i in range(len(layers[0]))))
+
+
+@torch.no_grad()
+def copy_layers(stacked: nn.Sequential, sequences: Sequence[nn.Sequential]) -> None:
+    """Write member k's weights and BatchNorm statistics from `stacked` into sequences[k]."""
+    for i, layer in enumerate(stacked):
+        if isinstance(layer, (StackedLinear, _BatchNorm)):
+            layer.copy_into([seq[i] for seq in sequences])  # type: ignore[arg-type,misc]
+
+
 def _stack_layer(layers: list[nn.Module]) -> nn.Module:
     if isinstance(layers[0], nn.Linear):
-        return _Linear(layers)  # type: ignore[arg-type]
+        return StackedLinear(layers)  # type: ignore[arg-type]
     if isinstance(layers[0], nn.BatchNorm1d):
         return _BatchNorm(layers)  # type: ignore[arg-type]
     if isinstance(layers[0], SeededDropout):
@@ -137,7 +154,9 @@ class _Dropout(nn.Module):
         return x * torch.stack([layer.mask(x.shape[1:], x.device) for layer in self.members])
 
 
-class _Linear(nn.Module):
+class StackedLinear(nn.Module):
+    """K Linear layers: weight [K, in, out], bias [K, 1, out]; [K, B, in] -> [K, B, out]."""
+
     def __init__(self, layers: Sequence[nn.Linear]):
         super().__init__()
         self.weight = nn.Parameter(torch.stack([lin.weight.detach().t() for lin in layers]).contiguous())
@@ -336,7 +355,7 @@ def _train_stack(
         raise ValueError("stacked members must have the same target and coefficient names")
     n, k, batch = sizes.pop(), len(members), recipe.batch_size
     models = build_members(recipe, members, device)
-    stack = StackedNet(models).to(device)
+    stack = stack_of(models).to(device)
     inputs = _Pool([m.inputs for m in members])
     targets = {name: _Pool([m.targets[name] for m in members]) for name in names}
     dev = inputs.data.device
@@ -347,7 +366,7 @@ def _train_stack(
     opt = make_optimizer(recipe.optimizer, stack.parameters(), recipe.lr, recipe.weight_decay)
     sched = make_schedule(recipe.schedule, opt, recipe.epochs)
     # as train.fit: BatchNorm cannot normalise a one-row batch, so such a last batch is skipped
-    smallest = 2 if any(isinstance(layer, _BatchNorm) for layer in stack.body) else 1
+    smallest = 2 if any(isinstance(layer, _BatchNorm) for layer in stack.modules()) else 1
     stack.train()
     for epoch in range(recipe.epochs):
         perms = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(dev)
@@ -366,5 +385,5 @@ def _train_stack(
             sched.step()
         if on_epoch is not None:
             on_epoch(epoch + 1)
-    stack.copy_into(models)
+    stack.copy_into(models)  # type: ignore[operator]
     return [m.eval() for m in models]

@@ -3,7 +3,7 @@
 Paper: Section 4.4, Figure 3, Table 8 (KIPAN), Table 20 (BRCA); architecture Table 18 (two encoders
 Linear -> ReLU, BatchNorm1d, Dropout 0.25 with 64 units, concatenated into a fusion head, plus a
 head per modality); settings Table 19 (KIPAN: Adam lr 0.007, T = 1, lambda 0.5, 200 epochs) and
-Table 21 (BRCA: lr 0.04, T = 4). Trial: cchsweep.trials.tcga.fusion_trial.
+Table 21 (BRCA: lr 0.04, T = 4). Trial: cchsweep.trials.tcga.fusion_bundle (fusion_trial: one point, the reference).
 
 Mapping onto the results schema (models teacher / nokd / kd):
   nokd     direct fusion, fusion-head test metrics;
@@ -27,7 +27,7 @@ so each cohort is its own profile (one profile = one paper table's configuration
 """
 
 from cchsweep.study import Param, Profile, Resources, Study
-from cchsweep.trials.tcga import MI_SOURCES, check_data, fusion_trial, validate
+from cchsweep.trials.tcga import FUSION_VARY, MI_SOURCES, check_data, fusion_bundle, fusion_trial, validate
 from searchspaces.tcga_noise import PARAMS as NOISE_PARAMS
 
 NAME = "tcga_fusion"
@@ -173,6 +173,8 @@ STUDY = Study(
         "smoke": Profile(grid=_grid("brca", ["mrna", "rppa"], [0]), settings=SMOKE),
     },
     trial=fusion_trial,
+    bundle=fusion_bundle,
+    bundle_vary=FUSION_VARY,
     resources=Resources(cpu=1, gpu=0),
     validate=validate,
     reference=REFERENCE,

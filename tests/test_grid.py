@@ -88,5 +88,7 @@ def test_bundles_share_everything_but_their_vary_axes_within_size_and_memory():
     small = bundles(SIGMA12, paper.trials, 80, budget=budget)
     assert len(small) > 2 and all(SIGMA12.bundle_bytes([{**t.settings, **t.params} for t in b]) <= budget
                                   for b in small)
-    fusion = STUDIES["tcga_fusion"]  # no bundle function: one point per Ray trial
-    assert default_bundle_size(fusion, 50, slots=2) == 1
+    fusion = STUDIES["tcga_fusion"]  # FusionNet stacks too: one bundle per teacher modality, seeds inside
+    groups = bundles(fusion, plan(fusion, "paper").trials, default_bundle_size(fusion, 10, slots=2))
+    assert sorted((b[0].params["teacher_modality"], [t.params["seed"] for t in b]) for b in groups) == [
+        ("mrna", [0, 1, 2, 3, 4]), ("rppa", [0, 1, 2, 3, 4])]

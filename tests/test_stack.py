@@ -285,11 +285,16 @@ def test_seeded_dropout_masks_follow_the_seed():
     assert set(masks(3).unique().tolist()) == {0.0, 2.0}  # kept units scaled by 1 / (1 - p)
 
 
-def test_a_network_the_stack_cannot_hold_is_refused():
-    from cchsweep.trials.tcga import FusionNet
+class _TanhNet(torch.nn.Module):  # a layer the stack has no stacked form for (and no `Stacked` of its own)
+    def __init__(self):
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Linear(10, 4), torch.nn.Tanh())
+        self.head = torch.nn.Linear(4, 1)
 
-    recipe = Recipe(build=lambda: FusionNet(5, 5, 3), loss=_regression(1).loss, stacked_loss=_regression(1).stacked_loss,
+
+def test_a_network_the_stack_cannot_hold_is_refused():
+    recipe = Recipe(build=_TanhNet, loss=_regression(1).loss, stacked_loss=_regression(1).stacked_loss,
                     optimizer="adam", lr=0.01, epochs=1, batch_size=10)
-    member = Member(0, 0, torch.zeros(10, 10), {"y": torch.zeros(10).long()}, {})
-    with pytest.raises(TypeError, match="not FusionNet"):
+    member = Member(0, 0, torch.zeros(10, 10), {"y": torch.zeros(10, 1), "teacher": torch.zeros(10, 1)}, {"lam": 0.0})
+    with pytest.raises(TypeError, match="not _TanhNet"):
         train_stacked(recipe, [member], "cpu")

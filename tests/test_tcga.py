@@ -18,6 +18,7 @@ from cchsweep.data.cohort import load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.execute import WorkerContext
 from cchsweep.grid import plan
+from cchsweep.stack import Member, train_single, train_stacked
 from conftest import SHARED_DATA, assert_complete_f1_rows, checked_report_table, q, run_cli
 from searchspaces import STUDIES
 from searchspaces.tcga_fusion import SMOKE as FUSION_SMOKE
@@ -130,7 +131,7 @@ def test_fusion_net_shapes():
     h2 = net.representation(x2)
     assert torch.equal(h[:, :tcga.HIDDEN], h2[:, :tcga.HIDDEN])
     assert not torch.equal(h[:, tcga.HIDDEN:], h2[:, tcga.HIDDEN:])
-    assert [type(m).__name__ for m in net.enc_teacher] == ["Linear", "ReLU", "BatchNorm1d", "Dropout"]
+    assert [type(m).__name__ for m in net.enc_teacher] == ["Linear", "ReLU", "BatchNorm1d", "SeededDropout"]
     assert net.enc_teacher[3].p == 0.25
 
 
@@ -141,8 +142,8 @@ def test_fusion_kd_term_vanishes_at_lambda_zero_and_spares_the_teacher_head():
     out = net(x)
     fused, teacher, student = net.split_logits(out)
     direct = F.cross_entropy(fused, y) + F.cross_entropy(teacher, y) + F.cross_entropy(student, y)
-    assert torch.equal(tcga.fusion_loss(net, out, y, 4.0, 0.0), direct)
-    with_kd = tcga.fusion_loss(net, out, y, 4.0, 0.5)
+    assert torch.equal(tcga.fusion_loss(out, y, 4.0, 0.0), direct)
+    with_kd = tcga.fusion_loss(out, y, 4.0, 0.5)
     assert not torch.allclose(with_kd, direct)
     # the KL term's gradient reaches the student head only: the teacher head's gradient is its CE's alone
     kd_only = with_kd - F.cross_entropy(fused, y) - F.cross_entropy(teacher, y) - 0.5 * F.cross_entropy(student, y)
@@ -173,6 +174,43 @@ def test_fusion_unimodal_mi_shares_the_cross_modal_networks(tmp_path):
     assert events(fctx) == {"tcga_fusion_direct": False, "tcga_fusion_mi": False, "tcga_teacher": True,
                             "tcga_nokd": True}
     assert {m.quantity for m in out.mi} == {"i_ts", "i_sl", "i_tl"}
+
+
+def test_stacked_fusion_equals_single_after_a_few_adam_steps():
+    """FusionNet as a stack (two stacked encoders with BatchNorm and seeded Dropout, three heads): weights
+    and BatchNorm statistics after 6 full-batch Adam steps equal the single path's to 1e-3 x lr."""
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(96, 22, generator=g), torch.randint(0, 4, (96,), generator=g)
+    members = [Member(0, 0, x, {"y": y}, {"temperature": 1.0, "lam": 0.0}),
+               Member(0, 0, x, {"y": y}, {"temperature": 4.0, "lam": 0.5}),
+               Member(2, 1, x.flip(0), {"y": y.flip(0)}, {"temperature": 2.0, "lam": 0.3})]
+    recipe = tcga._fusion_recipe(10, 12, 4, 0.01, 6, 96)
+    ref, got = train_single(recipe, members, "cpu"), train_stacked(recipe, members, "cpu")
+    for a, b in zip(ref, got):
+        sa, sb = a.state_dict(), b.state_dict()
+        assert sa.keys() == sb.keys()
+        assert max((sa[k].float() - sb[k].float()).abs().max().item() for k in sa) < 1e-5
+    # the members really differ: KD moved member 1 away from member 0 (same init, same masks)
+    assert not torch.allclose(ref[0].head_student.weight, ref[1].head_student.weight)
+
+
+@pytest.mark.slow
+def test_fusion_bundle_equals_the_per_point_reference(tmp_path):
+    """Two seeds x two lambdas of BRCA mRNA+CNV in one bundle (stacked FusionNets) vs each point alone:
+    per-model test accuracy within one test sample; direct fusion is built once per seed either way."""
+    settings = {**FUSION_SMOKE, "mi_estimator": "ksg"}
+    points = [{**PAIR, "seed": seed, "temperature": 4.0, "lam": lam} for seed in (0, 1) for lam in (0.0, 0.5)]
+    bctx = ctx_for(tmp_path / "bundle")
+    bundled = tcga.fusion_bundle(points, settings, bctx)
+    rctx = ctx_for(tmp_path / "reference")
+    reference = [tcga.fusion_trial(pt, settings, rctx) for pt in points]
+    n_test = 19  # BRCA mRNA+CNV: 190 patients, 10% held out
+    for got, ref in zip(bundled, reference):
+        for model in ("teacher", "nokd", "kd"):
+            assert abs(got.metrics[model]["acc"] - ref.metrics[model]["acc"]) <= 1 / n_test + 1e-9
+    assert [b.kd_gain for b in bundled][0::2] == [0.0, 0.0]  # lam = 0 is direct fusion in the stack too
+    built = lambda ctx: sorted(e.key for e in ctx.cache.events if e.kind == "tcga_fusion_direct" and not e.hit)
+    assert len(built(bctx)) == 2 and built(bctx) == built(rctx)
 
 
 # --- studies and data checks --------------------------------------------------------------------

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,13 +51,13 @@ from torch import nn
 
 from cchsweep.data.cohort import LABELS_STEM, SUFFIXES, Prepared, add_noise, load_cohort, prepare
 from cchsweep.errors import UsageError
-from cchsweep.kd import classification_kd_loss
+from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet, mi_values
-from cchsweep.models import MLP
-from cchsweep.stack import Recipe, train_stacked
-from cchsweep.study import TrialContext, TrialOutput
+from cchsweep.models import MLP, SeededDropout
+from cchsweep.stack import Member, Recipe, StackedLinear, copy_layers, reference_trial, stack_layers, train_stacked
+from cchsweep.study import TrainFn, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 from cchsweep.trials import crossmodal
 
@@ -262,7 +263,9 @@ class FusionNet(nn.Module):
 
     The input is [x_teacher | x_student] (columns); the output is [fusion | teacher head | student head]
     logits (3 * n_classes columns) so the engine's fit/predict loop handles it like any network;
-    `split_logits` takes it apart. `representation` is [h_teacher | h_student] (2 * 64).
+    `split_logits` takes it apart. `representation` is [h_teacher | h_student] (2 * 64). Dropout is
+    `models.SeededDropout`: its masks come from the init seed, so direct fusion and Fusion+KD (same
+    seed) see the same masks, alone or stacked (`StackedFusionNet`).
     """
 
     def __init__(
@@ -272,7 +275,7 @@ class FusionNet(nn.Module):
         self.in_teacher, self.n_classes = in_teacher, n_classes
 
         def encoder(width: int) -> nn.Sequential:
-            return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.BatchNorm1d(hidden), nn.Dropout(dropout))
+            return nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.BatchNorm1d(hidden), SeededDropout(dropout))
 
         self.enc_teacher, self.enc_student = encoder(in_teacher), encoder(in_student)
         self.fusion = nn.Linear(2 * hidden, n_classes)
@@ -288,19 +291,44 @@ class FusionNet(nn.Module):
         return torch.cat([self.fusion(h), self.head_teacher(h_t), self.head_student(h_s)], 1)
 
     def split_logits(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        fused, teacher, student = out.split(self.n_classes, dim=1)
+        fused, teacher, student = out.split(self.n_classes, dim=-1)
         return fused, teacher, student
 
 
-def fusion_loss(
-    net: FusionNet, out: torch.Tensor, labels: torch.Tensor, temperature: float, lam: float
-) -> torch.Tensor:
+class StackedFusionNet(nn.Module):
+    """K FusionNets as one (cchsweep.stack): [K, B, in_t + in_s] -> [K, B, 3 * n_classes]."""
+
+    def __init__(self, nets: Sequence[FusionNet]):
+        super().__init__()
+        self.in_teacher = nets[0].in_teacher
+        self.enc_teacher = stack_layers([n.enc_teacher for n in nets])
+        self.enc_student = stack_layers([n.enc_student for n in nets])
+        self.fusion = StackedLinear([n.fusion for n in nets])
+        self.head_teacher = StackedLinear([n.head_teacher for n in nets])
+        self.head_student = StackedLinear([n.head_student for n in nets])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h_t, h_s = self.enc_teacher(x[..., : self.in_teacher]), self.enc_student(x[..., self.in_teacher :])
+        return torch.cat([self.fusion(torch.cat([h_t, h_s], -1)), self.head_teacher(h_t), self.head_student(h_s)], -1)
+
+    @torch.no_grad()
+    def copy_into(self, nets: Sequence[FusionNet]) -> None:
+        copy_layers(self.enc_teacher, [n.enc_teacher for n in nets])
+        copy_layers(self.enc_student, [n.enc_student for n in nets])
+        for name in ("fusion", "head_teacher", "head_student"):
+            getattr(self, name).copy_into([getattr(n, name) for n in nets])
+
+
+FusionNet.Stacked = StackedFusionNet  # type: ignore[attr-defined]
+
+
+def fusion_loss(out: torch.Tensor, labels: torch.Tensor, temperature: float, lam: float) -> torch.Tensor:
     """CE(fusion) + CE(teacher head) + eq. (2) on the student head with the teacher head as teacher.
 
     lam = 0 is direct fusion (every head with plain CE); the teacher head's logits are detached in
     the KL term, so distillation moves only the student head and encoder.
     """
-    fused, teacher, student = net.split_logits(out)
+    fused, teacher, student = out.split(out.shape[-1] // 3, dim=-1)
     return (
         F.cross_entropy(fused, labels)
         + F.cross_entropy(teacher, labels)
@@ -308,58 +336,94 @@ def fusion_loss(
     )
 
 
-def _fusion(
-    p: Prepared,
-    t_mod: str,
-    s_mod: str,
-    init_seed: int,
-    s: Mapping[str, Any],
-    dev: torch.device,
-    temperature: float = 1.0,
-    lam: float = 0.0,
-    build: bool = True,
-) -> FusionNet:
-    torch.manual_seed(init_seed)  # the same weights, and then the same dropout masks, for both strategies
-    net = FusionNet(p.x_train[t_mod].shape[1], p.x_train[s_mod].shape[1], len(p.classes)).to(dev)
-    if build:
-        x = to_tensor(np.concatenate([p.x_train[t_mod], p.x_train[s_mod]], 1), dev)
-        y = to_tensor(p.y_train, dev, torch.int64)
-        fit(
-            net,
-            x,
-            lambda out, idx: fusion_loss(net, out, y[idx], temperature, lam),
-            optimizer=OPTIMIZER,
-            lr=s["lr"],
-            epochs=s["epochs"],
-            batch_size=_batch(s, len(x)),
-            seed=init_seed,
-        )
-    return net
+def stacked_fusion_losses(out: torch.Tensor, labels: torch.Tensor, temperature: torch.Tensor, lam: torch.Tensor):
+    """fusion_loss per member: out [K, B, 3C], labels [K, B], temperature/lam [K] -> [K]."""
+    fused, teacher, student = out.split(out.shape[-1] // 3, dim=-1)
+
+    def ce(logits: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.transpose(1, 2), labels, reduction="none").mean(1)
+
+    return (
+        ce(fused) + ce(teacher) + stacked_classification_kd_losses(student, labels, teacher.detach(), temperature, lam)
+    )
 
 
-def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: TrialContext) -> TrialOutput:
-    s = {**settings, **params}
-    cohort, t_mod, s_mod = s["cohort"], s["teacher_modality"], s["student_modality"]
-    seed, temperature, lam = int(s["seed"]), float(s["temperature"]), float(s["lam"])
-    dev = torch.device(ctx.device)
+@functools.lru_cache(maxsize=64)
+def _fusion_recipe(in_teacher: int, in_student: int, classes: int, lr: float, epochs: int, batch_size: int) -> Recipe:
+    """FusionNet with Adam (Tables 19, 21); one object per shape and settings, so a bundle's networks stack."""
+    return Recipe(
+        build=lambda: FusionNet(in_teacher, in_student, classes),
+        loss=lambda out, b, c: fusion_loss(out, b["y"], c["temperature"], c["lam"]),
+        stacked_loss=lambda out, b, c: stacked_fusion_losses(out, b["y"], c["temperature"], c["lam"]),
+        optimizer=OPTIMIZER,
+        lr=lr,
+        epochs=epochs,
+        batch_size=batch_size,
+    )
+
+
+@dataclass
+class _FusionPoint:
+    s: dict[str, Any]
+    p: Prepared
+    recipe: Recipe
+    x_train: torch.Tensor  # [x_teacher | x_student]
+    y_train: torch.Tensor
+    key: dict[str, Any]  # the direct-fusion network's cache key
+
+    def member(self, temperature: float = 1.0, lam: float = 0.0) -> Member:
+        # init and batch order 2*seed: direct fusion and Fusion+KD start from the same weights and masks
+        seed = 2 * int(self.s["seed"])
+        return Member(seed, seed, self.x_train, {"y": self.y_train}, {"temperature": temperature, "lam": lam})
+
+
+def _fusion_point(ctx: TrialContext, s: dict[str, Any], dev: torch.device) -> _FusionPoint:
+    cohort, t_mod, s_mod, seed = s["cohort"], s["teacher_modality"], s["student_modality"], int(s["seed"])
     p = load_split(ctx, cohort, [t_mod, s_mod], seed, s)
-    y_te = to_tensor(p.y_test, dev, torch.int64)
+    x = to_tensor(np.concatenate([p.x_train[t_mod], p.x_train[s_mod]], 1), dev)
+    recipe = _fusion_recipe(
+        p.x_train[t_mod].shape[1], p.x_train[s_mod].shape[1], len(p.classes), float(s["lr"]), int(s["epochs"]),
+        _batch(s, len(x)),
+    )  # fmt: skip
     key = {
         **{k: s.get(k, "") for k in TRAIN_KEYS},
         "cohort": cohort,
         "teacher_modality": t_mod,
         "student_modality": s_mod,
         "seed": seed,
+        "dropout": "seeded",  # masks from the init seed (direct fusion cached before that differ)
     }
+    return _FusionPoint(s, p, recipe, x, to_tensor(p.y_train, dev, torch.int64), key)
 
-    direct = with_state(
-        _fusion(p, t_mod, s_mod, 0, s, dev, build=False),
-        ctx.cached("tcga_fusion_direct", key, lambda: cpu_state(_fusion(p, t_mod, s_mod, seed * 2, s, dev))),
-    )
-    kd = _fusion(p, t_mod, s_mod, seed * 2, s, dev, temperature, lam)
+
+def fusion_bundle(
+    points: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], ctx: TrialContext, train: TrainFn = train_stacked
+) -> list[TrialOutput]:
+    """Direct fusion (cached per pairing and seed) and Fusion+KD for many points, trained as stacks."""
+    dev = torch.device(ctx.device)
+    fps = [_fusion_point(ctx, {**settings, **pt}, dev) for pt in points]
+    items = [("tcga_fusion_direct", fp.key) for fp in fps]
+
+    def build(missing: list[int]) -> list[dict[str, torch.Tensor]]:
+        ctx.progress(f"training {len(missing)} direct-fusion networks")
+        nets = crossmodal.train_grouped(train, [(fps[i].recipe, fps[i].member()) for i in missing], dev)
+        return [cpu_state(n) for n in nets]
+
+    states = ctx.cached_many(items, build)
+    directs = [with_state(fp.recipe.build().to(dev), st) for fp, st in zip(fps, states)]
+    ctx.progress(f"training {len(fps)} Fusion+KD networks")
+    kd_members = [(fp.recipe, fp.member(float(fp.s["temperature"]), float(fp.s["lam"]))) for fp in fps]
+    kds = crossmodal.train_grouped(train, kd_members, dev)
+    return [_fusion_output(ctx, fp, direct, kd, dev) for fp, direct, kd in zip(fps, directs, kds)]
+
+
+def _fusion_output(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, kd: nn.Module, dev) -> TrialOutput:
+    s, p = fp.s, fp.p
+    cohort, t_mod, s_mod, seed = s["cohort"], s["teacher_modality"], s["student_modality"], int(s["seed"])
+    y_te = to_tensor(p.y_test, dev, torch.int64)
     x_te = to_tensor(np.concatenate([p.x_test[t_mod], p.x_test[s_mod]], 1), dev)
-    fused_direct, teacher_head, _ = direct.split_logits(predict(direct, x_te))
-    fused_kd, _, _ = kd.split_logits(predict(kd, x_te))
+    fused_direct, teacher_head, _ = predict(direct, x_te).split(len(p.classes), dim=-1)
+    fused_kd = predict(kd, x_te)[:, : len(p.classes)]
     metrics = {
         "teacher": classification_metrics(teacher_head, y_te),  # the direct-fusion model's teacher-modality head
         "nokd": classification_metrics(fused_direct, y_te),  # direct fusion
@@ -386,13 +450,19 @@ def fusion_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx: Tr
             raise ValueError(f"mi_source={source!r}; use one of {', '.join(MI_SOURCES)}")
         return mi_triplet(h_t, h_s, labels, make_estimator(s, ctx.device), repeats=s["mi_repeats"], seed=seed)
 
-    mi_cfg = {**key, **{k: s[k] for k in MI_KEYS}, "mi_source": source}
+    mi_cfg = {**fp.key, **{k: s[k] for k in MI_KEYS}, "mi_source": source}
     if source == "unimodal":
         mi_cfg["unimodal_lr"] = s["unimodal_lr"]
     values = ctx.cached("tcga_fusion_mi", mi_cfg, build_mi)
     mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], len(labels))
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
+
+
+fusion_trial = reference_trial(fusion_bundle)  # one point, one network at a time: the reference path
+
+# What may differ between the points of one fusion bundle (one pairing: cohort and modalities fixed).
+FUSION_VARY = ("seed", "temperature", "lam")
 
 
 def validate(s: Mapping[str, Any]) -> None:
