@@ -94,6 +94,22 @@ def families(device: str) -> list[dict]:
             ok=diff < 1e-3,
         )
     )
+    from cchsweep.trials.tcga import _fusion_recipe
+
+    xf = torch.randn(171, 70, generator=g).to(device)
+    yf = (xf[:, 0] > 0).long() + (xf[:, 50] > 0).long()
+    fusion = _fusion_recipe(40, 30, 3, 0.01, 6, 171)  # full batch, as the study trains
+    members = [Member(i, i, xf, {"y": yf}, {"temperature": 4.0, "lam": 0.5 * (i > 0)}) for i in range(3)]
+    diff = max_param_diff(train_single(fusion, members, device), train_stacked(fusion, members, device))
+    rows.append(
+        emit(
+            check="family",
+            family="TCGA FusionNet, two encoders, BatchNorm + seeded Dropout, Adam",
+            steps=6,
+            max_rel_param_diff=diff,
+            ok=diff < 1e-3,
+        )
+    )
     return rows
 
 
@@ -105,6 +121,7 @@ def bundles(device: str, data_dir: str) -> list[dict]:
     ]
     if (Path(data_dir) / "tcga" / "brca").is_dir():
         cases.append(("tcga_noise", ["mi_estimator=ksg", "seed=0,1"], 1 / 19))
+        cases.append(("tcga_fusion", ["mi_estimator=ksg", "seed=0,1", "teacher_modality=mrna"], 1 / 19))
     for study, overrides, acc in cases:
         plan = grid.plan(STUDIES[study], "smoke", overrides)
         specs = [t.to_dict() for t in plan.trials]
