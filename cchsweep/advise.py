@@ -84,7 +84,7 @@ def advise(
     data_dir: str | Path,
     student: str,
     teachers: Sequence[str] | None = None,
-    estimator: str = "latentmi",
+    estimator: str = "lmi",
     repeats: int = 3,
     seed: int = 0,
     epochs: int = 200,
@@ -226,7 +226,7 @@ def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed:
         start_ray(None)
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
-        uses_gpu = mi_settings["mi_estimator"] in ("latentmi", "mine")
+        uses_gpu = mi_settings["mi_estimator"] in ("lmi", "latentmi", "mine")
         # Share the GPUs between the teachers' tasks (at most one whole GPU each).
         num_gpus = min(1.0, gpus / len(jobs)) if gpus > 0 and uses_gpu else 0
         task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_triplet_task)

@@ -90,7 +90,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("data", help="cohort directory: one CSV/Parquet per modality (first column patient) + labels.csv")
     a.add_argument("--student", required=True, help="the weak modality to improve")
     a.add_argument("--teachers", help="comma-separated candidate teachers (default: every other modality)")
-    a.add_argument("--estimator", default="latentmi", help="MI estimator: latentmi (default), mine or ksg")
+    a.add_argument(
+        "--estimator", default="lmi", help="MI estimator: lmi (default; latentmi's method, fast), latentmi, mine or ksg"
+    )
     a.add_argument("--repeats", type=int, default=3, help="seeded MI repeats for the standard errors (default 3)")
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--db", help="also store the advice in this results database (table advice)")

@@ -25,7 +25,19 @@ def estimate_repeated(
     estimator: MIEstimator, x: np.ndarray, y: np.ndarray, *, repeats: int, seed: int
 ) -> tuple[float, float | None]:
     """Mean and standard error over `repeats` independently seeded estimates (SE None for 1)."""
-    values = [estimator.estimate(x, y, seed=seed * 1000 + r) for r in range(repeats)]
+    return summarize(estimate_all(estimator, [(x, y, seed * 1000 + r) for r in range(repeats)]))
+
+
+def estimate_all(estimator: Any, tasks: list[tuple[np.ndarray, np.ndarray, int]]) -> list[float]:
+    """Every (x, y, seed): in one batched call where the estimator has `estimate_many` (lmi)."""
+    if hasattr(estimator, "estimate_many"):
+        return list(estimator.estimate_many(tasks))
+    return [estimator.estimate(x, y, seed=seed) for x, y, seed in tasks]
+
+
+def summarize(values: list[float]) -> tuple[float, float | None]:
+    """Mean and standard error of repeated estimates (SE None for one)."""
+    repeats = len(values)
     mean = float(np.mean(values))
     if repeats < 2:
         return mean, None

@@ -7,19 +7,23 @@ from typing import Any
 
 import numpy as np
 
-from cchsweep.mi.interface import MIEstimator, estimate_repeated
+from cchsweep.mi.interface import MIEstimator, estimate_all, estimate_repeated, summarize
 from cchsweep.mi.ksg import KSG
 from cchsweep.mi.latentmi_estimator import LatentMI
+from cchsweep.mi.lmi import LMI
 from cchsweep.mi.mine import MINE
 from cchsweep.study import MIValue
 
-ESTIMATORS = ("latentmi", "mine", "ksg")
+ESTIMATORS = ("lmi", "latentmi", "mine", "ksg")  # what a study's mi_estimator may name
+COMPARED = ("latentmi", "mine", "ksg")  # the paper's Table 2 estimators (the estimators studies run each)
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
 
 
 def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:
-    """latentmi takes the study's mi_epochs and mi_lr; MINE and KSG keep their own tested defaults."""
+    """lmi and latentmi take the study's mi_epochs and mi_lr; MINE and KSG keep their own tested defaults."""
     name = settings["mi_estimator"]
+    if name == "lmi":
+        return LMI(epochs=settings["mi_epochs"], lr=settings["mi_lr"], device=device)
     if name == "latentmi":
         return LatentMI(epochs=settings["mi_epochs"], lr=settings["mi_lr"], device=device)
     if name == "mine":
@@ -43,11 +47,12 @@ def mi_triplet(
     `labels` must already be 2-D in the form the estimator should see (one-hot for classes).
     """
     pairs = {"i_ts": (h_teacher, h_student), "i_sl": (h_student, labels), "i_tl": (h_teacher, labels)}
-    out = {}
-    for offset, (quantity, (a, b)) in enumerate(pairs.items()):
-        mean, se = estimate_repeated(estimator, a, b, repeats=repeats, seed=seed * 10 + offset)
-        out[quantity] = [mean, se]
-    return out
+    # every quantity's repeats in one call (lmi trains them together), seeds as estimate_repeated's
+    tasks = [
+        (a, b, (seed * 10 + offset) * 1000 + r) for offset, (a, b) in enumerate(pairs.values()) for r in range(repeats)
+    ]
+    values = estimate_all(estimator, tasks)
+    return {q: list(summarize(values[i * repeats : (i + 1) * repeats])) for i, q in enumerate(pairs)}
 
 
 def mi_values(

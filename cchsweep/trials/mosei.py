@@ -56,7 +56,7 @@ from torch import nn
 from cchsweep.data.mosei import MODALITIES, check_file, default_path, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.mi.triplet import COMPARED
 from cchsweep.models import SeededDropout
 from cchsweep.stack import Recipe, train_stacked
 from cchsweep.study import TrialContext, TrialOutput
@@ -272,7 +272,7 @@ def bundle(
 def estimators_bundle(
     points: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], ctx: TrialContext
 ) -> list[TrialOutput]:
-    return bundle(points, settings, ctx, estimators=ESTIMATORS)
+    return bundle(points, settings, ctx, estimators=COMPARED)
 
 
 # What may differ between the points of one bundle (all MOSEI pairings share one split).
@@ -288,4 +288,4 @@ def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
     triplet is cached under its own kind (mosei_mi_ts_<estimator>, mosei_mi_label_<estimator>);
     the networks are shared with mosei_teacher through the cache at equal training settings.
     """
-    return trial(params, settings, ctx, estimators=ESTIMATORS)
+    return trial(params, settings, ctx, estimators=COMPARED)

@@ -54,7 +54,7 @@ from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet, mi_values
+from cchsweep.mi.triplet import COMPARED, make_estimator, mi_triplet, mi_values
 from cchsweep.models import MLP, SeededDropout
 from cchsweep.stack import Member, Recipe, StackedLinear, copy_layers, reference_trial, stack_layers, train_stacked
 from cchsweep.study import TrainFn, TrialContext, TrialOutput
@@ -480,13 +480,13 @@ def estimators_trial(params: Mapping[str, Any], settings: Mapping[str, Any], ctx
     """The cross-modal trial with the MI triplet from every estimator (latentmi, mine, ksg): the
     networks are trained once and every estimator sees the same representations, each with cache
     kinds of its own (tcga_mi_ts_<estimator>, ...). The results view has one row per estimator."""
-    return crossmodal_trial(params, settings, ctx, estimators=ESTIMATORS)
+    return crossmodal_trial(params, settings, ctx, estimators=COMPARED)
 
 
 def estimators_bundle(
     points: Sequence[Mapping[str, Any]], settings: Mapping[str, Any], ctx: TrialContext
 ) -> list[TrialOutput]:
-    return crossmodal_bundle(points, settings, ctx, estimators=ESTIMATORS)
+    return crossmodal_bundle(points, settings, ctx, estimators=COMPARED)
 
 
 # What may differ between the points of one bundle (one pairing: cohort and modalities fixed).
