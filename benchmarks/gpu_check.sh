@@ -8,15 +8,19 @@
 #    smoke grids of synthetic_sigma12 and mnist_blur through the bundle engine vs the reference trial.
 # 2. benchmarks/sweep_speed.py --full --device cuda: the speed figures and both MNIST paper grids'
 #    training on one GPU (through the CLI when Ray is installed, else the bundle engine in-process).
-# 3. GPU utilisation sampled once a second by nvidia-smi during both, summarised at the end.
+# 3. benchmarks/mi_speed.py --device cuda: one LMI estimate by latentmi and by lmi at n = 10,000 (300
+#    epochs), and 50 lmi estimates in one call (latentmi travels as a wheel in ./.whl, --no-deps).
+# 4. GPU utilisation sampled once a second by nvidia-smi during all three, summarised at the end.
 #
 # Data: $CCHSWEEP_DATA, else ./.devdata (mnist/, bsds500/, tcga/: benchmarks/device_prep.sh fills it).
 # Wheels: any in ./.whl are installed to /tmp/site first (the device tool's convention).
-# A rehearsal on a CPU machine: DEVICE=cpu SPEED_ARGS=--quick bash benchmarks/gpu_check.sh
+# A rehearsal on a CPU machine: DEVICE=cpu SPEED_ARGS=--quick MI_ARGS=--quick bash benchmarks/gpu_check.sh
 set -euo pipefail
 DEVICE=${DEVICE:-cuda}
 SPEED_ARGS=${SPEED_ARGS:---full}
+MI_ARGS=${MI_ARGS:-}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
 if compgen -G ".whl/*.whl" >/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
@@ -33,7 +37,8 @@ SMI=$!
 trap 'kill $SMI 2>/dev/null || true' EXIT
 status=0
 timeout 150 python3 benchmarks/cuda_check.py --device "$DEVICE" 2>&1 | tee "$OUT/cuda_check.jsonl" || status=1
-timeout 330 python3 benchmarks/sweep_speed.py $SPEED_ARGS --device "$DEVICE" 2>&1 | tee "$OUT/sweep_speed.jsonl" || status=1
+timeout 270 python3 benchmarks/sweep_speed.py $SPEED_ARGS --device "$DEVICE" 2>&1 | tee "$OUT/sweep_speed.jsonl" || status=1
+timeout 150 python3 benchmarks/mi_speed.py $MI_ARGS --device "$DEVICE" 2>&1 | tee "$OUT/mi_speed.jsonl" || status=1
 kill $SMI 2>/dev/null || true
 python3 - "$OUT/gpu_util.csv" <<'PY' | tee "$OUT/gpu_util.json"
 import json, sys
