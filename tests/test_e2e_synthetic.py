@@ -31,7 +31,7 @@ def test_one_row_per_grid_point_with_every_metric(sweep):
                      or kd_gain is null or i_ts is null or i_sl is null or i_tl is null or mi_gap is null
                      or i_ts_truth is null or node_id is null or seconds is null""")
     assert nulls == [(0,)]
-    assert q(db, "select distinct mi_estimator, gain_metric, task from results") == [("latentmi", "mse", "regression")]
+    assert q(db, "select distinct mi_estimator, gain_metric, task from results") == [("lmi", "mse", "regression")]
     assert q(db, "select sum(abs(kd_gain - (nokd_mse - kd_mse))) < 1e-12 from results") == [(True,)]
 
 

@@ -199,3 +199,39 @@ def test_latentmi_prints_nothing_through_either_wrapper():
         LatentMI(epochs=1).estimate(x, y, seed=0)
         LMI(epochs=1).estimate(x, y, seed=0)
     assert out.getvalue() == ""
+
+
+def test_cached_mi_batches_every_missing_estimate_and_matches_mi_triplet(tmp_path, monkeypatch):
+    """Three points' triplets (two share an artifact) through cached_mi: one batched call holding every
+    missing estimate, the values mi_triplet gives each alone, and a second pass served by the cache."""
+    from cchsweep.cache import ArtifactCache
+    from cchsweep.execute import WorkerContext
+    from cchsweep.mi import triplet
+
+    calls = []
+
+    class Recording:
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __repr__(self):
+            return repr(self.inner)
+
+        def estimate_many(self, tasks):
+            calls.append(len(tasks))
+            return self.inner.estimate_many(tasks)
+
+    monkeypatch.setattr(triplet, "make_estimator", lambda s, device: Recording(LMI(epochs=2, lr=1e-3)))
+    settings = {"mi_estimator": "lmi", "mi_epochs": 2, "mi_lr": 1e-3, "mi_repeats": 2}
+    data = {seed: gaussian_pair(300, 8, 8, 1.0, seed=seed) for seed in (0, 1)}
+    labels = one_hot(np.arange(300) % 3, 3)
+    requests = [triplet.MIRequest("t_mi", {"seed": seed}, settings,
+                                  lambda seed=seed: triplet.triplet_pairs(data[seed][0], data[seed][1], labels, seed))
+                for seed in (0, 1, 0)]
+    ctx = WorkerContext(ArtifactCache(tmp_path), "cpu", 1, None)
+    got = triplet.cached_mi(ctx, requests, "cpu")
+    assert calls == [2 * 3 * 2]  # 2 distinct artifacts x 3 quantities x 2 repeats, in one call
+    for seed, value in zip((0, 1, 0), got):
+        assert value == mi_triplet(data[seed][0], data[seed][1], labels, LMI(epochs=2, lr=1e-3), repeats=2, seed=seed)
+    again = triplet.cached_mi(WorkerContext(ArtifactCache(tmp_path), "cpu", 1, None), requests, "cpu")
+    assert again == got and calls == [12]

@@ -19,9 +19,9 @@ network at a time: the reference) or `run_bundle` (many points, their networks t
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from torch import nn
 
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
-from cchsweep.mi.triplet import estimate_one, mi_values
+from cchsweep.mi.triplet import MIRequest, cached_mi, mi_values
 from cchsweep.stack import Member, Recipe, train_single, train_stacked
 from cchsweep.study import MIValue, TrainFn, TrialContext, TrialOutput
 from cchsweep.train import cpu_state, predict, represent, with_state
@@ -132,50 +132,77 @@ def run_bundle(
         kd_members.append((p.recipes["student"], p.member("student", t_logits, coefs)))
     ctx.progress(f"training {len(kd_members)} KD students")
     kd_nets = train_grouped(train, kd_members, _device(pairings[0]))
-    return [_output(ctx, s, p, t, n, kd, estimators) for s, p, (t, n), kd in zip(points, pairings, nets, kd_nets)]
+    # every point's MI for every estimator: the missing estimates made together (lmi stacks them)
+    requests, reps = [], []
+    for s, p, (teacher, nokd) in zip(points, pairings, nets):
+        rep = _representations(p, teacher, nokd)
+        reps.append(rep)
+        requests += [r for estimator in estimators for r in _mi_requests(s, p, rep, estimator, len(estimators) > 1)]
+    values = cached_mi(ctx, requests, ctx.device)
+    outputs = []
+    for i, (s, p, (teacher, nokd), kd) in enumerate(zip(points, pairings, nets, kd_nets)):
+        mine = values[2 * len(estimators) * i : 2 * len(estimators) * (i + 1)]
+        outputs.append(_output(s, p, teacher, nokd, kd, estimators, mine))
+    return outputs
 
 
-def _output(ctx, s, p: Pairing, teacher, nokd, kd, estimators: Sequence[str]) -> TrialOutput:
-    seed = int(s["seed"])
+def _output(s, p: Pairing, teacher, nokd, kd, estimators: Sequence[str], values: list) -> TrialOutput:
     metrics = {
         "teacher": classification_metrics(predict(teacher, p.x_test["teacher"]), p.y_test),
         "nokd": classification_metrics(predict(nokd, p.x_test["student"]), p.y_test),
         "kd": classification_metrics(predict(kd, p.x_test["student"]), p.y_test),
     }
-    h_noisy = _rep(teacher, p.mi_rows(*p.teacher_noisy))
-    h_teacher = _rep(teacher, p.mi_rows(p.x_train["teacher"], p.x_test["teacher"]))
-    h_student = _rep(nokd, p.mi_rows(p.x_train["student"], p.x_test["student"]))
     mi: list[MIValue] = []
-    for estimator in estimators:
-        se = {**s, "mi_estimator": estimator}
-        suffix = f"_{estimator}" if len(estimators) > 1 else ""
-        key = {**p.keys["mi"], "mi_estimator": estimator}
-        i_ts = ctx.cached(
-            f"{p.prefix}_mi_ts{suffix}",
-            {**key, **p.noise_key},
-            partial(estimate_one, se, ctx.device, h_noisy, h_student, seed * 10),
-        )
-        label_mi = ctx.cached(
-            f"{p.prefix}_mi_label{suffix}",
-            key,
-            partial(_label_mi, se, ctx.device, h_student, h_teacher, p.labels, seed),
-        )
+    for j, estimator in enumerate(estimators):
+        i_ts, label_mi = values[2 * j], values[2 * j + 1]
         mi += mi_values({"i_ts": i_ts, **label_mi}, estimator, s["mi_repeats"], len(p.labels))
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
 
 
+def _representations(p: Pairing, teacher: nn.Module, nokd: nn.Module) -> Callable[[], dict[str, np.ndarray]]:
+    """The MI rows' representations (computed once, on first use): the teacher on its noisy and clean
+    inputs, the no-KD student."""
+
+    @functools.cache
+    def get() -> dict[str, np.ndarray]:
+        return {
+            "noisy": _rep(teacher, p.mi_rows(*p.teacher_noisy)),
+            "teacher": _rep(teacher, p.mi_rows(p.x_train["teacher"], p.x_test["teacher"])),
+            "student": _rep(nokd, p.mi_rows(p.x_train["student"], p.x_test["student"])),
+        }
+
+    return get
+
+
+def _mi_requests(s, p: Pairing, rep, estimator: str, several: bool) -> list[MIRequest]:
+    """I_TS (cached per noise) and I_SL, I_TL (per pairing and seed) by one estimator."""
+    seed = int(s["seed"])
+    se = {**s, "mi_estimator": estimator}
+    suffix = f"_{estimator}" if several else ""
+    key = {**p.keys["mi"], "mi_estimator": estimator}
+    return [
+        MIRequest(
+            f"{p.prefix}_mi_ts{suffix}",
+            {**key, **p.noise_key},
+            se,
+            lambda: {"i_ts": (rep()["noisy"], rep()["student"], seed * 10)},
+            pack=lambda v: v["i_ts"],  # cached as [mean, se]
+        ),
+        MIRequest(
+            f"{p.prefix}_mi_label{suffix}",
+            key,
+            se,
+            lambda: {
+                "i_sl": (rep()["student"], p.labels, seed * 10 + 1),
+                "i_tl": (rep()["teacher"], p.labels, seed * 10 + 2),
+            },
+        ),
+    ]
+
+
 def _device(p: Pairing) -> torch.device:
     return p.y_train.device
-
-
-def _label_mi(
-    s: Mapping[str, Any], device: str, h_student: np.ndarray, h_teacher: np.ndarray, labels: np.ndarray, seed: int
-) -> dict[str, list]:
-    return {
-        "i_sl": estimate_one(s, device, h_student, labels, seed * 10 + 1),
-        "i_tl": estimate_one(s, device, h_teacher, labels, seed * 10 + 2),
-    }
 
 
 def _rep(net: nn.Module, rows: torch.Tensor) -> np.ndarray:

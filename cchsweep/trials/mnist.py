@@ -27,7 +27,7 @@ from cchsweep.data.mnistm import build_mnistm, load_bsds_luma
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
+from cchsweep.mi.triplet import MIRequest, cached_mi, mi_values, triplet_pairs
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
 from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
@@ -156,28 +156,29 @@ def bundle(
     ]
     kd_models = _train(ctx, train, recipe, kd_members, dev, "KD students")
 
+    def mi_request(s: Mapping[str, Any]) -> MIRequest:
+        seed, key, m = int(s["seed"]), (s["alpha"], int(s["seed"])), min(s["mi_n"], n_te)
+
+        def pairs():
+            h_t = represent(teachers[seed], gaussian_blur(mnist_te[:m], s["gamma"])).cpu().numpy()
+            h_s = represent(nokds[key], mm[key][1][:m]).cpu().numpy()
+            labels = one_hot(y_te[:m].cpu().numpy(), 10)  # latentmi sees classes one-hot
+            return triplet_pairs(h_t, h_s, labels, seed)
+
+        cfg = {**train_cfg, **{k: s[k] for k in MI_KEYS}, "alpha": s["alpha"], "gamma": s["gamma"], "seed": seed}
+        return MIRequest("mnist_mi", cfg, s, pairs)
+
+    # every point's MI triplet: the missing ones estimated together (lmi trains them as stacks)
+    mis = cached_mi(ctx, [mi_request(s) for s in pts], ctx.device)
     outputs = []
-    for s, kd in zip(pts, kd_models):
+    for s, kd, mi in zip(pts, kd_models, mis):
         seed, key = int(s["seed"]), (s["alpha"], int(s["seed"]))
         metrics = {
             "teacher": classification_metrics(predict(teachers[seed], mnist_te), y_te),
             "nokd": classification_metrics(predict(nokds[key], mm[key][1]), y_te),
             "kd": classification_metrics(predict(kd, mm[key][1]), y_te),
         }
-        m = min(s["mi_n"], n_te)
-
-        def build_mi(s=s, seed=seed, key=key, m=m):
-            h_t = represent(teachers[seed], gaussian_blur(mnist_te[:m], s["gamma"])).cpu().numpy()
-            h_s = represent(nokds[key], mm[key][1][:m]).cpu().numpy()
-            labels = one_hot(y_te[:m].cpu().numpy(), 10)  # latentmi sees classes one-hot
-            return mi_triplet(h_t, h_s, labels, make_estimator(s, ctx.device), repeats=s["mi_repeats"], seed=seed)
-
-        mi = ctx.cached(
-            "mnist_mi",
-            {**train_cfg, **{k: s[k] for k in MI_KEYS}, "alpha": s["alpha"], "gamma": s["gamma"], "seed": seed},
-            build_mi,
-        )
-        values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], m)
+        values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], min(s["mi_n"], n_te))
         outputs.append(
             TrialOutput(
                 metrics=metrics, gain_metric="acc", kd_gain=metrics["kd"]["acc"] - metrics["nokd"]["acc"], mi=values

@@ -23,7 +23,7 @@ import torch
 from cchsweep.data.synthetic import sample
 from cchsweep.kd import regression_kd_loss, stacked_regression_kd_losses
 from cchsweep.mi.gaussian import optimal_linear_mi
-from cchsweep.mi.triplet import make_estimator, mi_triplet, mi_values
+from cchsweep.mi.triplet import MIRequest, cached_mi, mi_values, triplet_pairs
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
 from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
@@ -106,8 +106,10 @@ def bundle(
         ctx.progress(f"training {len(kd_members)} KD students")
     kd_models = dict(zip(map(id, kd_points), train(recipe, kd_members, dev)))
 
+    # every point's MI triplet: the missing ones estimated together (lmi trains them as stacks)
+    mis = cached_mi(ctx, [_mi_request(s, data[tuple(s[k] for k in DATA_KEYS)], te) for s in pts], ctx.device)
     outputs = []
-    for s in pts:
+    for s, mi in zip(pts, mis):
         d = data[tuple(s[k] for k in DATA_KEYS)]
         kd = kd_models.get(id(s), d["nokd"])
 
@@ -124,7 +126,7 @@ def bundle(
                 metrics=metrics,
                 gain_metric="mse",
                 kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"],
-                mi=_mi(ctx, s, d, te),
+                mi=_mi_values(s, mi),
             )
         )
     return outputs
@@ -146,15 +148,18 @@ def _data_set(s: Mapping[str, Any], dev: torch.device, tr: slice) -> dict[str, A
     return {"seed": seed, "x1": x1, "x2": x2, "y": y[:, None], "cfg": cfg}
 
 
-def _mi(ctx: TrialContext, s: Mapping[str, Any], d: Mapping[str, Any], te: slice):
+def _mi_request(s: Mapping[str, Any], d: Mapping[str, Any], te: slice) -> MIRequest:
+    """The MI triplet on the first mi_n test rows: the teacher's and no-KD student's hidden layers, y."""
     m = min(s["mi_n"], s["n_test"])
 
-    def build_mi():
+    def pairs():
         h_t = represent(d["teacher"], d["x1"][te][:m]).cpu().numpy()
         h_s = represent(d["nokd"], d["x2"][te][:m]).cpu().numpy()
-        est = make_estimator(s, ctx.device)
-        return mi_triplet(h_t, h_s, d["y"][te][:m].cpu().numpy(), est, repeats=s["mi_repeats"], seed=d["seed"])
+        return triplet_pairs(h_t, h_s, d["y"][te][:m].cpu().numpy(), d["seed"])
 
-    mi = ctx.cached("synthetic_mi", {**d["cfg"], **{k: s[k] for k in MI_KEYS}}, build_mi)
+    return MIRequest("synthetic_mi", {**d["cfg"], **{k: s[k] for k in MI_KEYS}}, s, pairs)
+
+
+def _mi_values(s: Mapping[str, Any], mi: Mapping[str, list]):
     truth = optimal_linear_mi(s["p"], s["sigma12"], s["sigma13"], s["sigma23"])
-    return mi_values(mi, s["mi_estimator"], s["mi_repeats"], m, truth)
+    return mi_values(mi, s["mi_estimator"], s["mi_repeats"], min(s["mi_n"], s["n_test"]), truth)

@@ -54,7 +54,7 @@ from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import COMPARED, make_estimator, mi_triplet, mi_values
+from cchsweep.mi.triplet import COMPARED, MIRequest, cached_mi, mi_values, triplet_pairs
 from cchsweep.models import MLP, SeededDropout
 from cchsweep.stack import Member, Recipe, StackedLinear, copy_layers, reference_trial, stack_layers, train_stacked
 from cchsweep.study import TrainFn, TrialContext, TrialOutput
@@ -414,12 +414,42 @@ def fusion_bundle(
     ctx.progress(f"training {len(fps)} Fusion+KD networks")
     kd_members = [(fp.recipe, fp.member(float(fp.s["temperature"]), float(fp.s["lam"]))) for fp in fps]
     kds = crossmodal.train_grouped(train, kd_members, dev)
-    return [_fusion_output(ctx, fp, direct, kd, dev) for fp, direct, kd in zip(fps, directs, kds)]
+    mis = cached_mi(ctx, [_fusion_mi(ctx, fp, direct, dev) for fp, direct in zip(fps, directs)], ctx.device)
+    return [_fusion_output(fp, direct, kd, mi, dev) for fp, direct, kd, mi in zip(fps, directs, kds, mis)]
 
 
-def _fusion_output(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, kd: nn.Module, dev) -> TrialOutput:
+def _fusion_mi(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, dev) -> MIRequest:
+    """The MI triplet, decided before distillation: representations of the direct-fusion encoders, or
+    (mi_source "unimodal") of the Table 9 teacher and no-KD student trained alone at unimodal_lr, as
+    in the cross-modal study (shared through the cache)."""
     s, p = fp.s, fp.p
     cohort, t_mod, s_mod, seed = s["cohort"], s["teacher_modality"], s["student_modality"], int(s["seed"])
+    split, source = s["mi_split"], s["mi_source"]
+    if source not in MI_SOURCES:
+        raise ValueError(f"mi_source={source!r}; use one of {', '.join(MI_SOURCES)}")
+
+    def pairs():
+        labels = one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes))
+        xt = mi_rows(p.x_train[t_mod], p.x_test[t_mod], split)
+        xs = mi_rows(p.x_train[s_mod], p.x_test[s_mod], split)
+        if source == "fusion":
+            h = represent(direct, to_tensor(np.concatenate([xt, xs], 1), dev)).cpu().numpy()
+            h_t, h_s = h[:, :HIDDEN], h[:, HIDDEN:]
+        else:
+            teacher, nokd = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, {**s, "lr": s["unimodal_lr"]}, dev)
+            h_t = represent(teacher, to_tensor(xt, dev)).cpu().numpy()
+            h_s = represent(nokd, to_tensor(xs, dev)).cpu().numpy()
+        return triplet_pairs(h_t, h_s, labels, seed)
+
+    mi_cfg = {**fp.key, **{k: s[k] for k in MI_KEYS}, "mi_source": source}
+    if source == "unimodal":
+        mi_cfg["unimodal_lr"] = s["unimodal_lr"]
+    return MIRequest("tcga_fusion_mi", mi_cfg, s, pairs)
+
+
+def _fusion_output(fp: _FusionPoint, direct: nn.Module, kd: nn.Module, values, dev) -> TrialOutput:
+    s, p = fp.s, fp.p
+    t_mod, s_mod = s["teacher_modality"], s["student_modality"]
     y_te = to_tensor(p.y_test, dev, torch.int64)
     x_te = to_tensor(np.concatenate([p.x_test[t_mod], p.x_test[s_mod]], 1), dev)
     fused_direct, teacher_head, _ = predict(direct, x_te).split(len(p.classes), dim=-1)
@@ -429,32 +459,8 @@ def _fusion_output(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, kd: n
         "nokd": classification_metrics(fused_direct, y_te),  # direct fusion
         "kd": classification_metrics(fused_kd, y_te),  # Fusion+KD
     }
-
-    split, source = s["mi_split"], s["mi_source"]
-    labels = one_hot(mi_rows(p.y_train, p.y_test, split), len(p.classes))
-    xt = mi_rows(p.x_train[t_mod], p.x_test[t_mod], split)
-    xs = mi_rows(p.x_train[s_mod], p.x_test[s_mod], split)
-
-    def build_mi():
-        # The criterion is decided before distillation: representations of the direct-fusion
-        # encoders, or (mi_source "unimodal") of the Table 9 teacher and no-KD student trained
-        # alone at unimodal_lr, as in the cross-modal study (shared through the cache).
-        if source == "fusion":
-            h = represent(direct, to_tensor(np.concatenate([xt, xs], 1), dev)).cpu().numpy()
-            h_t, h_s = h[:, :HIDDEN], h[:, HIDDEN:]
-        elif source == "unimodal":
-            teacher, nokd = unimodal_pair(ctx, p, cohort, t_mod, s_mod, seed, {**s, "lr": s["unimodal_lr"]}, dev)
-            h_t = represent(teacher, to_tensor(xt, dev)).cpu().numpy()
-            h_s = represent(nokd, to_tensor(xs, dev)).cpu().numpy()
-        else:
-            raise ValueError(f"mi_source={source!r}; use one of {', '.join(MI_SOURCES)}")
-        return mi_triplet(h_t, h_s, labels, make_estimator(s, ctx.device), repeats=s["mi_repeats"], seed=seed)
-
-    mi_cfg = {**fp.key, **{k: s[k] for k in MI_KEYS}, "mi_source": source}
-    if source == "unimodal":
-        mi_cfg["unimodal_lr"] = s["unimodal_lr"]
-    values = ctx.cached("tcga_fusion_mi", mi_cfg, build_mi)
-    mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], len(labels))
+    n_mi = len(mi_rows(p.y_train, p.y_test, s["mi_split"]))
+    mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], n_mi)
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
 
