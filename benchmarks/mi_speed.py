@@ -1,6 +1,7 @@
 """MI estimation speed and equality, side by side in one run: latentmi 0.1.3 vs cchsweep's `lmi`.
 
-    python benchmarks/mi_speed.py [--quick] [--full] [--device cpu|cuda] [--n N] [--epochs E] [--batch B]
+    python benchmarks/mi_speed.py [--quick] [--full] [--quirks] [--device cpu|cuda] [--n N] [--epochs E]
+                                  [--lr LR] [--batch B] [--seeds S] [--no-speed]
 
 Speed (always): one estimate of a 64-d representation vs a 1-d target (0.5 nats, n rows) by
 latentmi and by lmi, then B estimates (seeds 0..B-1) by lmi in one call. Both run every epoch
@@ -16,6 +17,10 @@ classes; known MI from cchsweep.mi.known) and for real representations (TCGA BRC
 layers), 10 seeds by latentmi (one at a time) and by lmi (stacked, one call): mean +- SE of each,
 the truth, and whether the means differ by less than two pooled SEs. --n / --epochs set the scale
 (defaults: n = 5,000, 300 epochs: the paper's; a GPU job).
+
+Quirks (--quirks): what latentmi's two quirks change, lmi over the same seeds with each corrected
+(validation in eval mode; the best weights restored at the stop) and both: mean +- SE per variant and
+the paired difference from the faithful estimate (same seeds, same splits, same initial weights).
 
 latentmi is imported lazily; on numpy 2 its `np.NaN` is restored first (latentmi 0.1.3 predates
 numpy 2). It must be importable (pip install --no-deps latentmi==0.1.3 on a bare GPU machine).
@@ -139,14 +144,14 @@ def tcga_representations(data_dir: Path) -> dict:
     }
 
 
-def equality(device: str, n: int, epochs: int, seeds: int, data_dir: Path | None) -> list[dict]:
+def equality(device: str, n: int, epochs: int, lr: float, seeds: int, data_dir: Path | None) -> list[dict]:
     cases = shapes(n)
     if data_dir is not None and (data_dir / "tcga" / "brca").is_dir():
         cases.update(tcga_representations(data_dir))
     rows = []
     for name, make in cases.items():
         data = [make(s) for s in range(seeds)]
-        settings = {"epochs": epochs, "device": device}
+        settings = {"epochs": epochs, "lr": lr, "device": device}
         tasks = [(x, y, s) for s, (x, y, _) in enumerate(data)]
         ref, ref_s = timed(lambda tasks=tasks: [LatentMI(**settings).estimate(x, y, seed=s) for x, y, s in tasks])  # noqa: B023
         # stacked even on a CPU (where lmi's default is one at a time, bit-equal to latentmi)
@@ -158,6 +163,7 @@ def equality(device: str, n: int, epochs: int, seeds: int, data_dir: Path | None
                 case=name,
                 n=len(data[0][0]),
                 epochs=epochs,
+                lr=lr,
                 truth=data[0][2],
                 latentmi_mean=round(float(np.mean(ref)), 4),
                 latentmi_se=round(float(np.std(ref, ddof=1) / math.sqrt(seeds)), 4),
@@ -172,6 +178,43 @@ def equality(device: str, n: int, epochs: int, seeds: int, data_dir: Path | None
     return rows
 
 
+QUIRKS = {
+    "faithful": {},
+    "eval_validation": {"validation_dropout": False},
+    "restore_best": {"restore_best": True},
+    "both_corrected": {"validation_dropout": False, "restore_best": True},
+}
+
+
+def quirks(device: str, n: int, epochs: int, lr: float, seeds: int) -> list[dict]:
+    cases = {k: v for k, v in shapes(n).items() if k in ("64-d vs 64-d, 1.0 nat", "64-d vs 10 classes")}
+    rows = []
+    for name, make in cases.items():
+        data = [make(s) for s in range(seeds)]
+        tasks = [(x, y, s) for s, (x, y, _) in enumerate(data)]
+        values = {
+            q: np.array(LMI(epochs=epochs, lr=lr, device=device, **kw).estimate_many(tasks)) for q, kw in QUIRKS.items()
+        }
+        for q, v in values.items():
+            diff = v - values["faithful"]
+            rows.append(
+                emit(
+                    check="quirk",
+                    case=name,
+                    variant=q,
+                    n=n,
+                    epochs=epochs,
+                    lr=lr,
+                    truth=data[0][2],
+                    mean=round(float(v.mean()), 4),
+                    se=round(float(v.std(ddof=1) / math.sqrt(seeds)), 4),
+                    diff_from_faithful=round(float(diff.mean()), 4),
+                    diff_se=round(float(diff.std(ddof=1) / math.sqrt(seeds)), 4),
+                )
+            )
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a small run (under 2 minutes on 2 CPU cores)")
@@ -180,20 +223,25 @@ def main() -> None:
     ap.add_argument("--n", type=int, help="rows per estimate (default: 5,000 on CPU, 10,000 on GPU)")
     ap.add_argument("--epochs", type=int, help="epochs per estimate (default: 10 on CPU, 300 on GPU)")
     ap.add_argument("--batch", type=int, help="estimates in the batched call (default: 8 on CPU, 50 on GPU)")
-    ap.add_argument("--seeds", type=int, default=10, help="seeds per shape in the equality table")
+    ap.add_argument("--quirks", action="store_true", help="also what latentmi's two quirks change (lmi, 10 seeds)")
+    ap.add_argument("--lr", type=float, default=1e-4, help="Adam lr in the equality and quirk runs (latentmi's 1e-4)")
+    ap.add_argument("--no-speed", action="store_true", help="skip the speed measurements")
+    ap.add_argument("--seeds", type=int, default=10, help="seeds per shape in the equality and quirk tables")
     ap.add_argument("--data-dir", default=os.environ.get("CCHSWEEP_DATA"))
     args = ap.parse_args()
     gpu = args.device.startswith("cuda")
     n = args.n or (2000 if args.quick else 10_000 if gpu else 5000)
     epochs = args.epochs or (3 if args.quick else 300 if gpu else 10)
     batch = args.batch or (50 if gpu else 8)
-    summary = speed(args.device, n, epochs, batch)
+    summary = {} if args.no_speed else speed(args.device, n, epochs, batch)
     agree = None
+    full_n, full_epochs = args.n or 5000, args.epochs or 300
     if args.full:
-        full_n, full_epochs = args.n or 5000, args.epochs or 300
         data_dir = Path(args.data_dir) if args.data_dir else None
-        rows = equality(args.device, full_n, full_epochs, args.seeds, data_dir)
+        rows = equality(args.device, full_n, full_epochs, args.lr, args.seeds, data_dir)
         agree = f"{sum(r['agree'] for r in rows)}/{len(rows)}"
+    if args.quirks:
+        quirks(args.device, full_n, full_epochs, args.lr, args.seeds)
     emit(
         summary=True,
         device=torch.cuda.get_device_name() if gpu else platform.processor() or platform.machine(),

@@ -82,7 +82,7 @@ def test_one_estimate_is_latentmis_float_at_the_same_seed(kind):
         assert LMI(**settings).estimate(x, y, seed=5) == ref
 
 
-def test_early_stopping_and_the_corrected_mode():
+def test_early_stopping_and_the_corrected_modes():
     x, y = _pairs()["continuous"]
     rows = np.random.RandomState(5).permutation(600)
     job = aecross.Job(_standardized(x, torch.device("cpu")), _standardized(y, torch.device("cpu")),
@@ -90,10 +90,12 @@ def test_early_stopping_and_the_corrected_mode():
     # patience 2 at a high lr: training stops well before the 40 epochs, as latentmi's does
     trained = aecross.train_members([job], aecross.Settings(epochs=40, lr=3e-3, patience=2))[0]
     assert 3 <= trained.epochs < 40
-    faithful = LMI(epochs=40, lr=3e-3, patience=2).estimate(x, y, seed=5)
-    corrected = LMI(epochs=40, lr=3e-3, patience=2, faithful=False).estimate(x, y, seed=5)
-    assert corrected != faithful  # eval-mode validation and best weights change what is estimated
-    assert LMI(faithful=False).config()["faithful"] is False and "device" not in LMI().config()
+    settings = {"epochs": 40, "lr": 3e-3, "patience": 2}
+    faithful = LMI(**settings).estimate(x, y, seed=5)
+    # each correction changes what is estimated: eval-mode validation, the best weights restored
+    assert LMI(**settings, validation_dropout=False).estimate(x, y, seed=5) != faithful
+    assert LMI(**settings, restore_best=True).estimate(x, y, seed=5) != faithful
+    assert LMI(restore_best=True).config()["restore_best"] is True and "device" not in LMI().config()
 
 
 def test_lmi_is_seeded_and_leaves_global_rngs_alone():

@@ -17,10 +17,11 @@ latentmi's trained model's). On a GPU each stack draws its masks from one device
 
 Early stopping is per member (patience on the mean of its validation batches' losses); a stopped
 member leaves the stack (its weights, and Adam's state for the others, carried over), so the rest
-keep training. `faithful` (default) keeps latentmi's two quirks: the validation loss is computed in
-training mode (Dropout on, masks drawn from the stream), and stopping keeps the CURRENT weights (its
-EarlyStopper stores a reference to state_dict()). `faithful=False` validates in eval mode and
-restores each member's best-validation weights when it stops or runs out of epochs.
+keep training. By default both of latentmi's quirks are kept: the validation loss is computed in
+training mode (`validation_dropout`: Dropout on, masks drawn from the stream), and stopping keeps the
+CURRENT weights (its EarlyStopper stores a reference to state_dict()). `validation_dropout=False`
+validates in eval mode; `restore_best=True` gives each member its best-validation weights when it
+stops or runs out of epochs.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ class _Streams:
         self.device = device
         self.shared = None
         if device.type != "cpu":
-            self.shared = torch.Generator(device=device).manual_seed(int(np.sum(seeds) * 1_000_003 % 2**62))
+            self.shared = torch.Generator(device=device).manual_seed(sum(seeds) * 1_000_003 % 2**62)
 
     def keep(self, members: list[int]) -> None:
         self.cpu = [self.cpu[i] for i in members]
@@ -208,7 +209,8 @@ class Settings:
     batch_size: int = 512
     patience: int = 30
     latent: int = 8
-    faithful: bool = True
+    validation_dropout: bool = True  # latentmi's quirk 1: validation in training mode
+    restore_best: bool = False  # latentmi's quirk 2 (False): stopping keeps the current weights
 
 
 def build(x_dim: int, y_dim: int, latent: int, seed: int) -> tuple[AECross, torch.Tensor]:
@@ -256,7 +258,7 @@ def train_members(jobs: Sequence[Job], s: Settings) -> list[Trained]:
         for pos, member in enumerate(active):
             if val[pos] < best[member]:
                 best[member], waited[member] = val[pos], 0
-                if not s.faithful:
+                if s.restore_best:
                     snapshots[member] = _member_state(stack, pos)
             else:
                 waited[member] += 1
@@ -304,14 +306,14 @@ def _validation(stack, xs, ys, val_rows, active, streams, s: Settings, widths, d
     with torch.no_grad():
         for start in range(0, order.shape[1], s.batch_size):
             idx = order[:, start : start + s.batch_size]
-            masks = streams.masks(idx.shape[1], widths) if s.faithful else None
+            masks = streams.masks(idx.shape[1], widths) if s.validation_dropout else None
             batches.append(stack.losses(xs.rows(idx, active), ys.rows(idx, active), masks))
     values = torch.stack(batches).cpu().numpy().astype(np.float64)  # one host sync per epoch
     return np.array([np.mean(np.ascontiguousarray(values[:, k])) for k in range(values.shape[1])])
 
 
 def _final_state(stack: _Stack, pos: int, best: dict[str, torch.Tensor] | None) -> dict[str, torch.Tensor]:
-    """The weights a member ends with: its best-validation snapshot (faithful=False keeps one), else
+    """The weights a member ends with: its best-validation snapshot (restore_best keeps one), else
     its current weights (latentmi's behaviour)."""
     return best if best is not None else _member_state(stack, pos)
 

@@ -13,8 +13,10 @@ DataLoader over a list of row pairs), validation losses reach the host once per 
 estimates of one shape at once as a stack (the three quantities of a trial, its repeats, the
 points of a bundle), each with its own seed, split, stream and early stopping.
 
-`faithful=True` (default) keeps latentmi's two quirks so the numbers are latentmi's: validation
-with Dropout on and early stopping that keeps the current weights. `faithful=False` corrects both.
+By default latentmi's two quirks are kept so the numbers are latentmi's: validation with Dropout on
+(`validation_dropout=True`) and early stopping that keeps the current weights (`restore_best=False`).
+`LMI(validation_dropout=False, restore_best=True)` corrects both; benchmarks/mi_speed.py --quirks
+measures what each changes.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class LMI:
     latent: int = 8
     k: int = 3
     validation_split: float = 0.5
-    faithful: bool = True
+    validation_dropout: bool = True  # latentmi's quirk: validation loss with Dropout on
+    restore_best: bool = False  # latentmi's quirk (False): early stopping keeps the current weights
     device: str = "cpu"
     stack: int = 0  # estimates per stack; 0 = 1 on a CPU (compute-bound: see README), 64 on a GPU
     name: str = "lmi"
@@ -76,7 +79,8 @@ class LMI:
         return [self._ksg(job, rng, t.zx, t.zy) for job, rng, t in zip(jobs, rngs, trained)]
 
     def _train(self, jobs: list[Job]) -> list[Trained]:
-        settings = Settings(self.epochs, self.lr, self.batch_size, self.patience, self.latent, self.faithful)
+        quirks = {"validation_dropout": self.validation_dropout, "restore_best": self.restore_best}
+        settings = Settings(self.epochs, self.lr, self.batch_size, self.patience, self.latent, **quirks)
         size = self.stack or (1 if torch.device(self.device).type == "cpu" else 64)
         groups: dict[tuple[int, int, int, int], list[int]] = {}
         for i, j in enumerate(jobs):
