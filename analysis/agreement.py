@@ -1,22 +1,27 @@
 """The paper's central test: does sign(I(H_T;H_S) - I(H_S;Y)) agree with sign(KD gain)?
 
 A *condition* is a study's parameters without the seed (analysis.frame.condition_columns), and
-also the MI estimator, so estimators are never pooled. Per condition the seeds are averaged:
+also the MI estimator, so estimators are never pooled. Per condition the seeds are averaged, and
+BOTH sides of the test carry their uncertainty (cchsweep.rules: a mean decides a sign only beyond
+2 SE from zero, on at least 2 seeds):
 
-- n_seeds     number of completed trials (status 'ok', finite gap and kd_gain) in the condition;
-- gain_se     std(kd_gain, ddof=1) / sqrt(n_seeds), likewise gap_se (null for a single seed);
-- undetermined  n_seeds < 2 or |gain_mean| <= 2 * gain_se: the gain's sign is not resolved;
-- agrees      sign(gap_mean) == sign(gain_mean) for determined conditions, null otherwise.
+- n_seeds            number of completed trials (status 'ok', finite gap and kd_gain);
+- gain_se, gap_se    std(ddof=1) / sqrt(n_seeds) over the seeds (null for a single seed);
+- gain_undetermined  n_seeds < 2 or |gain_mean| <= 2 * gain_se: KD's effect is not resolved;
+- gap_undetermined   n_seeds < 2 or |gap_mean| <= 2 * gap_se: the predictor makes no call
+                     (a closed-form gap is the same for every seed: se 0, so only an exact zero);
+- undetermined       either of the two; such a condition is left out of the test;
+- agrees             sign(gap_mean) == sign(gain_mean) where both are determined, null otherwise.
 
-Tie rules (sign 0):
-- a mean gain of exactly 0 is always undetermined (|0| <= 2 * se holds for any se >= 0);
-- a mean gap of exactly 0 predicts neither help nor harm, so it *disagrees* with any determined
-  (hence nonzero) gain; for precision/recall it counts as "gap > 0" false (a negative call).
+A mean of exactly 0 is always undetermined (|0| <= 2 * se holds for any se >= 0), on either side.
 
 `agreement` summarises conditions per study plus one study = '(all)' row (per gap source and
-MI estimator): counts, agreement rate with a Wilson 95% interval, the exact two-sided binomial
-p-value against 0.5, precision/recall of "gap > 0" for "gain > 0" over determined conditions,
-and Spearman's rho between gap_mean and gain_mean over all conditions (determined or not).
+MI estimator): counts (n_undetermined = conditions left out; n_gain_undetermined and
+n_gap_undetermined count each side's unresolved conditions and may overlap), the agreement rate
+over the conditions determined on both sides with a Wilson 95% interval, the exact two-sided
+binomial p-value of that count against 0.5 (H0: the gap's sign says nothing about the gain's),
+precision/recall of "gap > 0" for "gain > 0" over those conditions, and Spearman's rho between
+gap_mean and gain_mean over all conditions (determined or not).
 cchsweep/views.py computes the same numbers in SQL (views cch_conditions, cch_agreement).
 """
 
@@ -35,7 +40,17 @@ ALL = "(all)"
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
 GAP_SOURCES = {"mi_gap": "estimated", "mi_gap_truth": "closed_form"}
 
-CONDITION_STATS = ("n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "undetermined", "agrees")
+CONDITION_STATS = (
+    "n_seeds",
+    "gain_mean",
+    "gain_se",
+    "gap_mean",
+    "gap_se",
+    "gain_undetermined",
+    "gap_undetermined",
+    "undetermined",
+    "agrees",
+)
 AGREEMENT_COLUMNS = (
     "gap_source",
     "mi_estimator",
@@ -43,6 +58,8 @@ AGREEMENT_COLUMNS = (
     "n_conditions",
     "n_determined",
     "n_undetermined",
+    "n_gain_undetermined",
+    "n_gap_undetermined",
     "n_agree",
     "rate",
     "wilson_lo",
@@ -59,6 +76,8 @@ AGREEMENT_SCHEMA = {
     "n_conditions": pl.Int64,
     "n_determined": pl.Int64,
     "n_undetermined": pl.Int64,
+    "n_gain_undetermined": pl.Int64,
+    "n_gap_undetermined": pl.Int64,
     "n_agree": pl.Int64,
     "rate": pl.Float64,
     "wilson_lo": pl.Float64,
@@ -100,8 +119,11 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
         pl.col(gap).mean().alias("gap_mean"),
         (pl.col(gap).std(ddof=1) / n.cast(pl.Float64).sqrt()).alias("gap_se"),
     )
-    undetermined = undetermined_expr("gain_mean", "gain_se", "n_seeds")
-    table = table.with_columns(undetermined.alias("undetermined")).with_columns(
+    table = table.with_columns(
+        undetermined_expr("gain_mean", "gain_se", "n_seeds").alias("gain_undetermined"),
+        undetermined_expr("gap_mean", "gap_se", "n_seeds").alias("gap_undetermined"),
+    ).with_columns((pl.col("gain_undetermined") | pl.col("gap_undetermined")).alias("undetermined"))
+    table = table.with_columns(
         pl.when(pl.col("undetermined"))
         .then(None)
         .otherwise(pl.col("gap_mean").sign() == pl.col("gain_mean").sign())
@@ -141,6 +163,8 @@ def _summarise(cond: pl.DataFrame) -> dict:
         "n_conditions": cond.height,
         "n_determined": n_det,
         "n_undetermined": cond.height - n_det,
+        "n_gain_undetermined": int(cond["gain_undetermined"].sum()),
+        "n_gap_undetermined": int(cond["gap_undetermined"].sum()),
         "n_agree": n_agree,
         "rate": n_agree / n_det if n_det else None,
         "wilson_lo": lo,
@@ -193,13 +217,16 @@ def _pct(x: float) -> str:
 
 
 def _describe(row: dict) -> str:
-    undet = f"{row['n_undetermined']} undetermined"
+    undet = (
+        f"{row['n_undetermined']} undetermined: {row['n_gain_undetermined']} on the gain, "
+        f"{row['n_gap_undetermined']} on the gap"
+    )
     if not row["n_determined"]:
         return f"0 determined conditions ({undet})"
     return (
         f"{row['n_agree']}/{row['n_determined']} determined conditions "
         f"({100 * row['rate']:.1f}%, 95% CI {_pct(row['wilson_lo'])}-{_pct(row['wilson_hi'])}%, "
-        f"p={row['p_value']:.3g}; {undet})"
+        f"binomial p={row['p_value']:.3g} against signs unrelated; {undet})"
     )
 
 

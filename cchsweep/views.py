@@ -4,10 +4,12 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
 
 - `cch_conditions`: one row per gap_source ('estimated' from mi_gap, 'closed_form' from
   mi_gap_truth), study, profile, settings, every axis column except seed, and mi_estimator,
-  with n_seeds, gain_mean, gain_se, gap_mean, gap_se, undetermined, agrees. Only status 'ok'
-  rows with a finite kd_gain and gap. NULL axis columns group together, as wanted.
+  with n_seeds, gain_mean, gain_se, gap_mean, gap_se, gain_undetermined, gap_undetermined,
+  undetermined (either), agrees. Only status 'ok' rows with a finite kd_gain and gap. NULL axis
+  columns group together, as wanted.
 - `cch_agreement`: one row per gap_source, mi_estimator and study, plus study = '(all)' per
-  gap_source and mi_estimator, with n_conditions, n_determined, n_undetermined, n_agree, rate,
+  gap_source and mi_estimator, with n_conditions, n_determined, n_undetermined,
+  n_gain_undetermined, n_gap_undetermined, n_agree, rate,
   wilson_lo, wilson_hi, p_value (exact two-sided binomial test against 0.5, summed from lgamma
   terms: for p = 0.5 it is min(1, 2 * P(X <= min(k, n - k)))), precision, recall and
   spearman_rho (corr() of average ranks; NULL under 3 conditions or a constant side).
@@ -31,7 +33,8 @@ def cch_views(axes: Mapping[str, str]) -> str:
         keys=keys,
         source_cols=f"{keys}, status, kd_gain",
         z95=Z95,
-        undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
+        gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
+        gap_undetermined=undetermined_sql("gap_mean", "gap_se", "n_seeds"),
     )
 
 
@@ -51,9 +54,12 @@ WITH src AS (
     FROM src
     WHERE status = 'ok' AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
     GROUP BY gap_source, {keys}
-), called AS (
-    SELECT *, {undetermined} AS undetermined
+), sides AS (
+    SELECT *, {gain_undetermined} AS gain_undetermined, {gap_undetermined} AS gap_undetermined
     FROM per_condition
+), called AS (
+    SELECT *, gain_undetermined OR gap_undetermined AS undetermined
+    FROM sides
 )
 SELECT *, CASE WHEN undetermined THEN NULL ELSE sign(gap_mean) = sign(gain_mean) END AS agrees
 FROM called;
@@ -61,10 +67,10 @@ FROM called;
 CREATE OR REPLACE VIEW cch_agreement AS
 WITH c AS (
     SELECT gap_source, mi_estimator, study AS grp, FALSE AS is_all,
-        gap_mean, gain_mean, undetermined, agrees FROM cch_conditions
+        gap_mean, gain_mean, gain_undetermined, gap_undetermined, undetermined, agrees FROM cch_conditions
     UNION ALL
     SELECT gap_source, mi_estimator, '(all)' AS grp, TRUE AS is_all,
-        gap_mean, gain_mean, undetermined, agrees FROM cch_conditions
+        gap_mean, gain_mean, gain_undetermined, gap_undetermined, undetermined, agrees FROM cch_conditions
 ), ranked AS (
     SELECT *,
         rank() OVER (PARTITION BY gap_source, mi_estimator, grp ORDER BY gap_mean)
@@ -77,6 +83,8 @@ WITH c AS (
         count(*) AS n_conditions,
         count(*) FILTER (WHERE NOT undetermined) AS n_determined,
         count(*) FILTER (WHERE undetermined) AS n_undetermined,
+        count(*) FILTER (WHERE gain_undetermined) AS n_gain_undetermined,
+        count(*) FILTER (WHERE gap_undetermined) AS n_gap_undetermined,
         count(*) FILTER (WHERE agrees) AS n_agree,
         count(*) FILTER (WHERE NOT undetermined AND gap_mean > 0 AND gain_mean > 0) AS true_pos,
         count(*) FILTER (WHERE NOT undetermined AND gap_mean > 0) AS pred_pos,
@@ -91,7 +99,8 @@ WITH c AS (
         CASE WHEN n_determined > 0 THEN 1 + {z95} * {z95} / n_determined END AS w_denom
     FROM counts
 )
-SELECT gap_source, mi_estimator, study, n_conditions, n_determined, n_undetermined, n_agree, rate,
+SELECT gap_source, mi_estimator, study, n_conditions, n_determined, n_undetermined, n_gain_undetermined,
+    n_gap_undetermined, n_agree, rate,
     CASE WHEN n_determined > 0 THEN greatest(0.0, (rate + {z95} * {z95} / (2 * n_determined)) / w_denom
         - {z95} / w_denom * sqrt(rate * (1 - rate) / n_determined
                                  + {z95} * {z95} / (4 * n_determined * n_determined))) END AS wilson_lo,

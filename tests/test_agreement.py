@@ -50,14 +50,16 @@ def test_conditions_means_errors_and_calls():
             + trial_rows("s", 1.0, [0.1, -0.1, 0.05], [0.2, 0.2, 0.2])  # |mean| within 2 SE: undetermined
             + trial_rows("s", 2.0, [-0.2, -0.3], [0.1, 0.1])  # gain < 0, gap > 0: disagrees
             + trial_rows("s", 3.0, [1.0], [0.5])  # one seed: undetermined
-            + trial_rows("s", 4.0, [0.3, 0.3], [0.0, 0.0])  # zero gap vs a determined gain: disagrees
-            + trial_rows("s", 5.0, [0.0, 0.0], [0.2, 0.3]))  # zero gain: undetermined
+            + trial_rows("s", 4.0, [0.3, 0.3], [0.0, 0.0])  # zero gap: the predictor makes no call
+            + trial_rows("s", 5.0, [0.0, 0.0], [0.2, 0.3])  # zero gain: undetermined
+            + trial_rows("s", 6.0, [0.3, 0.31], [0.1, -0.05]))  # gap within 2 SE of zero: no call either
     failed = dict(rows[0], seed=9, status="error", kd_gain=None)
     no_gap = dict(rows[0], seed=8, kd_gain=5.0, mi_gap=None)
     table = conditions(frame(rows + [failed, no_gap]))
     assert table.columns == ["gap_source", "study", "profile", "settings", "gamma", "temperature", "mi_estimator",
-                             "n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "undetermined", "agrees"]
-    assert table["gamma"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+                             "n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "gain_undetermined",
+                             "gap_undetermined", "undetermined", "agrees"]
+    assert table["gamma"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
     assert set(table["gap_source"]) == {"estimated"}
     a = by(table, gamma=0.0)
     assert a["n_seeds"] == 3  # the failed and gap-less rows are left out
@@ -70,9 +72,14 @@ def test_conditions_means_errors_and_calls():
     d = by(table, gamma=3.0)
     assert d["n_seeds"] == 1 and d["gain_se"] is None and (d["undetermined"], d["agrees"]) == (True, None)
     e = by(table, gamma=4.0)
-    assert e["gain_se"] == 0.0 and (e["undetermined"], e["agrees"]) == (False, False)
+    assert e["gain_se"] == 0.0 and e["gap_se"] == 0.0
+    assert (e["gain_undetermined"], e["gap_undetermined"], e["undetermined"], e["agrees"]) == (False, True, True, None)
     f = by(table, gamma=5.0)
-    assert (f["undetermined"], f["agrees"]) == (True, None)
+    assert (f["gain_undetermined"], f["gap_undetermined"], f["agrees"]) == (True, False, None)
+    g = by(table, gamma=6.0)  # gap 0.025 +- 0.075: its sign is noise, so the condition is not judged
+    assert g["gap_se"] == pytest.approx(0.075) and (g["gain_undetermined"], g["gap_undetermined"]) == (False, True)
+    assert (g["undetermined"], g["agrees"]) == (True, None)
+    assert (d["gain_undetermined"], d["gap_undetermined"]) == (True, True)  # one seed: neither side decided
 
 
 def test_estimators_are_never_mixed_and_closed_form_is_separate():
@@ -119,13 +126,14 @@ def pearson(x, y):
 def test_agreement_per_study_and_all():
     table = agreement(two_studies_and_a_single_seed_one())
     assert table.columns == ["gap_source", "mi_estimator", "study", "n_conditions", "n_determined", "n_undetermined",
-                             "n_agree", "rate", "wilson_lo", "wilson_hi", "p_value", "precision", "recall",
+                             "n_gain_undetermined", "n_gap_undetermined", "n_agree", "rate", "wilson_lo", "wilson_hi", "p_value", "precision", "recall",
                              "spearman_rho"]
     assert table["study"].to_list() == ["a", "b", "c", "(all)"]
     assert set(table["gap_source"]) == {"estimated"} and set(table["mi_estimator"]) == {"latentmi"}
 
     a = by(table, study="a")
     assert (a["n_conditions"], a["n_determined"], a["n_undetermined"], a["n_agree"]) == (5, 4, 1, 3)
+    assert (a["n_gain_undetermined"], a["n_gap_undetermined"]) == (1, 0)
     assert a["rate"] == 0.75
     assert a["p_value"] == pytest.approx(10 / 16)  # 2 * P(X <= 1), X ~ Bin(4, 1/2) = 2 * 5/16
     assert a["precision"] == pytest.approx(2 / 3) and a["recall"] == 1.0  # gap>0: 3 (2 TP); gain>0: 2
@@ -139,6 +147,7 @@ def test_agreement_per_study_and_all():
 
     b = by(table, study="b")
     assert (b["n_conditions"], b["n_determined"], b["n_undetermined"], b["n_agree"]) == (2, 0, 2, 0)
+    assert (b["n_gain_undetermined"], b["n_gap_undetermined"]) == (2, 2)  # single seeds: both sides open
     assert all(b[k] is None for k in ("rate", "wilson_lo", "wilson_hi", "p_value", "precision", "recall",
                                       "spearman_rho"))
 
@@ -185,11 +194,12 @@ def test_constant_or_short_inputs_give_null_spearman_and_empty_frames_give_no_ro
 def test_verdict_line():
     data = two_studies_and_a_single_seed_one()
     assert verdict_line(data) == ("CCH: estimated gap agreed with KD gain in 6/7 determined conditions "
-                                  "(85.7%, 95% CI 49-97%, p=0.125; 3 undetermined)")
+                                  "(85.7%, 95% CI 49-97%, binomial p=0.125 against signs unrelated; "
+                                  "3 undetermined: 3 on the gain, 2 on the gap)")
     with_truth = data.with_columns(pl.col("kd_gain").alias("mi_gap_truth"))  # a closed form that is always right
     line = verdict_line(with_truth)
-    assert line.endswith("; closed-form gap: 7/7 determined conditions (100.0%, 95% CI 65-100%, p=0.0156; "
-                         "3 undetermined)"), line
+    assert line.endswith("; closed-form gap: 7/7 determined conditions (100.0%, 95% CI 65-100%, binomial "
+                         "p=0.0156 against signs unrelated; 3 undetermined: 3 on the gain, 3 on the gap)"), line
     two = pl.concat([with_truth, with_truth.with_columns(pl.lit("ksg").alias("mi_estimator"),
                                                          pl.col("mi_gap") * -1)])
     line = verdict_line(two)  # closed form identical across estimators: stated once
