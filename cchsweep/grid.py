@@ -57,10 +57,12 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
         name, values = _parse_override(study, item)
         if name in grid:
             grid[name] = values
-        elif len(values) != 1:
+        elif len(values) != 1 and not study.params[name].many:
             raise UsageError(f"--set {item}: {name} is a fixed setting of this study and takes one value")
-        elif values[0] != settings[name]:
-            settings[name] = overridden[name] = values[0]
+        else:
+            value = ",".join(dict.fromkeys(map(str, values))) if len(values) > 1 else values[0]  # many: "a,b"
+            if value != settings[name]:
+                settings[name] = overridden[name] = value
     specs = []
     names = sorted(grid)
     for combo in itertools.product(*(grid[n] for n in names)):

@@ -21,6 +21,7 @@ class Param:
     hi: float | None = None
     help: str = ""
     choices: tuple[str, ...] = ()
+    many: bool = False  # a fixed setting that takes several values at once, kept as "a,b" (mi_estimator)
 
     def parse(self, name: str, text: str) -> Any:
         """Turn command-line text into a validated value, or raise ValueError."""

@@ -3,7 +3,7 @@
 Paper: Section 4.2, Figure 2 and Table 1 (alpha = 0.2, lambda = 0.5, five seeds).
 """
 
-from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
 from cchsweep.study import Param, Profile, Study
 from cchsweep.trials.mnist import ENGINE
 
@@ -46,7 +46,7 @@ PARAMS = {
     "epochs": Param(int, 1, 100_000),
     "lr": Param(float, 1e-8, 10.0),
     "batch_size": Param(int, 1, 60_000),
-    "mi_estimator": Param(str, choices=ESTIMATORS),
+    "mi_estimator": Param(str, choices=ESTIMATORS, many=True, help=MANY_ESTIMATORS),
     "mi_epochs": Param(int, 1, 100_000),
     "mi_lr": Param(float, 1e-8, 1.0),
     "mi_repeats": Param(int, 1, 1_000),

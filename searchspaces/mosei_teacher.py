@@ -9,7 +9,7 @@ Data: MulT's `mosei_senti_data.pkl` at <data-dir>/mosei/ (or $CCHSWEEP_MOSEI_PKL
 downloadable, see cchsweep.data.mosei. The paper reports mean +- std; five seeds are ours.
 """
 
-from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
 from cchsweep.trials.mosei import MODALITIES, VARY, bundle, check_data, trial, validate
 
@@ -47,7 +47,7 @@ PARAMS = {
     "lr": Param(float, 1e-8, 10.0, "AdamW learning rate (cosine-annealed to 0)"),
     "batch_size": Param(int, 2, 10_000_000),
     "weight_decay": Param(float, 0.0, 10.0, "AdamW weight decay"),
-    "mi_estimator": Param(str, choices=ESTIMATORS),
+    "mi_estimator": Param(str, choices=ESTIMATORS, many=True, help=MANY_ESTIMATORS),
     "mi_epochs": Param(int, 1, 100_000),
     "mi_lr": Param(float, 1e-8, 1.0),
     "mi_repeats": Param(int, 1, 1_000),

@@ -4,7 +4,7 @@ Paper: Section 4.1, Figure 1 (sigma13 = 0.9, sigma23 = 0.4, lambda = 0.3, ten se
 """
 
 from cchsweep.data.synthetic import coefficients
-from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
 from cchsweep.study import Param, Profile, Study
 from cchsweep.trials.synthetic import ENGINE
 
@@ -53,7 +53,7 @@ PARAMS = {
     "epochs": Param(int, 1, 100_000),
     "lr": Param(float, 1e-8, 10.0),
     "batch_size": Param(int, 1, 10**7),
-    "mi_estimator": Param(str, choices=ESTIMATORS),
+    "mi_estimator": Param(str, choices=ESTIMATORS, many=True, help=MANY_ESTIMATORS),
     "mi_epochs": Param(int, 1, 100_000),
     "mi_lr": Param(float, 1e-8, 1.0),
     "mi_repeats": Param(int, 1, 1_000),

@@ -21,7 +21,7 @@ product-shaped set of pairings, with cohort / teacher_modality / student_modalit
 Run both paper profiles into one --db: the cache and the results view are shared.
 """
 
-from cchsweep.mi.triplet import ESTIMATORS
+from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
 from cchsweep.trials.tcga import CROSSMODAL_VARY, MI_SPLITS, check_data, crossmodal_bundle, crossmodal_trial, validate
 
@@ -65,7 +65,7 @@ PARAMS = {
     "epochs": Param(int, 1, 100_000),
     "lr": Param(float, 1e-8, 10.0, "Adam learning rate"),
     "batch_size": Param(int, 0, 10_000_000, "0 = full batch"),
-    "mi_estimator": Param(str, choices=ESTIMATORS),
+    "mi_estimator": Param(str, choices=ESTIMATORS, many=True, help=MANY_ESTIMATORS),
     "mi_epochs": Param(int, 1, 100_000),
     "mi_lr": Param(float, 1e-8, 1.0),
     "mi_repeats": Param(int, 1, 1_000),

@@ -18,6 +18,12 @@ from cchsweep.study import MIValue, TrialContext
 ESTIMATORS = ("lmi", "latentmi", "mine", "ksg")  # what a study's mi_estimator may name
 COMPARED = ("latentmi", "mine", "ksg")  # the paper's Table 2 estimators (the estimators studies run each)
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
+MANY_ESTIMATORS = "one estimator, or several (--set mi_estimator=lmi,ksg): the networks train once, each estimates"
+
+
+def estimator_names(settings: Mapping[str, Any]) -> tuple[str, ...]:
+    """The estimators a trial runs: settings["mi_estimator"] is one name or several joined by commas."""
+    return tuple(str(settings["mi_estimator"]).split(","))
 
 
 def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:

@@ -27,7 +27,7 @@ from cchsweep.data.mnistm import build_mnistm, load_bsds_luma
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import MIRequest, cached_mi, mi_values, triplet_pairs
+from cchsweep.mi.triplet import MIRequest, cached_mi, estimator_names, mi_values, triplet_pairs
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
 from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
@@ -156,7 +156,8 @@ def bundle(
     ]
     kd_models = _train(ctx, train, recipe, kd_members, dev, "KD students")
 
-    def mi_request(s: Mapping[str, Any]) -> MIRequest:
+    def mi_request(s: Mapping[str, Any], estimator: str) -> MIRequest:
+        s = {**s, "mi_estimator": estimator}
         seed, key, m = int(s["seed"]), (s["alpha"], int(s["seed"])), min(s["mi_n"], n_te)
 
         def pairs():
@@ -168,17 +169,19 @@ def bundle(
         cfg = {**train_cfg, **{k: s[k] for k in MI_KEYS}, "alpha": s["alpha"], "gamma": s["gamma"], "seed": seed}
         return MIRequest("mnist_mi", cfg, s, pairs)
 
-    # every point's MI triplet: the missing ones estimated together (lmi trains them as stacks)
-    mis = cached_mi(ctx, [mi_request(s) for s in pts], ctx.device)
+    # every point's MI triplet per estimator: the missing ones estimated together (lmi stacks them)
+    names = estimator_names(pts[0])
+    mis = cached_mi(ctx, [mi_request(s, e) for s in pts for e in names], ctx.device)
     outputs = []
-    for s, kd, mi in zip(pts, kd_models, mis):
+    for i, (s, kd) in enumerate(zip(pts, kd_models)):
         seed, key = int(s["seed"]), (s["alpha"], int(s["seed"]))
         metrics = {
             "teacher": classification_metrics(predict(teachers[seed], mnist_te), y_te),
             "nokd": classification_metrics(predict(nokds[key], mm[key][1]), y_te),
             "kd": classification_metrics(predict(kd, mm[key][1]), y_te),
         }
-        values = mi_values(mi, s["mi_estimator"], s["mi_repeats"], min(s["mi_n"], n_te))
+        m = min(s["mi_n"], n_te)
+        values = [v for j, e in enumerate(names) for v in mi_values(mis[i * len(names) + j], e, s["mi_repeats"], m)]
         outputs.append(
             TrialOutput(
                 metrics=metrics, gain_metric="acc", kd_gain=metrics["kd"]["acc"] - metrics["nokd"]["acc"], mi=values

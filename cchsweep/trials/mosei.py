@@ -56,7 +56,7 @@ from torch import nn
 from cchsweep.data.mosei import MODALITIES, check_file, default_path, load_mosei
 from cchsweep.errors import UsageError
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import COMPARED
+from cchsweep.mi.triplet import COMPARED, estimator_names
 from cchsweep.models import SeededDropout
 from cchsweep.stack import Recipe, train_stacked
 from cchsweep.study import TrialContext, TrialOutput
@@ -251,7 +251,7 @@ def trial(
 ) -> TrialOutput:
     """One (teacher, student, noise, T, lambda, seed) point; MI by s['mi_estimator'] or each of `estimators`."""
     s = {**settings, **params}
-    return crossmodal.run(ctx, s, pairing(ctx, s, torch.device(ctx.device)), estimators or (s["mi_estimator"],))
+    return crossmodal.run(ctx, s, pairing(ctx, s, torch.device(ctx.device)), estimators or estimator_names(s))
 
 
 def bundle(
@@ -266,7 +266,7 @@ def bundle(
     dev = torch.device(ctx.device)
     loaded = load_pooled(ctx)
     pairings = [pairing(ctx, s, dev, loaded) for s in pts]
-    return crossmodal.run_bundle(ctx, pts, pairings, estimators or (pts[0]["mi_estimator"],), train_stacked)
+    return crossmodal.run_bundle(ctx, pts, pairings, estimators or estimator_names(pts[0]), train_stacked)
 
 
 def estimators_bundle(

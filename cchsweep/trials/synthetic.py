@@ -23,7 +23,7 @@ import torch
 from cchsweep.data.synthetic import sample
 from cchsweep.kd import regression_kd_loss, stacked_regression_kd_losses
 from cchsweep.mi.gaussian import optimal_linear_mi
-from cchsweep.mi.triplet import MIRequest, cached_mi, mi_values, triplet_pairs
+from cchsweep.mi.triplet import MIRequest, cached_mi, estimator_names, mi_values, triplet_pairs
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
 from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
@@ -106,10 +106,13 @@ def bundle(
         ctx.progress(f"training {len(kd_members)} KD students")
     kd_models = dict(zip(map(id, kd_points), train(recipe, kd_members, dev)))
 
-    # every point's MI triplet: the missing ones estimated together (lmi trains them as stacks)
-    mis = cached_mi(ctx, [_mi_request(s, data[tuple(s[k] for k in DATA_KEYS)], te) for s in pts], ctx.device)
+    # every point's MI triplet per estimator: the missing ones estimated together (lmi stacks them)
+    names = estimator_names(pts[0])
+    requests = [_mi_request(s, data[tuple(s[k] for k in DATA_KEYS)], te, e) for s in pts for e in names]
+    mis = cached_mi(ctx, requests, ctx.device)
     outputs = []
-    for s, mi in zip(pts, mis):
+    for i, s in enumerate(pts):
+        mi = [v for j, e in enumerate(names) for v in _mi_values(s, e, mis[i * len(names) + j])]
         d = data[tuple(s[k] for k in DATA_KEYS)]
         kd = kd_models.get(id(s), d["nokd"])
 
@@ -126,7 +129,7 @@ def bundle(
                 metrics=metrics,
                 gain_metric="mse",
                 kd_gain=metrics["nokd"]["mse"] - metrics["kd"]["mse"],
-                mi=_mi_values(s, mi),
+                mi=mi,
             )
         )
     return outputs
@@ -148,8 +151,9 @@ def _data_set(s: Mapping[str, Any], dev: torch.device, tr: slice) -> dict[str, A
     return {"seed": seed, "x1": x1, "x2": x2, "y": y[:, None], "cfg": cfg}
 
 
-def _mi_request(s: Mapping[str, Any], d: Mapping[str, Any], te: slice) -> MIRequest:
+def _mi_request(s: Mapping[str, Any], d: Mapping[str, Any], te: slice, estimator: str) -> MIRequest:
     """The MI triplet on the first mi_n test rows: the teacher's and no-KD student's hidden layers, y."""
+    s = {**s, "mi_estimator": estimator}
     m = min(s["mi_n"], s["n_test"])
 
     def pairs():
@@ -160,6 +164,6 @@ def _mi_request(s: Mapping[str, Any], d: Mapping[str, Any], te: slice) -> MIRequ
     return MIRequest("synthetic_mi", {**d["cfg"], **{k: s[k] for k in MI_KEYS}}, s, pairs)
 
 
-def _mi_values(s: Mapping[str, Any], mi: Mapping[str, list]):
+def _mi_values(s: Mapping[str, Any], estimator: str, mi: Mapping[str, list]):
     truth = optimal_linear_mi(s["p"], s["sigma12"], s["sigma13"], s["sigma23"])
-    return mi_values(mi, s["mi_estimator"], s["mi_repeats"], min(s["mi_n"], s["n_test"]), truth)
+    return mi_values(mi, estimator, s["mi_repeats"], min(s["mi_n"], s["n_test"]), truth)

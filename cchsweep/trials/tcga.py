@@ -54,7 +54,7 @@ from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import COMPARED, MIRequest, cached_mi, mi_values, triplet_pairs
+from cchsweep.mi.triplet import COMPARED, MIRequest, cached_mi, estimator_names, mi_values, triplet_pairs
 from cchsweep.models import MLP, SeededDropout
 from cchsweep.stack import Member, Recipe, StackedLinear, copy_layers, reference_trial, stack_layers, train_stacked
 from cchsweep.study import TrainFn, TrialContext, TrialOutput
@@ -232,7 +232,7 @@ def crossmodal_trial(
     """Tables 5-7: KD from a noisy teacher modality; MI by s['mi_estimator'] or each of `estimators`.
     One point, one network at a time: the reference for `crossmodal_bundle`."""
     s = {**settings, **params}
-    return crossmodal.run(ctx, s, _pairing(ctx, s), estimators or (s["mi_estimator"],))
+    return crossmodal.run(ctx, s, _pairing(ctx, s), estimators or estimator_names(s))
 
 
 def crossmodal_bundle(
@@ -244,7 +244,7 @@ def crossmodal_bundle(
     """Many points of one pairing (seeds, noise levels, T, lambda): every network trained as stacks."""
     pts = [{**settings, **p} for p in points]
     return crossmodal.run_bundle(
-        ctx, pts, [_pairing(ctx, s) for s in pts], estimators or (pts[0]["mi_estimator"],), train_stacked
+        ctx, pts, [_pairing(ctx, s) for s in pts], estimators or estimator_names(pts[0]), train_stacked
     )
 
 
@@ -414,15 +414,20 @@ def fusion_bundle(
     ctx.progress(f"training {len(fps)} Fusion+KD networks")
     kd_members = [(fp.recipe, fp.member(float(fp.s["temperature"]), float(fp.s["lam"]))) for fp in fps]
     kds = crossmodal.train_grouped(train, kd_members, dev)
-    mis = cached_mi(ctx, [_fusion_mi(ctx, fp, direct, dev) for fp, direct in zip(fps, directs)], ctx.device)
-    return [_fusion_output(fp, direct, kd, mi, dev) for fp, direct, kd, mi in zip(fps, directs, kds, mis)]
+    names = estimator_names(fps[0].s)
+    requests = [_fusion_mi(ctx, fp, direct, dev, e) for fp, direct in zip(fps, directs) for e in names]
+    mis = cached_mi(ctx, requests, ctx.device)
+    return [
+        _fusion_output(fp, direct, kd, dict(zip(names, mis[i * len(names) : (i + 1) * len(names)])), dev)
+        for i, (fp, direct, kd) in enumerate(zip(fps, directs, kds))
+    ]
 
 
-def _fusion_mi(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, dev) -> MIRequest:
+def _fusion_mi(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, dev, estimator: str) -> MIRequest:
     """The MI triplet, decided before distillation: representations of the direct-fusion encoders, or
     (mi_source "unimodal") of the Table 9 teacher and no-KD student trained alone at unimodal_lr, as
     in the cross-modal study (shared through the cache)."""
-    s, p = fp.s, fp.p
+    s, p = {**fp.s, "mi_estimator": estimator}, fp.p
     cohort, t_mod, s_mod, seed = s["cohort"], s["teacher_modality"], s["student_modality"], int(s["seed"])
     split, source = s["mi_split"], s["mi_source"]
     if source not in MI_SOURCES:
@@ -447,7 +452,7 @@ def _fusion_mi(ctx: TrialContext, fp: _FusionPoint, direct: nn.Module, dev) -> M
     return MIRequest("tcga_fusion_mi", mi_cfg, s, pairs)
 
 
-def _fusion_output(fp: _FusionPoint, direct: nn.Module, kd: nn.Module, values, dev) -> TrialOutput:
+def _fusion_output(fp: _FusionPoint, direct: nn.Module, kd: nn.Module, values: dict, dev) -> TrialOutput:
     s, p = fp.s, fp.p
     t_mod, s_mod = s["teacher_modality"], s["student_modality"]
     y_te = to_tensor(p.y_test, dev, torch.int64)
@@ -460,7 +465,7 @@ def _fusion_output(fp: _FusionPoint, direct: nn.Module, kd: nn.Module, values, d
         "kd": classification_metrics(fused_kd, y_te),  # Fusion+KD
     }
     n_mi = len(mi_rows(p.y_train, p.y_test, s["mi_split"]))
-    mi = mi_values(values, s["mi_estimator"], s["mi_repeats"], n_mi)
+    mi = [v for estimator, value in values.items() for v in mi_values(value, estimator, s["mi_repeats"], n_mi)]
     gain = metrics["kd"]["f1_weighted"] - metrics["nokd"]["f1_weighted"]
     return TrialOutput(metrics=metrics, gain_metric="f1_weighted", kd_gain=gain, mi=mi)
 
