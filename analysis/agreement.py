@@ -15,6 +15,11 @@ BOTH sides of the test carry their uncertainty (cchsweep.rules: a mean decides a
 
 A mean of exactly 0 is always undetermined (|0| <= 2 * se holds for any se >= 0), on either side.
 
+Where several MI estimators judged a condition, a `(consensus)` row joins them: its gap is
+determined only when every estimator whose gap is determined has the same sign (and at least one
+has); then gap_mean is those estimators' mean gap, else (no call, or "estimators disagree") the
+mean over all of them and gap_se null. Its gain columns are the condition's (the same trials).
+
 `agreement` summarises conditions per study plus one study = '(all)' row (per gap source and
 MI estimator): counts (n_undetermined = conditions left out; n_gain_undetermined and
 n_gap_undetermined count each side's unresolved conditions and may overlap), the agreement rate
@@ -37,6 +42,7 @@ from analysis.frame import condition_columns
 from cchsweep.rules import undetermined_expr
 
 ALL = "(all)"
+CONSENSUS = "(consensus)"
 Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975)
 GAP_SOURCES = {"mi_gap": "estimated", "mi_gap_truth": "closed_form"}
 
@@ -123,6 +129,7 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
         undetermined_expr("gain_mean", "gain_se", "n_seeds").alias("gain_undetermined"),
         undetermined_expr("gap_mean", "gap_se", "n_seeds").alias("gap_undetermined"),
     ).with_columns((pl.col("gain_undetermined") | pl.col("gap_undetermined")).alias("undetermined"))
+    table = _with_consensus(table, keys)
     table = table.with_columns(
         pl.when(pl.col("undetermined"))
         .then(None)
@@ -131,6 +138,39 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
         pl.lit(gap_source(gap)).alias("gap_source"),
     )
     return table.select("gap_source", *keys, *CONDITION_STATS).sort(keys, nulls_last=True)
+
+
+def _with_consensus(table: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
+    """The per-estimator conditions plus a CONSENSUS row per condition with several estimators."""
+    if "mi_estimator" not in keys or table["mi_estimator"].n_unique() < 2:
+        return table
+    base = [k for k in keys if k != "mi_estimator"]
+    det = ~pl.col("gap_undetermined")
+    pos, neg = (det & (pl.col("gap_mean") > 0)).sum(), (det & (pl.col("gap_mean") < 0)).sum()
+    joined = (
+        table.sort("n_seeds", descending=True)
+        .group_by(base)
+        .agg(
+            pl.col("mi_estimator").n_unique().alias("n_estimators"),
+            pl.col("n_seeds").first(),
+            pl.col("gain_mean").first(),
+            pl.col("gain_se").first(),
+            pos.alias("pos"),
+            neg.alias("neg"),
+            pl.col("gap_mean").mean().alias("all_mean"),
+            pl.col("gap_mean").filter(det).mean().alias("det_mean"),
+        )
+        .filter(pl.col("n_estimators") > 1)
+    )
+    one_sign = (pl.col("pos") > 0) != (pl.col("neg") > 0)
+    consensus = joined.with_columns(
+        pl.lit(CONSENSUS).alias("mi_estimator"),
+        pl.when(one_sign).then(pl.col("det_mean")).otherwise(pl.col("all_mean")).alias("gap_mean"),
+        pl.lit(None, dtype=pl.Float64).alias("gap_se"),
+        undetermined_expr("gain_mean", "gain_se", "n_seeds").alias("gain_undetermined"),
+        (~one_sign).alias("gap_undetermined"),
+    ).with_columns((pl.col("gain_undetermined") | pl.col("gap_undetermined")).alias("undetermined"))
+    return pl.concat([table, consensus.select(table.columns)], how="vertical_relaxed")
 
 
 def wilson(k: int, n: int, z: float = Z95) -> tuple[float | None, float | None]:
@@ -179,8 +219,9 @@ def _summarise(cond: pl.DataFrame) -> dict:
 def agreement(frame: pl.DataFrame, gap: str = "mi_gap", by_study: bool = True) -> pl.DataFrame:
     """Per (MI estimator, study) plus a study = '(all)' row per estimator; columns AGREEMENT_COLUMNS.
 
-    mi_estimator is null when the frame has no such column. Rows are sorted by estimator, then
-    study with '(all)' last. An empty frame (no completed trials with the gap) gives zero rows.
+    mi_estimator is null when the frame has no such column. Rows are sorted by estimator (the
+    '(consensus)' rows after the estimators), then study with '(all)' last. An empty frame (no completed
+    trials with the gap) gives zero rows.
     """
     cond = conditions(frame, gap)
     if "study" not in cond.columns or cond.is_empty():
@@ -188,7 +229,7 @@ def agreement(frame: pl.DataFrame, gap: str = "mi_gap", by_study: bool = True) -
     if "mi_estimator" not in cond.columns:
         cond = cond.with_columns(pl.lit(None, dtype=pl.String).alias("mi_estimator"))
     rows = []
-    estimators = sorted(cond["mi_estimator"].unique().to_list(), key=lambda e: (e is None, e or ""))
+    estimators = sorted(cond["mi_estimator"].unique().to_list(), key=lambda e: (e is None, e == CONSENSUS, e or ""))
     for est in estimators:
         sub = cond.filter(pl.col("mi_estimator").is_null() if est is None else pl.col("mi_estimator") == est)
         groups = (
@@ -252,6 +293,7 @@ def verdict_line(frame: pl.DataFrame) -> str:
         else:
             per_estimator = several
         for estimator, text in rows:
-            name = f"{label} ({estimator})" if per_estimator and estimator is not None else label
+            shown = "estimators' consensus" if estimator == CONSENSUS else estimator
+            name = f"{label} ({shown})" if per_estimator and estimator is not None else label
             parts.append(name + (" agreed with KD gain in " if not parts else ": ") + text)
     return "CCH: " + "; ".join(parts)

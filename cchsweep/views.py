@@ -6,7 +6,8 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
   mi_gap_truth), study, profile, settings, every axis column except seed, and mi_estimator,
   with n_seeds, gain_mean, gain_se, gap_mean, gap_se, gain_undetermined, gap_undetermined,
   undetermined (either), agrees. Only status 'ok' rows with a finite kd_gain and gap. NULL axis
-  columns group together, as wanted.
+  columns group together, as wanted. Conditions judged by several estimators get a
+  mi_estimator = '(consensus)' row too.
 - `cch_agreement`: one row per gap_source, mi_estimator and study, plus study = '(all)' per
   gap_source and mi_estimator, with n_conditions, n_determined, n_undetermined,
   n_gain_undetermined, n_gap_undetermined, n_agree, rate,
@@ -28,13 +29,16 @@ Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as analysis/agreement.py
 
 
 def cch_views(axes: Mapping[str, str]) -> str:
-    keys = ", ".join(["study", "profile", "settings", *condition_axes(axes), "mi_estimator"])
+    base = ", ".join(["study", "profile", "settings", *condition_axes(axes)])
+    keys = f"{base}, mi_estimator"
     return _CCH_VIEWS.format(
+        base=base,
         keys=keys,
         source_cols=f"{keys}, status, kd_gain",
         z95=Z95,
         gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
         gap_undetermined=undetermined_sql("gap_mean", "gap_se", "n_seeds"),
+        consensus_gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
     )
 
 
@@ -60,9 +64,30 @@ WITH src AS (
 ), called AS (
     SELECT *, gain_undetermined OR gap_undetermined AS undetermined
     FROM sides
+), joined AS (  -- several estimators on one condition: their consensus (analysis/agreement.py)
+    SELECT gap_source, {base},
+        max(n_seeds) AS n_seeds, arg_max(gain_mean, n_seeds) AS gain_mean, arg_max(gain_se, n_seeds) AS gain_se,
+        count(*) FILTER (WHERE NOT gap_undetermined AND gap_mean > 0) AS pos,
+        count(*) FILTER (WHERE NOT gap_undetermined AND gap_mean < 0) AS neg,
+        avg(gap_mean) AS all_mean,
+        avg(gap_mean) FILTER (WHERE NOT gap_undetermined) AS det_mean
+    FROM called
+    GROUP BY gap_source, {base}
+    HAVING count(DISTINCT mi_estimator) > 1
+), consensus AS (
+    SELECT gap_source, {base}, '(consensus)' AS mi_estimator, n_seeds, gain_mean, gain_se,
+        CASE WHEN (pos > 0) <> (neg > 0) THEN det_mean ELSE all_mean END AS gap_mean,
+        CAST(NULL AS DOUBLE) AS gap_se,
+        {consensus_gain_undetermined} AS gain_undetermined,
+        NOT ((pos > 0) <> (neg > 0)) AS gap_undetermined
+    FROM joined
+), everything AS (
+    SELECT * FROM called
+    UNION ALL BY NAME
+    SELECT *, gain_undetermined OR gap_undetermined AS undetermined FROM consensus
 )
 SELECT *, CASE WHEN undetermined THEN NULL ELSE sign(gap_mean) = sign(gain_mean) END AS agrees
-FROM called;
+FROM everything;
 
 CREATE OR REPLACE VIEW cch_agreement AS
 WITH c AS (
@@ -116,5 +141,5 @@ SELECT gap_source, mi_estimator, study, n_conditions, n_determined, n_undetermin
     CASE WHEN actual_pos > 0 THEN true_pos / actual_pos END AS recall,
     spearman_rho
 FROM rates
-ORDER BY gap_source = 'closed_form', mi_estimator NULLS LAST, is_all, study;
+ORDER BY gap_source = 'closed_form', mi_estimator = '(consensus)', mi_estimator NULLS LAST, is_all, study;
 """

@@ -86,17 +86,38 @@ def test_estimators_are_never_mixed_and_closed_form_is_separate():
     rows = (cond("s", 0.0, 0.5, 0.3, estimator="latentmi", truth=-0.1)
             + cond("s", 0.0, 0.5, -0.3, estimator="ksg", truth=-0.1))
     table = conditions(frame(rows))
-    assert table.height == 2
+    assert table.height == 3  # each estimator, and their consensus
     assert by(table, mi_estimator="latentmi")["agrees"] is True
     assert by(table, mi_estimator="ksg")["agrees"] is False
+    split = by(table, mi_estimator="(consensus)")  # +0.3 vs -0.3, both determined: estimators disagree
+    assert (split["gap_undetermined"], split["gain_undetermined"], split["agrees"]) == (True, False, None)
+    assert split["gain_mean"] == pytest.approx(0.5) and split["gap_se"] is None
     truth = conditions(frame(rows), "mi_gap_truth")
-    assert set(truth["gap_source"]) == {"closed_form"} and truth["agrees"].to_list() == [False, False]
+    assert set(truth["gap_source"]) == {"closed_form"} and truth["agrees"].to_list() == [False, False, False]
     both = agreement_both(frame(rows))
     assert both.select("gap_source", "mi_estimator", "study", "n_agree").rows() == [
         ("estimated", "ksg", "s", 0), ("estimated", "ksg", "(all)", 0),
         ("estimated", "latentmi", "s", 1), ("estimated", "latentmi", "(all)", 1),
+        ("estimated", "(consensus)", "s", 0), ("estimated", "(consensus)", "(all)", 0),
         ("closed_form", "ksg", "s", 0), ("closed_form", "ksg", "(all)", 0),
-        ("closed_form", "latentmi", "s", 0), ("closed_form", "latentmi", "(all)", 0)]
+        ("closed_form", "latentmi", "s", 0), ("closed_form", "latentmi", "(all)", 0),
+        ("closed_form", "(consensus)", "s", 0), ("closed_form", "(consensus)", "(all)", 0)]
+
+
+def test_consensus_calls_only_when_the_determined_estimators_agree():
+    rows = (cond("s", 0.0, 0.5, 0.3, estimator="a") + cond("s", 0.0, 0.5, 0.1, estimator="b")  # both +: call +
+            + cond("s", 1.0, -0.4, -0.2, estimator="a")
+            + trial_rows("s", 1.0, [-0.41, -0.39], [0.05, -0.04], estimator="b")  # b undetermined: a decides
+            + trial_rows("s", 2.0, [0.3, 0.31], [0.02, -0.02], estimator="a")
+            + trial_rows("s", 2.0, [0.3, 0.31], [0.03, -0.01], estimator="b"))  # nobody calls it
+    table = conditions(frame(rows)).filter(pl.col("mi_estimator") == "(consensus)")
+    first, second, third = (by(table, gamma=g) for g in (0.0, 1.0, 2.0))
+    assert (first["gap_mean"], first["agrees"]) == (pytest.approx(0.2), True)
+    assert (second["gap_mean"], second["gap_undetermined"], second["agrees"]) == (pytest.approx(-0.2), False, True)
+    assert (third["gap_undetermined"], third["agrees"]) == (True, None)
+    row = by(agreement(frame(rows)), mi_estimator="(consensus)", study="(all)")
+    assert (row["n_determined"], row["n_agree"], row["n_gap_undetermined"]) == (2, 2, 1)
+    assert "estimated gap (estimators' consensus): 2/2 determined" in verdict_line(frame(rows))
 
 
 # --- agreement -------------------------------------------------------------------------------
@@ -280,11 +301,12 @@ def test_conditions_view_matches_python(db):
     keys = [c for c in python.columns if c in ("gap_source", "study", "profile", "settings", "sigma12", "lam",
                                                 "gamma", "temperature", "noise", "mi_estimator")]
     assert set(keys) >= {"gap_source", "study", "settings", "sigma12", "lam", "gamma", "temperature", "noise"}
-    # estimated: g1 8 conditions x 2 estimators, g2 8, g3 3; closed form: g1 8 x 2, g3 3 (g2 has no truth)
-    assert sql.height == python.height == 16 + 8 + 3 + 16 + 3
+    # estimated: g1 8 conditions x 2 estimators + their consensus, g2 8, g3 3; closed form: g1 8 x 3, g3 3
+    assert sql.height == python.height == (16 + 8) + 8 + 3 + (16 + 8) + 3
     joined = python.join(sql, on=keys, how="inner", nulls_equal=True, suffix="_sql")
     assert joined.height == python.height
-    stats = ["n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "undetermined", "agrees"]
+    stats = ["n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "gain_undetermined", "gap_undetermined",
+             "undetermined", "agrees"]
     assert_close(joined.select(stats), joined.select([pl.col(f"{c}_sql").alias(c) for c in stats]), stats)
     assert joined["undetermined"].sum() > 0 and joined["agrees"].sum() > 0 and (~joined["agrees"]).sum() > 0
 
@@ -296,7 +318,8 @@ def test_agreement_view_matches_python(db):
     assert sql.columns == python.columns
     assert sql.select("gap_source", "mi_estimator", "study").rows() == python.select(
         "gap_source", "mi_estimator", "study").rows()
-    assert python.height == (2 + 4) + (2 + 3)  # estimated: ksg g1 + (all), latentmi g1-g3 + (all); closed: no g2
+    # estimated: ksg g1 + (all), latentmi g1-g3 + (all), consensus g1 + (all); closed form: no g2
+    assert python.height == (2 + 4 + 2) + (2 + 3 + 2)
     assert_close(python, sql, [c for c in python.columns if c not in ("gap_source", "mi_estimator", "study")])
     assert python["p_value"].drop_nulls().len() >= 6 and python["spearman_rho"].drop_nulls().len() >= 6
     line = verdict_line(results)
