@@ -8,6 +8,9 @@ the same name filled the column when a study had no such axis), v2 keeps the gri
 in `trials.params`. The axis names of a trial are those of its key (`study/profile/k=v,...`), the
 values those of the v1 columns (a name v1 had no column for is read from the key, typed by the
 study's parameter). `advice`, which v1 created lazily, is created if missing.
+
+v2 -> v3: `advice` is keyed by (run_id, teacher, estimator), so one `advise` run can store several
+estimators' rows; its rows are copied over unchanged.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ V1_VIEWS = ("cch_agreement", "cch_conditions", "results")
 
 def migrate(store, version: int) -> Path:
     """Upgrade store's file from `version` to SCHEMA_VERSION; returns the backup's path."""
-    if version != 1:
+    if version not in (1, 2):
         raise RuntimeError(f"no migration from schema version {version}")
     backup = _backup(store.path, version)
     print(
@@ -49,28 +52,42 @@ def migrate(store, version: int) -> Path:
         flush=True,
     )
     with store.transaction() as con:
-        columns = [
-            r[0]
-            for r in con.execute(
-                "SELECT column_name FROM information_schema.columns "
-                "WHERE table_name = 'trials' ORDER BY ordinal_position"
-            ).fetchall()
-        ]
-        old = [dict(zip(columns, row)) for row in con.execute("SELECT * FROM trials").fetchall()]
-        for view in V1_VIEWS:
-            con.execute(f"DROP VIEW IF EXISTS {view}")
-        con.execute("ALTER TABLE trials RENAME TO trials_v1")
-        con.execute(TRIALS_DDL)
-        con.execute(ADVICE_DDL)
-        names = ("trial_key", *TRIAL_COLUMNS)
-        con.executemany(
-            f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
-            [[_v2_value(row, name) for name in names] for row in old],
-        )
-        con.execute("DROP TABLE trials_v1")
+        if version == 1:
+            _v1_to_v2(con)
+        _v2_to_v3(con)
         con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         store.create_views(con)
     return backup
+
+
+def _v1_to_v2(con) -> None:
+    """trials keeps the grid point as JSON (module doc)."""
+    columns = [
+        r[0]
+        for r in con.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'trials' ORDER BY ordinal_position"
+        ).fetchall()
+    ]
+    old = [dict(zip(columns, row)) for row in con.execute("SELECT * FROM trials").fetchall()]
+    for view in V1_VIEWS:
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+    con.execute("ALTER TABLE trials RENAME TO trials_v1")
+    con.execute(TRIALS_DDL)
+    con.execute(ADVICE_DDL)
+    names = ("trial_key", *TRIAL_COLUMNS)
+    con.executemany(
+        f"INSERT INTO trials ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})",
+        [[_v2_value(row, name) for name in names] for row in old],
+    )
+    con.execute("DROP TABLE trials_v1")
+
+
+def _v2_to_v3(con) -> None:
+    """advice keyed by (run_id, teacher, estimator): DuckDB cannot alter a key, so the table is rebuilt."""
+    con.execute("ALTER TABLE advice RENAME TO advice_v2")
+    con.execute(ADVICE_DDL)
+    con.execute("INSERT INTO advice SELECT * FROM advice_v2")
+    con.execute("DROP TABLE advice_v2")
 
 
 def _backup(path: Path, version: int) -> Path:

@@ -1,4 +1,4 @@
-"""The results schema, version 2. README.md documents it; bump SCHEMA_VERSION on any change and
+"""The results schema, version 3. README.md documents it; bump SCHEMA_VERSION on any change and
 add its migration to cchsweep/migrate.py.
 
 A trial's grid point is stored as JSON (`trials.params`), so a study with a new axis needs no DDL.
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # v3: advice is keyed by (run_id, teacher, estimator): several estimators per run
 
 SQL_TYPES = {int: "INTEGER", float: "DOUBLE", str: "VARCHAR"}
 REPLICATE_AXIS = "seed"  # repeats of one condition; every other axis tells conditions apart
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS advice (
     run_id VARCHAR, data VARCHAR, student VARCHAR, teacher VARCHAR, estimator VARCHAR, repeats INTEGER,
     i_ts DOUBLE, i_ts_se DOUBLE, i_sl DOUBLE, i_sl_se DOUBLE, i_tl DOUBLE, i_tl_se DOUBLE, gap DOUBLE, gap_se DOUBLE,
     verdict VARCHAR, rank INTEGER, created_at TIMESTAMP,
-    PRIMARY KEY (run_id, teacher)
+    PRIMARY KEY (run_id, teacher, estimator)
 );
 """
 

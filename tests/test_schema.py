@@ -1,4 +1,4 @@
-"""Schema v2: study axes without DDL, and a v1 file of the previous release migrated with nothing lost.
+"""Schema v3: study axes without DDL; v1 and v2 files of earlier releases migrated with nothing lost.
 
 `tests/data/v1.duckdb.gz` was written by cchsweep at commit 98f0157 (schema v1): a real smoke sweep
 of synthetic_sigma12 (4 trials), a real boundary search (4 trials), a real `advise` (1 row), and
@@ -15,7 +15,7 @@ import pytest
 from analysis.agreement import conditions
 from analysis.frame import load_results
 from cchsweep.record import TrialRecord
-from cchsweep.schema import SCHEMA_VERSION, axis_columns
+from cchsweep.schema import ADVICE_DDL, SCHEMA_VERSION, axis_columns
 from cchsweep.store import Store
 from cchsweep.study import Param, Profile, Study
 from conftest import ROOT, q
@@ -135,7 +135,7 @@ def test_a_new_axis_is_stored_queryable_and_splits_conditions(tmp_path, monkeypa
                for dropout, gain, gap in ((0.1, 0.2, 0.3), (0.5, -0.2, -0.3))
                for seed, noise in zip((0, 1, 2), (-0.01, 0.0, 0.01))]
     store.write_trials(records)
-    assert q(db, "SELECT value FROM cchsweep_meta") == [("2",)]
+    assert q(db, "SELECT value FROM cchsweep_meta") == [(str(SCHEMA_VERSION),)]
     assert q(db, "SELECT dropout, round(avg(kd_gain), 6) FROM results GROUP BY dropout ORDER BY dropout") == [
         (0.1, 0.2), (0.5, -0.2)]
     # two conditions (one per dropout), three seeds each: the seeds pool, the dropouts do not
@@ -152,3 +152,40 @@ def test_one_name_one_type_across_studies():
     clash = replace(NEW, name="clash", params={**NEW.params, "dropout": Param(str, choices=("a",))})
     with pytest.raises(ValueError, match="'dropout' of study clash is VARCHAR, elsewhere DOUBLE"):
         axis_columns([NEW, clash])
+
+
+def _v2_file(path):
+    """A version-2 file as that release left it: advice keyed by (run_id, teacher), with rows."""
+    from test_agreement import db_row
+
+    store = Store(path)
+    store.ensure_schema()
+    store.write_trials([TrialRecord.from_dict(db_row("g1/0", "g1", {"sigma12": 0.1, "seed": 0}, 0.2, {"lmi": 0.1}))])
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE advice")
+        con.execute(ADVICE_DDL.replace("PRIMARY KEY (run_id, teacher, estimator)", "PRIMARY KEY (run_id, teacher)"))
+        for teacher, gap in (("mrna", 0.1), ("rppa", -0.2)):
+            con.execute("INSERT INTO advice VALUES ('a1', 'd', 'cnv', ?, 'ksg', 2, 1, 0.1, 0.9, 0.1, 1.2, 0.1, ?, 0.1, "
+                        "'undetermined', 1, TIMESTAMP '2026-11-01 10:00:00')", [teacher, gap])
+        con.execute("UPDATE cchsweep_meta SET value = '2' WHERE key = 'schema_version'")
+    return path
+
+
+def test_a_v2_file_is_migrated_and_advice_takes_several_estimators(tmp_path, capsys):
+    path = _v2_file(tmp_path / "v2.duckdb")
+    with duckdb.connect(str(path), read_only=True) as con:
+        before = {t: _all(con, f"SELECT * FROM {t}") for t in ("trials", *TABLES)}
+    Store(path).ensure_schema()
+    backup = path.with_name("v2.duckdb.v2-backup")
+    assert backup.exists() and str(backup) in capsys.readouterr().err
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
+        for table, rows in before.items():
+            assert _all(con, f"SELECT * FROM {table}") == rows, table  # nothing lost, nothing changed
+        # the same run and teacher under a second estimator: the v3 key allows it
+        con.execute("INSERT INTO advice SELECT run_id, data, student, teacher, 'lmi', repeats, i_ts, i_ts_se, i_sl, "
+                    "i_sl_se, i_tl, i_tl_se, gap, gap_se, verdict, rank, created_at FROM advice")
+        assert con.execute("SELECT count(*), count(DISTINCT estimator) FROM advice").fetchone() == (4, 2)
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute("INSERT INTO advice SELECT * FROM advice LIMIT 1")
