@@ -80,11 +80,16 @@ class Advice:
 # --- the computation ----------------------------------------------------------------------------
 
 
-def advise(
+def advise(data_dir: str | Path, student: str, teachers: Sequence[str] | None = None, estimator: str = "lmi", **kw):
+    """The advice of one MI estimator (advise_all with one)."""
+    return advise_all(data_dir, student, teachers, (estimator,), **kw)[0]
+
+
+def advise_all(
     data_dir: str | Path,
     student: str,
     teachers: Sequence[str] | None = None,
-    estimator: str = "lmi",
+    estimators: Sequence[str] = ("lmi",),
     repeats: int = 3,
     seed: int = 0,
     epochs: int = 200,
@@ -94,17 +99,23 @@ def advise(
     test_fraction: float = 0.1,
     n_features: int = 100,
     device: str | None = None,
-) -> Advice:
-    """Rank candidate teacher modalities for `student` by the CCH gap I(H_T;H_S) - I(H_S;Y); see module doc.
+) -> list[Advice]:
+    """Rank candidate teacher modalities for `student` by the CCH gap I(H_T;H_S) - I(H_S;Y), once per
+    MI estimator, on the same networks and representations (see module doc); one Advice per estimator.
 
-    `teachers` None means every other modality in `data_dir`. `mi_epochs`/`mi_lr` apply to latentmi
-    (MINE and KSG keep their own defaults, as in the studies). `device` None: cuda when available.
+    `teachers` None means every other modality in `data_dir`. `mi_epochs`/`mi_lr` apply to lmi and
+    latentmi (MINE and KSG keep their own defaults, as in the studies). `device` None: cuda when available.
     """
     data_dir = Path(data_dir)
-    teachers = _check_inputs(data_dir, student, teachers, estimator, repeats, epochs)
+    estimators = list(dict.fromkeys(estimators))
+    if not estimators:
+        raise UsageError(f"no MI estimator given; choose from {', '.join(ESTIMATORS)}")
+    for estimator in estimators[1:]:
+        _check_inputs(data_dir, student, teachers, estimator, repeats, epochs)
+    teachers = _check_inputs(data_dir, student, teachers, estimators[0], repeats, epochs)
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     s = {"epochs": int(epochs), "lr": float(lr), "batch_size": 0}
-    mi_settings = {"mi_estimator": estimator, "mi_epochs": int(mi_epochs), "mi_lr": float(mi_lr)}
+    settings = {e: {"mi_estimator": e, "mi_epochs": int(mi_epochs), "mi_lr": float(mi_lr)} for e in estimators}
 
     # Driver side: join, split and train per pairing (seconds); ship only the representations.
     jobs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
@@ -118,19 +129,21 @@ def advise(
         n_patients[teacher] = n
         classes.update(pairing_classes)
 
-    values = _estimate_all(jobs, mi_settings, repeats, seed)
-    table = advice_frame(student, values, n_patients)
-    return Advice(
-        table=table,
-        data=str(data_dir),
-        student=student,
-        estimator=estimator,
-        repeats=int(repeats),
-        seed=int(seed),
-        n_patients=n_patients,
-        classes=sorted(classes),
-        settings={**s, **mi_settings, "test_fraction": test_fraction, "n_features": n_features, "mi_split": "all"},
-    )
+    values = _estimate_all(jobs, list(settings.values()), repeats, seed)
+    return [
+        Advice(
+            table=advice_frame(student, values[e], n_patients),
+            data=str(data_dir),
+            student=student,
+            estimator=e,
+            repeats=int(repeats),
+            seed=int(seed),
+            n_patients=n_patients,
+            classes=sorted(classes),
+            settings={**s, **settings[e], "test_fraction": test_fraction, "n_features": n_features, "mi_split": "all"},
+        )
+        for e in estimators
+    ]
 
 
 def _check_inputs(
@@ -216,7 +229,8 @@ def _triplet_task(
     return mi_triplet(h_t, h_s, labels, estimator, repeats=repeats, seed=seed)
 
 
-def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed: int) -> dict[str, dict]:
+def _estimate_all(jobs: dict[str, tuple], settings: list[dict], repeats: int, seed: int) -> dict[str, dict]:
+    """{estimator: {teacher: triplet}}: one Ray task per (teacher, estimator)."""
     import ray
 
     from cchsweep.raystart import start_ray, stop_ray
@@ -226,15 +240,20 @@ def _estimate_all(jobs: dict[str, tuple], mi_settings: dict, repeats: int, seed:
         start_ray(None)
     try:
         gpus = float(ray.cluster_resources().get("GPU", 0.0))
-        uses_gpu = mi_settings["mi_estimator"] in ("lmi", "latentmi", "mine")
-        # Share the GPUs between the teachers' tasks (at most one whole GPU each).
-        num_gpus = min(1.0, gpus / len(jobs)) if gpus > 0 and uses_gpu else 0
-        task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_triplet_task)
-        refs = {
-            teacher: task.remote(ray.put(h_t), ray.put(h_s), ray.put(labels), mi_settings, repeats, seed)
-            for teacher, (h_t, h_s, labels) in jobs.items()
-        }
-        return {teacher: result for teacher, result in zip(refs, ray.get(list(refs.values())))}
+        on_gpu = [m for m in settings if m["mi_estimator"] in ("lmi", "latentmi", "mine")]
+        # Share the GPUs between the GPU estimators' tasks (at most one whole GPU each).
+        share = min(1.0, gpus / (len(jobs) * len(on_gpu))) if gpus > 0 and on_gpu else 0.0
+        shipped = {t: tuple(ray.put(a) for a in arrays) for t, arrays in jobs.items()}
+        refs = {}
+        for m in settings:
+            num_gpus = share if m in on_gpu else 0
+            task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_triplet_task)
+            for teacher, (h_t, h_s, labels) in shipped.items():
+                refs[m["mi_estimator"], teacher] = task.remote(h_t, h_s, labels, m, repeats, seed)
+        out: dict[str, dict] = {m["mi_estimator"]: {} for m in settings}
+        for (estimator, teacher), result in zip(refs, ray.get(list(refs.values()))):
+            out[estimator][teacher] = result
+        return out
     finally:
         if started:
             stop_ray(ray, None)
@@ -275,6 +294,81 @@ def advice_frame(student: str, values: dict[str, dict[str, list]], n_patients: d
     return pl.DataFrame(rows, schema={c: schema[c] for c in COLUMNS})
 
 
+CONSENSUS = ("distil", "do not distil", "undetermined", "estimators disagree")
+
+
+def consensus(verdicts: Sequence[str]) -> str:
+    """ "distil" or "do not distil" only when every estimator that reaches a determined verdict gives
+    it; "estimators disagree" when determined verdicts differ; "undetermined" when none is determined."""
+    determined = {v for v in verdicts if v != "undetermined"}
+    if not determined:
+        return "undetermined"
+    return determined.pop() if len(determined) == 1 else "estimators disagree"
+
+
+def consensus_frame(advices: Sequence[Advice]) -> pl.DataFrame:
+    """One row per teacher: each estimator's gap, gap_se and verdict side by side, and the consensus;
+    ordered by the first estimator's rank."""
+    rows = []
+    for teacher in advices[0].table["teacher"].to_list():
+        row: dict[str, Any] = {"teacher": teacher, "n_patients": advices[0].n_patients[teacher]}
+        verdicts = []
+        for a in advices:
+            r = a.table.filter(pl.col("teacher") == teacher).row(0, named=True)
+            row[f"gap_{a.estimator}"], row[f"gap_se_{a.estimator}"] = r["gap"], r["gap_se"]
+            row[f"verdict_{a.estimator}"] = r["verdict"]
+            verdicts.append(r["verdict"])
+        row["consensus"] = consensus(verdicts)
+        rows.append(row)
+    return pl.DataFrame(rows)
+
+
+def format_consensus(advices: Sequence[Advice]) -> str:
+    """The estimators side by side per teacher, the consensus column, and one sentence."""
+    frame = consensus_frame(advices)
+    names = [a.estimator for a in advices]
+    header = ["teacher", "patients", *(f"{e}: gap ± SE, verdict" for e in names), "consensus"]
+    lines = [
+        [
+            r["teacher"],
+            str(r["n_patients"]),
+            *(f"{_pm(r[f'gap_{e}'], r[f'gap_se_{e}'], True)}  {r[f'verdict_{e}']}" for e in names),
+            r["consensus"],
+        ]
+        for r in frame.iter_rows(named=True)
+    ]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+
+    def fmt(cells):
+        return "  ".join(c.rjust(w) if i == 1 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    by = {v: [r["teacher"] for r in frame.iter_rows(named=True) if r["consensus"] == v] for v in CONSENSUS}
+    parts = []
+    if by["distil"]:
+        parts.append(f"every estimator that decides says distil from {_names(by['distil'])}")
+    if by["do not distil"]:
+        parts.append(f"every estimator that decides says do not distil from {_names(by['do not distil'])}")
+    if by["estimators disagree"]:
+        parts.append(f"the estimators disagree on {_names(by['estimators disagree'])}")
+    if by["undetermined"]:
+        parts.append(f"no estimator decides {_names(by['undetermined'])}")
+    sentence = "; ".join(parts)
+    title = (
+        f"Consensus of {', '.join(names)} for student {advices[0].student} (nats; a verdict only where "
+        f"every estimator that decides agrees)"
+    )
+    return "\n".join(
+        [
+            title,
+            fmt(header),
+            fmt(["-" * w for w in widths]),
+            *map(fmt, lines),
+            "",
+            sentence[0].upper() + sentence[1:] + ".",
+        ]
+    )
+
+
 # --- the database -------------------------------------------------------------------------------
 
 
@@ -305,16 +399,16 @@ def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
     return out
 
 
-def store_advice(db_path: str | Path, advice: Advice, run_id: str) -> int:
-    """Write the advice rows under `run_id` in one transaction; the same run_id again replaces its rows.
-
-    Returns the number of rows written.
+def store_advice(db_path: str | Path, advice: Advice | Sequence[Advice], run_id: str) -> int:
+    """Write the advice rows (of one or several estimators) under `run_id` in one transaction; the
+    same run_id again replaces its rows. Returns the number of rows written.
     """
     from cchsweep.store import Store
 
     store = Store(db_path)
     store.ensure_schema()
-    rows = advice_table_rows(advice, run_id)
+    advices = [advice] if isinstance(advice, Advice) else list(advice)
+    rows = [row for a in advices for row in advice_table_rows(a, run_id)]
     store.write_advice(run_id, rows)
     return len(rows)
 

@@ -91,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--student", required=True, help="the weak modality to improve")
     a.add_argument("--teachers", help="comma-separated candidate teachers (default: every other modality)")
     a.add_argument(
-        "--estimator", default="lmi", help="MI estimator: lmi (default; latentmi's method, fast), latentmi, mine or ksg"
+        "--estimator",
+        default="lmi",
+        help="MI estimator: lmi (default; latentmi's method, fast), latentmi, mine or ksg; several (lmi,ksg) "
+        "give each one's verdict and their consensus",
     )
     a.add_argument("--repeats", type=int, default=3, help="seeded MI repeats for the standard errors (default 3)")
     a.add_argument("--seed", type=int, default=0)
@@ -243,25 +246,29 @@ def cmd_report(args) -> int:
 
 
 def cmd_advise(args) -> int:
-    from cchsweep.advise import advise, format_advice, store_advice, write_advice_report
+    from cchsweep.advise import advise_all, format_advice, format_consensus, store_advice, write_advice_report
     from cchsweep.raystart import new_run_id
 
     if args.verify is not None and not args.db:
         raise UsageError("--verify stores its KD trials in the results database: add --db PATH")
     teachers = args.teachers.split(",") if args.teachers else None
-    result = advise(
+    estimators = [e.strip() for e in args.estimator.split(",") if e.strip()]
+    results = advise_all(
         Path(args.data).expanduser(),
         args.student,
         teachers,
-        estimator=args.estimator,
+        estimators=estimators,
         repeats=args.repeats,
         seed=args.seed,
     )
-    print(format_advice(result))
+    result = results[0]  # --verify and --out follow the first estimator's ranking
+    print("\n\n".join(format_advice(r) for r in results))
+    if len(results) > 1:
+        print("\n" + format_consensus(results))
     if args.db:
         run_id = new_run_id("advise")
-        store_advice(Path(args.db).expanduser(), result, run_id)
-        print(f"stored as run {run_id} in {args.db} (table advice)")
+        store_advice(Path(args.db).expanduser(), results, run_id)
+        print(f"stored as run {run_id} in {args.db} (table advice, one row per teacher and estimator)")
     if args.verify is not None:
         from cchsweep.verify import format_verification, verify, write_verification_report
 
@@ -272,7 +279,9 @@ def cmd_advise(args) -> int:
         if args.out:
             print(f"verification report: {write_verification_report(checked, Path(args.out).expanduser())}")
     if args.out:
-        print(f"report: {write_advice_report(result, Path(args.out).expanduser())}")
+        out = Path(args.out).expanduser()
+        for r in results:  # several estimators: one folder each
+            print(f"report: {write_advice_report(r, out / r.estimator if len(results) > 1 else out)}")
     return 0
 
 

@@ -181,3 +181,36 @@ def test_report_files(synthetic, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     csv = pl.read_csv(tmp_path / "report" / "advice.csv")
     assert csv["teacher"].to_list() == advice.table["teacher"].to_list()
+
+
+def test_consensus_of_hand_made_verdicts():
+    from cchsweep.advise import consensus
+
+    assert consensus(["distil", "distil"]) == "distil"  # agree
+    assert consensus(["distil", "do not distil"]) == "estimators disagree"  # disagree
+    assert consensus(["distil", "undetermined"]) == "distil"  # one undetermined: the deciding one speaks
+    assert consensus(["undetermined", "do not distil", "do not distil"]) == "do not distil"
+    assert consensus(["undetermined", "undetermined"]) == "undetermined"
+
+
+def test_several_estimators_share_the_networks_and_give_a_consensus(synthetic, tmp_path):
+    from cchsweep.advise import advise_all, consensus_frame, format_consensus
+
+    root, ksg_alone = synthetic
+    both = advise_all(root, "student", estimators=("ksg", "lmi"), repeats=2, epochs=30, seed=1, mi_epochs=3,
+                      mi_lr=1e-3)
+    assert [a.estimator for a in both] == ["ksg", "lmi"]
+    assert both[0].table.equals(ksg_alone.table)  # the same networks and KSG estimates as a KSG-only call
+    frame = consensus_frame(both)
+    assert frame["teacher"].to_list() == both[0].table["teacher"].to_list()
+    for r in frame.iter_rows(named=True):
+        verdicts = {r["verdict_ksg"], r["verdict_lmi"]} - {"undetermined"}
+        expect = "undetermined" if not verdicts else verdicts.pop() if len(verdicts) == 1 else "estimators disagree"
+        assert r["consensus"] == expect
+    text = format_consensus(both)
+    assert text.startswith("Consensus of ksg, lmi for student student") and "consensus" in text.splitlines()[1]
+    db = tmp_path / "a.duckdb"
+    assert store_advice(db, both, "run-1") == 4  # two teachers x two estimators under one run
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("SELECT estimator, count(*) FROM advice GROUP BY ALL ORDER BY 1").fetchall() == [
+            ("ksg", 2), ("lmi", 2)]
