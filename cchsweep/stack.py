@@ -290,7 +290,7 @@ def _fit(recipe: Recipe, model: nn.Module, inputs: torch.Tensor, loss, seed: int
     )
 
 
-class _Pool:
+class RowPool:
     """Distinct tensors stored once, [M * n, ...] flat, and the row offset of each member's tensor."""
 
     def __init__(self, tensors: Sequence[torch.Tensor]):
@@ -311,6 +311,11 @@ class _Pool:
             rows = self.data.index_select(0, idx[0])
             return rows.expand(k, *rows.shape)
         flat = idx if self.shared else idx + self.offset
+        return self.data.index_select(0, flat.reshape(-1)).view(*idx.shape, *self.data.shape[1:])
+
+    def rows(self, idx: torch.Tensor, members: Sequence[int]) -> torch.Tensor:
+        """Rows idx [K', B] of the tensors of `members` (a subset of the K, in order): [K', B, ...]."""
+        flat = idx + self.offset[list(members)]
         return self.data.index_select(0, flat.reshape(-1)).view(*idx.shape, *self.data.shape[1:])
 
 
@@ -356,8 +361,8 @@ def _train_stack(
     n, k, batch = sizes.pop(), len(members), recipe.batch_size
     models = build_members(recipe, members, device)
     stack = stack_of(models).to(device)
-    inputs = _Pool([m.inputs for m in members])
-    targets = {name: _Pool([m.targets[name] for m in members]) for name in names}
+    inputs = RowPool([m.inputs for m in members])
+    targets = {name: RowPool([m.targets[name] for m in members]) for name in names}
     dev = inputs.data.device
     coefs = {c: torch.tensor([m.coefs[c] for m in members], dtype=torch.float32, device=dev) for c in coef_names}
     seeds = sorted({m.order_seed for m in members})

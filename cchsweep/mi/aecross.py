@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cchsweep.stack import RowPool
+
 SLOPE = 0.2  # LeakyReLU
 DROPOUT = 0.5  # the cross decoders
 
@@ -234,7 +236,7 @@ def train_members(jobs: Sequence[Job], s: Settings) -> list[Trained]:
     built = [build(j.x.shape[1], j.y.shape[1], s.latent, j.seed) for j in jobs]
     stack = _Stack([net.to(device) for net, _ in built])
     streams = _Streams([state for _, state in built], [j.seed for j in jobs], device)
-    xs, ys = _pool([j.x for j in jobs]), _pool([j.y for j in jobs])
+    xs, ys = RowPool([j.x for j in jobs]), RowPool([j.y for j in jobs])
     train_rows = torch.as_tensor(np.stack([j.train_rows for j in jobs]))
     val_rows = torch.as_tensor(np.stack([j.val_rows for j in jobs]))
     active = list(range(len(jobs)))
@@ -278,25 +280,6 @@ def train_members(jobs: Sequence[Job], s: Settings) -> list[Trained]:
         finished[member] = _final_state(stack, pos, snapshots[member])
     latents = [_encode(finished[i], stack.layout, jobs[i]) for i in range(len(jobs))]
     return [Trained(zx, zy, ran[i]) for i, (zx, zy) in enumerate(latents)]
-
-
-class _pool:
-    """The members' data stored once per distinct tensor, and each member's rows gathered per step."""
-
-    def __init__(self, tensors: Sequence[torch.Tensor]):
-        ids: dict[int, int] = {}
-        distinct: list[torch.Tensor] = []
-        for t in tensors:
-            if id(t) not in ids:
-                ids[id(t)] = len(distinct)
-                distinct.append(t)
-        self.data = torch.cat(distinct)
-        n = distinct[0].shape[0]
-        self.offset = torch.tensor([ids[id(t)] * n for t in tensors], device=self.data.device)
-
-    def rows(self, idx: torch.Tensor, members: list[int]) -> torch.Tensor:
-        flat = idx + self.offset[members][:, None]
-        return self.data.index_select(0, flat.reshape(-1)).view(*idx.shape, self.data.shape[1])
 
 
 def _validation(stack, xs, ys, val_rows, active, streams, s: Settings, widths, device) -> np.ndarray:
