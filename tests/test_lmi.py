@@ -140,7 +140,7 @@ def _agree(reference, fast):
 SHAPES = {  # the studies' shapes at small n: representation pairs, a 1-d target, one-hot classes
     "64-d vs 64-d, 1.0 nat": lambda s: gaussian_pair(400, 64, 64, 1.0, seed=s),
     "256-d vs 1-d, 0.5 nat": lambda s: gaussian_pair(400, 256, 1, 0.5, seed=s),
-    "32-d vs 10 classes": lambda s: label_pair(400, 32, 10, 2.0, seed=s),
+    "32-d vs 10 classes, 1.0 nat": lambda s: label_pair(400, 32, 10, 0.4, seed=s),
 }
 
 
