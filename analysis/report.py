@@ -27,6 +27,7 @@ import polars as pl
 
 from analysis import paper_tables
 from analysis.agreement import agreement_both, verdict_line
+from analysis.bounds import bound_line, violations
 from analysis.charts import (
     MI_TITLE,
     condition_table,
@@ -75,6 +76,11 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path) -> Path:
     page.table(
         "agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", agreement_both(ok)
     )
+    if (line := bound_line(ok)) is not None:  # the synthetic studies: estimates above the data-processing bound
+        page.text(f"<p>{_e(line)}</p>")
+        found = violations(ok)
+        if not found.is_empty():
+            page.table("bound_violations", "MI estimates above their data-processing bound (nats)", found)
     section = SECTIONS.get(study)
     with alt.data_transformers.disable_max_rows():
         if section is not None:

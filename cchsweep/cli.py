@@ -197,7 +197,12 @@ def cmd_run(args) -> int:
     from analysis.agreement import verdict_line
     from analysis.frame import load_results
 
-    print(verdict_line(load_results(db, study=args.study)))
+    frame = load_results(db, study=args.study)
+    print(verdict_line(frame))
+    from analysis.bounds import bound_line
+
+    if (line := bound_line(frame)) is not None:
+        print(line)
     if search is not None:
         c = summary.crossing
         what = f"{search.target} along {search.param} in [{search.lo:g}, {search.hi:g}]"

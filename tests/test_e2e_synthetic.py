@@ -24,6 +24,7 @@ def test_one_row_per_grid_point_with_every_metric(sweep):
     d, db, first = sweep
     assert "synthetic_sigma12 (smoke): 4 ok, 0 failed" in first.stdout
     assert "CCH: estimated gap agreed with KD gain in" in first.stdout
+    assert "\nMI bounds: " in first.stdout and "estimates" in first.stdout  # the data-processing check ran
     assert "[4/4" in first.stderr  # live progress, one line per finished trial
     assert q(db, "select count(*), count(distinct trial_key) from trials") == [(4, 4)]
     assert q(db, "select count(*) from results where status = 'ok'") == [(4,)]

@@ -41,3 +41,17 @@ def optimal_linear_mi(p: int, sigma12: float, sigma13: float, sigma23: float) ->
     }
     out["mi_gap"] = out["i_ts"] - out["i_sl"]
     return out
+
+
+def data_processing_bounds(p: int, sigma12: float, sigma13: float, sigma23: float) -> dict[str, float]:
+    """Upper bounds on what any representation can carry (data processing: H1 = f(X1), H2 = g(X2)):
+    i_ts <= I(X1; X2), i_sl <= I(X2; Y), i_tl <= I(X1; Y), from the generator's covariance.
+    (sigma23 = 0.4, p = 100: I(X2; Y) = 1.499 nats.)"""
+    s = covariance_blocks(p, sigma12, sigma13, sigma23)
+
+    def with_y(block: str, cross: str) -> float:
+        cov = np.block([[s[block], s[cross][:, None]], [s[cross][None, :], np.ones((1, 1))]])
+        return mi_from_covariance(cov, p)
+
+    x1x2 = np.block([[s["11"], s["12"]], [s["12"].T, s["22"]]])
+    return {"i_ts": mi_from_covariance(x1x2, p), "i_sl": with_y("22", "23"), "i_tl": with_y("11", "13")}
