@@ -181,3 +181,30 @@ def test_configs_name_the_estimators():
         "k": 3, "standardize": True, "discrete_y": None, "name": "ksg"}
     cfg = MINE().config()
     assert cfg["name"] == "mine" and "device" not in cfg and cfg["steps"] == 2000
+
+
+# -- the torch kernel against the k-d tree reference it replaced ----------------------------------
+
+def _tree_ksg(x, y, k, seed):
+    """The previous implementation: scipy k-d trees, radii just under the k-th distance (nextafter)."""
+    from scipy.spatial import cKDTree
+    from scipy.special import digamma
+
+    rng = np.random.default_rng(seed)
+    prep = lambda a: (lambda c: c / np.where(c.std(0) > 0, c.std(0), 1.0))(a - a.mean(0)) + 1e-10 * rng.random(a.shape)  # noqa: E731
+    x, y = prep(x.reshape(len(x), -1)), prep(y.reshape(len(y), -1))
+    joint = np.hstack([x, y])
+    eps = np.nextafter(cKDTree(joint).query(joint, k=k + 1, p=np.inf)[0][:, -1], 0)
+    n_x = cKDTree(x).query_ball_point(x, eps, p=np.inf, return_length=True)
+    n_y = cKDTree(y).query_ball_point(y, eps, p=np.inf, return_length=True)
+    return digamma(k) + digamma(len(x)) - np.mean(digamma(n_x)) - np.mean(digamma(n_y))
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_ksg_on_torch_equals_the_tree_reference_exactly(k):
+    rng = np.random.default_rng(k)
+    x = rng.standard_normal((700, 12))
+    y = x[:, :3] @ rng.standard_normal((3, 6)) + rng.standard_normal((700, 6))
+    assert KSG(k=k).estimate(x, y, seed=4) == _tree_ksg(x, y, k, 4)
+    xq, yq = np.round(x[:, :2], 1), np.round(y[:, :1], 1)  # ties, broken only by the jitter
+    assert KSG(k=k).estimate(xq, yq, seed=5) == _tree_ksg(xq, yq, k, 5)

@@ -21,24 +21,62 @@ BUDGET = 256 * 1024**2  # bytes of distance matrices per chunk
 
 
 def chebyshev_counts(
-    x: torch.Tensor, y: torch.Tensor, k: int = 3, budget: int = BUDGET
+    x: torch.Tensor, y: torch.Tensor, k: int = 3, budget: int = BUDGET, strict: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(n_x, n_y) per point, int64 [N]: latentmi's marginal counts (self included) within eps - 1e-15."""
-    if x.dtype != torch.float64 or y.dtype != torch.float64:
-        raise TypeError("KSG runs in float64 (the 1e-10 tie-breaking noise is below float32 resolution)")
+    """(n_x, n_y) per point, int64 [N], self included: the marginal counts within eps, the joint
+    distance to the k-th neighbour. latentmi's rule (default): d <= eps - 1e-15; `strict`: d < eps
+    (cchsweep's `ksg` estimator, as its trees counted)."""
+    _check(x, k)
     n = x.shape[0]
-    if n <= k:
-        raise ValueError(f"KSG with k={k} needs more than {k} samples, got {n}")
-    chunk = max(1, budget // (3 * 8 * n))
     n_x, n_y = [], []
-    for start in range(0, n, chunk):
-        dx = torch.cdist(x[start : start + chunk], x, p=float("inf"))
-        dy = torch.cdist(y[start : start + chunk], y, p=float("inf"))
+    size = _chunk(n, 3, budget)
+    for start in range(0, n, size):
+        dx = torch.cdist(x[start : start + size], x, p=float("inf"))
+        dy = torch.cdist(y[start : start + size], y, p=float("inf"))
         # k-th neighbour in the joint space: the (k+1)-th smallest distance, the point itself first
-        eps = torch.maximum(dx, dy).kthvalue(k + 1, dim=1).values - 1e-15
-        n_x.append((dx <= eps[:, None]).sum(1))
-        n_y.append((dy <= eps[:, None]).sum(1))
+        eps = torch.maximum(dx, dy).kthvalue(k + 1, dim=1).values
+        if strict:
+            n_x.append((dx < eps[:, None]).sum(1))
+            n_y.append((dy < eps[:, None]).sum(1))
+        else:
+            n_x.append((dx <= (eps - 1e-15)[:, None]).sum(1))
+            n_y.append((dy <= (eps - 1e-15)[:, None]).sum(1))
     return torch.cat(n_x), torch.cat(n_y)
+
+
+def kth_distance(x: torch.Tensor, k: int, budget: int = BUDGET) -> torch.Tensor:
+    """Each point's Chebyshev distance to its k-th neighbour (the point itself not counted), float64 [N]."""
+    _check(x, k)
+    n = x.shape[0]
+    out = []
+    size = _chunk(n, 1, budget)
+    for start in range(0, n, size):
+        d = torch.cdist(x[start : start + size], x, p=float("inf"))
+        out.append(d.kthvalue(k + 1, dim=1).values)
+    return torch.cat(out)
+
+
+def count_below(x: torch.Tensor, radius: torch.Tensor, budget: int = BUDGET) -> torch.Tensor:
+    """Per point, the points strictly closer than its radius (Chebyshev), itself included, int64 [N]."""
+    n = x.shape[0]
+    out = []
+    size = _chunk(n, 1, budget)
+    for start in range(0, n, size):
+        d = torch.cdist(x[start : start + size], x, p=float("inf"))
+        out.append((d < radius[start : start + size, None]).sum(1))
+    return torch.cat(out)
+
+
+def _check(x: torch.Tensor, k: int) -> None:
+    if x.dtype != torch.float64:
+        raise TypeError("KSG runs in float64 (the 1e-10 tie-breaking noise is below float32 resolution)")
+    if x.shape[0] <= k:
+        raise ValueError(f"KSG with k={k} needs more than {k} samples, got {x.shape[0]}")
+
+
+def _chunk(n: int, matrices: int, budget: int) -> int:
+    """Rows per chunk so `matrices` float64 [rows, n] distance matrices fit in `budget` bytes."""
+    return max(1, budget // (matrices * 8 * n))
 
 
 def ksg_pointwise_bits(x: torch.Tensor, y: torch.Tensor, k: int = 3, budget: int = BUDGET) -> np.ndarray:

@@ -28,10 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
+import torch
 from scipy.special import digamma
 
 from cchsweep.mi.interface import recorded_config, two_d
+from cchsweep.mi.knn import chebyshev_counts, count_below, kth_distance
 
 _JITTER = 1e-10
 
@@ -60,7 +61,7 @@ class KSG:
     k: int = 3
     standardize: bool = True
     discrete_y: bool | None = None
-    workers: int = 1  # cKDTree query threads; does not change the value
+    workers: int = 1  # kept for old configs; torch's threads do the work (does not change the value)
     name: str = "ksg"
 
     def config(self) -> dict:
@@ -96,13 +97,9 @@ class KSG:
         n = x.shape[0]
         if n <= self.k:
             raise ValueError(f"KSG with k={self.k} needs more than {self.k} samples, got {n}")
-        joint = np.hstack([x, y])
-        # k+1: the nearest "neighbour" of each point is itself
-        dist, _ = cKDTree(joint).query(joint, k=self.k + 1, p=np.inf, workers=self.workers)
-        eps = _strictly_below(dist[:, -1])
-        # counts include the point itself, i.e. they are n_x + 1 and n_y + 1
-        n_x = cKDTree(x).query_ball_point(x, eps, p=np.inf, return_length=True, workers=self.workers)
-        n_y = cKDTree(y).query_ball_point(y, eps, p=np.inf, return_length=True, workers=self.workers)
+        # counts strictly inside the joint k-th neighbour distance, the point itself included: n_x + 1,
+        # n_y + 1 (brute-force Chebyshev distances on torch: exact, and ~8x faster than trees at 64-d)
+        n_x, n_y = (c.numpy() for c in chebyshev_counts(torch.from_numpy(x), torch.from_numpy(y), self.k, strict=True))
         value = digamma(self.k) + digamma(n) - np.mean(digamma(n_x)) - np.mean(digamma(n_y))
         return float(value)
 
@@ -121,11 +118,10 @@ class KSG:
         for c in np.unique(codes):
             idx = np.flatnonzero(codes == c)
             k_c = min(self.k, idx.size - 1)
-            dist, _ = cKDTree(x[idx]).query(x[idx], k=k_c + 1, p=np.inf, workers=self.workers)
-            radius[idx] = _strictly_below(dist[:, -1])
+            radius[idx] = kth_distance(torch.from_numpy(x[idx]), k_c).numpy()
             class_size[idx] = idx.size
             k_used[idx] = k_c
-        m = cKDTree(x).query_ball_point(x, radius, p=np.inf, return_length=True, workers=self.workers)
+        m = count_below(torch.from_numpy(x), torch.from_numpy(radius)).numpy()  # strictly closer, self included
         value = digamma(n) - np.mean(digamma(class_size)) + np.mean(digamma(k_used)) - np.mean(digamma(m))
         return float(value)
 
@@ -138,11 +134,6 @@ class KSG:
             std = a.std(axis=0)
             a = a / np.where(std > 0, std, 1.0)
         return a + _JITTER * rng.random(a.shape)
-
-
-def _strictly_below(r: np.ndarray) -> np.ndarray:
-    """Radii just under r, so ball queries (which count d <= r) count d < r."""
-    return np.nextafter(r, 0)
 
 
 def _as_labels(a: np.ndarray) -> np.ndarray | None:
