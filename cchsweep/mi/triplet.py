@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cchsweep.mi.interface import MIEstimator, estimate_all, estimate_repeated, summarize
+from cchsweep.mi.interface import MIEstimator, estimate_all, summarize
 from cchsweep.mi.ksg import KSG
 from cchsweep.mi.latentmi_estimator import LatentMI
 from cchsweep.mi.lmi import LMI
@@ -38,12 +38,6 @@ def make_estimator(settings: Mapping[str, Any], device: str) -> MIEstimator:
     if name == "ksg":
         return KSG(workers=-1)  # labels (one-hot) switch it to Ross's discrete-continuous estimator
     raise ValueError(f"unknown MI estimator {name!r}; choose one of {', '.join(ESTIMATORS)}")
-
-
-def estimate_one(settings: Mapping[str, Any], device: str, a: np.ndarray, b: np.ndarray, seed: int) -> list:
-    """[mean, se] of I(a; b) by the estimator `settings` names, over settings["mi_repeats"] seeded repeats."""
-    mean, se = estimate_repeated(make_estimator(settings, device), a, b, repeats=settings["mi_repeats"], seed=seed)
-    return [mean, se]
 
 
 def mi_triplet(
