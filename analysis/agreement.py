@@ -296,4 +296,8 @@ def verdict_line(frame: pl.DataFrame) -> str:
             shown = "estimators' consensus" if estimator == CONSENSUS else estimator
             name = f"{label} ({shown})" if per_estimator and estimator is not None else label
             parts.append(name + (" agreed with KD gain in " if not parts else ": ") + text)
-    return "CCH: " + "; ".join(parts)
+    line = "CCH: " + "; ".join(parts)
+    cond = conditions(frame)
+    if not cond.is_empty() and cond["n_seeds"].max() < 2:  # type: ignore[operator]
+        line += " -- every condition has one seed, too few to tell a gain from noise: rerun with --seeds 3"
+    return line

@@ -149,7 +149,8 @@ def gain_title(frame: pl.DataFrame) -> str:
 
 
 def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.TopLevelMixin:
-    """KD gain (mean ± SE over seeds) vs MI gap (mean ± SE) per condition, coloured by the CCH call."""
+    """KD gain vs MI gap per condition (means over seeds, bars ± 2 SE: the verdict's rule), coloured
+    by the CCH call; one row of panels per MI estimator, named even when there is one."""
     data = cond.with_columns(
         pl.when(pl.col("undetermined"))
         .then(pl.lit("undetermined"))
@@ -158,7 +159,7 @@ def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.T
         .otherwise(pl.lit("disagrees"))
         .alias("call"),
         *[
-            (pl.col(f"{q}_mean") + sign * pl.col(f"{q}_se")).alias(f"{q}_{end}")
+            (pl.col(f"{q}_mean") + 2 * sign * pl.col(f"{q}_se")).alias(f"{q}_{end}")
             for q in ("gain", "gap")
             for end, sign in (("lo", -1), ("hi", 1))
         ],
@@ -187,11 +188,44 @@ def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.T
         .encode(y=y, x=alt.X("gap_lo:Q", title=x_title), x2="gap_hi:Q", color=color),
         base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=tips),
     ).properties(width=320, height=260)
-    row = "mi_estimator" if "mi_estimator" in data.columns and data["mi_estimator"].n_unique() > 1 else None
     facet: dict[str, Any] = {"column": alt.Column("gap_source:N", title="MI gap source")}
-    if row:
-        facet["row"] = alt.Row(f"{row}:N", title="MI estimator")
-    return layer.facet(**facet).properties(title="KD gain vs MI gap per condition (CCH: signs agree)")
+    if has_values(data, "mi_estimator"):
+        facet["row"] = alt.Row("mi_estimator:N", title="MI estimator")
+    subtitle = (
+        "means over seeds, bars ± 2 SE; a condition is judged only when neither bar crosses 0 "
+        "(green: signs agree, red: they disagree, grey: undetermined)"
+    )
+    return layer.facet(**facet).properties(title=alt.TitleParams("KD gain vs MI gap per condition", subtitle=subtitle))
+
+
+def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list[str], gain_axis: str):
+    """KD gain (mean ± 2 SE over seeds) against a swept axis, a line per combination of the other
+    axes (`series`), with the zero line: where KD helps and where it hurts, at its own scale."""
+    data = cond.filter(pl.col("gap_source") == "estimated") if "gap_source" in cond.columns else cond
+    data = data.unique([axis, *series], keep="first").with_columns(
+        lo=pl.col("gain_mean") - 2 * pl.col("gain_se"),
+        hi=pl.col("gain_mean") + 2 * pl.col("gain_se"),
+        series=pl.concat_str([pl.format(f"{c}={{}}", pl.col(c)) for c in series], separator=", ")
+        if series
+        else pl.lit("all"),
+    )
+    base = alt.Chart(data.drop("settings", strict=False))
+    x = alt.X(f"{axis}:Q", title=axis_title, scale=alt.Scale(zero=False))
+    y = alt.Y("gain_mean:Q", title=gain_axis)
+    color = alt.Color("series:N", title=", ".join(series) or None)
+    zero = base.transform_aggregate(n="count()").transform_calculate(zero="0")
+    return alt.layer(
+        zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(y="zero:Q"),
+        base.mark_line().encode(x=x, y=y, color=color),
+        base.transform_filter("isValid(datum.gain_se)")
+        .mark_errorbar(ticks=True)
+        .encode(x=x, y=alt.Y("lo:Q", title=gain_axis), y2="hi:Q", color=color),
+        base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=[axis, "series", "n_seeds"]),
+    ).properties(
+        width=420,
+        height=260,
+        title=alt.TitleParams(f"KD gain vs {axis_title}", subtitle="means over seeds, bars ± 2 SE; dotted: no gain"),
+    )
 
 
 def save_chart(chart: alt.TopLevelMixin, out_dir, name: str) -> dict:

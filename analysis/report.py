@@ -32,6 +32,7 @@ from analysis.charts import (
     MI_TITLE,
     condition_table,
     estimator_keys,
+    gain_axis_chart,
     gain_gap_chart,
     gain_title,
     has_values,
@@ -44,6 +45,7 @@ from analysis.charts import (
 )
 from analysis.frame import condition_columns, load_results
 from cchsweep.errors import UsageError
+from cchsweep.mi.gaussian import optimal_linear_mi
 from cchsweep.schema import axis_columns
 
 SIGMA12 = "σ12 (teacher–student correlation)"
@@ -53,10 +55,17 @@ ACC = "student test accuracy (fraction correct)"
 MODELS = {"KD": "kd", "no KD": "nokd"}
 MI = {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"}
 MI_TRUTH = {"I(H_T;H_S)": "i_ts_truth", "I(H_S;Y)": "i_sl_truth"}
+MI_NAMES = {"i_ts": "I(H_T;H_S)", "i_sl": "I(H_S;Y)", "i_tl": "I(H_T;Y)"}
+MI_TRUTH_OF = {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"}
+CALIBRATION = "mi_calibration"
 
 
-def write_report(db_path: str | Path, study: str, out_dir: str | Path) -> Path:
-    """Write the study's report under out_dir/<study>/ and return the index.html path."""
+def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared_bundle: str | None = None) -> Path:
+    """Write the study's report under out_dir/<study>/ and return the index.html path. With
+    `shared_bundle` (a path relative to the page) the page loads the Vega libraries from there
+    instead of inlining them (`write_all` writes one copy for every page)."""
+    if study == CALIBRATION:
+        return _calibration_page(db_path, Path(out_dir), shared_bundle)
     frame = load_results(db_path, study)
     ok = frame.filter(pl.col("status") == "ok")
     if ok.is_empty():
@@ -88,7 +97,64 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path) -> Path:
                 page.text(f"<h2>{_e(spec.get('reproduces', 'Figures'))}{_e(label)}</h2>")
                 section(page, part, suffix, spec.get("reference", {}))
         _generic(page, ok)
-    return page.write(study)
+    if (note := _calibration_note(db_path, ok)) is not None:
+        page.text(note)
+    return page.write(study, shared_bundle)
+
+
+def _calibration_note(db_path: str | Path, ok: pl.DataFrame) -> str | None:
+    """Beside the estimates: what the calibration in the same database says about each estimator at
+    this study's representation width (settings' `hidden`, else 64) and typical MI."""
+    from analysis.calibration import beside, load_calibration
+
+    cal = load_calibration(db_path)
+    if cal.is_empty() or "mi_estimator" not in ok.columns:
+        return None
+    hidden = ok["settings"].str.json_path_match("$.hidden").cast(pl.Int64, strict=False).drop_nulls()
+    dim = int(hidden[0]) if len(hidden) else 64
+    notes = []
+    for estimator in sorted(ok["mi_estimator"].drop_nulls().unique().to_list()):
+        part = ok.filter(pl.col("mi_estimator") == estimator)
+        for quantity in ("i_ts", "i_sl"):
+            values = part[quantity].drop_nulls() if quantity in part.columns else None
+            if values is None or values.is_empty():
+                continue
+            text = beside(cal, estimator, quantity, dim, float(values.mean()))  # type: ignore[arg-type]
+            if text is not None:
+                notes.append(f"<li>{_e(MI_NAMES[quantity])} (mean {float(values.mean()):.3f} nats): {_e(text)}</li>")  # type: ignore[arg-type]
+    if not notes:
+        return None
+    return (
+        "<h2>What the calibration says about these estimates</h2><p>From the mi_calibration runs in the same "
+        f"database, at the calibrated dimension nearest this study's representations ({dim}-d):</p><ul>"
+        + "".join(notes)
+        + "</ul>"
+    )
+
+
+def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | None) -> Path:
+    from analysis.calibration import by_shape, chart, load_calibration, summary, summary_lines
+
+    cal = load_calibration(db_path)
+    if cal.is_empty():
+        raise UsageError(f"no rows for study {CALIBRATION} in DB; run `cchsweep run {CALIBRATION}` first")
+    out = out_dir / CALIBRATION
+    out.mkdir(parents=True, exist_ok=True)
+    page = _Page(out)
+    page.text(
+        f"<h1>{CALIBRATION}</h1><p>MI estimators against known MI (cchsweep.mi.known): each estimate of "
+        f"{cal['n_seeds'].sum()} draws over {cal.select('pair', 'dim', 'true_mi', 'n').unique().height} shapes, "
+        f"from {_e(str(db_path))}; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Relative bias is "
+        "(mean estimate - truth) / truth: -0.5 reads half the truth.</p>"
+    )
+    page.text("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in summary_lines(cal)) + "</ul>")
+    page.table("summary", "Per estimator: relative bias over every calibrated shape", summary(cal))
+    caption = "Relative bias by pair (rows) and dimension (columns), averaged over true MI and n"
+    page.table("by_shape", caption, by_shape(cal))
+    with alt.data_transformers.disable_max_rows():
+        page.chart("estimate_vs_truth", chart(cal))
+    page.table("calibration", "Every shape: estimate vs truth over seeds (nats)", cal)
+    return page.write(CALIBRATION, shared_bundle)
 
 
 # --- sections --------------------------------------------------------------------------------------
@@ -116,8 +182,25 @@ def _figure1(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         SIGMA12,
         f"mi_vs_sigma12{sfx}",
         "Figure 1b: representation MI",
-        f"points: estimate ± SE over seeds; dashed: closed form{note}",
+        f"points: estimate ± SE over seeds; dashed: closed form (on a fine σ12 grid){note}",
+        truth=_closed_form_curves(ok),
     )
+
+
+def _closed_form_curves(ok: pl.DataFrame) -> pl.DataFrame | None:
+    """The optimal linear teacher's and student's MI on a fine sigma12 grid (every 0.005) across the
+    range run: the curves cross where the closed form says, not where two grid points' chord does."""
+    p = ok["settings"].str.json_path_match("$.p").cast(pl.Int64, strict=False).drop_nulls()
+    if p.is_empty() or not has_values(ok, "sigma13") or not has_values(ok, "sigma23"):
+        return None
+    lo, hi = float(ok["sigma12"].min()), float(ok["sigma12"].max())  # type: ignore[arg-type]
+    grid = [lo + i * 0.005 for i in range(int(round((hi - lo) / 0.005)) + 1)]
+    s13, s23 = float(ok["sigma13"][0]), float(ok["sigma23"][0])
+    rows = []
+    for sigma12 in grid:
+        truth = optimal_linear_mi(int(p[0]), sigma12, s13, s23)
+        rows += [{"sigma12": sigma12, "series": label, "truth": truth[q]} for label, q in MI_TRUTH_OF.items()]
+    return pl.DataFrame(rows)
 
 
 def _figure4(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
@@ -187,10 +270,24 @@ def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, st
     )
 
 
-def _mi_chart(page: _Page, ok: pl.DataFrame, x: str, x_title: str, name: str, title: str, subtitle: str) -> None:
+def _mi_chart(
+    page: _Page,
+    ok: pl.DataFrame,
+    x: str,
+    x_title: str,
+    name: str,
+    title: str,
+    subtitle: str,
+    truth: pl.DataFrame | None = None,
+) -> None:
+    """MI per quantity vs x; `truth` (x, series, truth) replaces the closed form at the grid points."""
     several = has_values(ok, "mi_estimator") and ok["mi_estimator"].n_unique() > 1
     keys = [x, "mi_estimator"] if several else [x]
-    data = long_stats(ok, keys, MI, MI_TRUTH)
+    data = long_stats(ok, keys, MI, None if truth is not None else MI_TRUTH)
+    if not data.is_empty() and truth is not None:
+        estimators = data["mi_estimator"].unique().to_list() if several else [None]
+        curves = [truth if e is None else truth.with_columns(mi_estimator=pl.lit(e)) for e in estimators]
+        data = pl.concat([data, *curves], how="diagonal_relaxed")
     if not data.is_empty():
         page.chart(
             name,
@@ -299,12 +396,17 @@ def _generic(page: _Page, ok: pl.DataFrame) -> None:
         page.text("<p>No completed trials with both a KD gain and an MI gap: nothing to plot.</p>")
         return
     axes = [c for c in condition_columns(ok) if c not in ("study", "profile", "settings")]
+    swept = [a for a in axes if cond[a].dtype.is_numeric() and cond[a].n_unique() > 1]
+    if swept:  # the first numeric axis that varies, a line per value of the others that vary
+        others = [a for a in axes if a != swept[0] and a != "mi_estimator" and cond[a].n_unique() > 1]
+        page.chart("gain_vs_" + swept[0], gain_axis_chart(cond, swept[0], swept[0], others, gain_title(ok)))
     page.chart("gain_vs_gap", gain_gap_chart(cond, ["profile", *axes], gain_title(ok)))
-    page.table(
-        "conditions",
-        "Per condition (seeds averaged): KD gain and MI gap, mean ± SE, and the CCH call",
-        cond.drop("study"),
-    )
+    settings = cond["settings"].unique().to_list() if "settings" in cond.columns else []
+    shown = cond.drop("study")
+    if len(settings) == 1:  # the same settings on every row: said once, not in every row
+        page.text(f"<p class='settings'>Settings of every condition: <code>{_e(settings[0])}</code></p>")
+        shown = shown.drop("settings")
+    page.table("conditions", "Per condition (seeds averaged): KD gain and MI gap, mean ± SE, and the CCH call", shown)
 
 
 SECTIONS = {
@@ -391,36 +493,48 @@ class _Page:
         spec = save_chart(chart, self.out, name)
         self.specs.append((f"chart-{len(self.specs)}", spec))
         self.blocks.append(
-            f"<div class='chart' id='{self.specs[-1][0]}'></div><p class='files'>{name}.png · {name}.svg</p>"
+            f"<div class='chart' id='{self.specs[-1][0]}'></div>"
+            f"<p class='files'><a href='{name}.png'>{name}.png</a> · <a href='{name}.svg'>{name}.svg</a></p>"
         )
 
     def table(self, name: str, caption: str, table: pl.DataFrame, cols=None) -> None:
         table.write_csv(self.out / f"{name}.csv")
-        block = f"<h3>{_e(caption)}</h3>{_html_table(table, cols)}<p class='files'>{name}.csv · {name}.html</p>"
+        block = (
+            f"<h3>{_e(caption)}</h3><div class='scroll'>{_html_table(table, cols)}</div>"
+            f"<p class='files'><a href='{name}.csv'>{name}.csv</a> · <a href='{name}.html'>{name}.html</a></p>"
+        )
         (self.out / f"{name}.html").write_text(
             f"<!DOCTYPE html><html><head><meta charset='UTF-8'>{STYLE}</head><body>{block}</body></html>\n",
             encoding="utf-8",
         )
         self.blocks.append(block)
 
-    def write(self, study: str) -> Path:
-        import vl_convert as vlc
-        from altair.utils._importers import vl_version_for_vl_convert
-
-        bundle = vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())  # type: ignore[call-arg]
+    def write(self, study: str, shared_bundle: str | None = None) -> Path:
+        if shared_bundle is None:
+            script = f"<script type='text/javascript'>\n{_script_text(vega_bundle())}\n</script>"
+        else:
+            script = f"<script type='text/javascript' src='{_e(shared_bundle)}'></script>"
         embeds = "\n".join(
             f"vegaEmbed('#{div}', {_script_json(spec)}, {{mode: 'vega-lite'}}).catch(console.error);"
             for div, spec in self.specs
         )
         page = (
             f"<!DOCTYPE html>\n<html><head><meta charset='UTF-8'><title>cchsweep report: {_e(study)}</title>"
-            f"{STYLE}<script type='text/javascript'>\n{_script_text(bundle)}\n</script></head>\n<body>\n"
+            f"{STYLE}{script}</head>\n<body>\n"
             + "\n".join(self.blocks)
             + f"\n<script type='text/javascript'>\n{embeds}\n</script>\n</body></html>\n"
         )
         path = self.out / "index.html"
         path.write_text(page, encoding="utf-8")
         return path
+
+
+def vega_bundle() -> str:
+    """Vega, Vega-Lite and vega-embed as one script (from vl-convert: no network)."""
+    import vl_convert as vlc
+    from altair.utils._importers import vl_version_for_vl_convert
+
+    return vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())  # type: ignore[call-arg]
 
 
 def _script_json(spec: dict) -> str:
@@ -433,6 +547,7 @@ def _script_text(text: str) -> str:
 
 STYLE = (
     "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-    "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}"
+    "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
+    ".scroll{overflow-x:auto;max-width:100%}code{font-size:12px;word-break:break-all}"
     "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>"
 )

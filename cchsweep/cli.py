@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from cchsweep.errors import UsageError
+from cchsweep.schema import CALIBRATION_TASK
 
 DEFAULT_DB = "cchsweep.duckdb"
 
@@ -52,6 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--force", action="store_true", help="rerun trials already stored as ok")
     r.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the plan (trials, bundles, stored ones) and the time estimate for this machine, run nothing",
+    )
+    r.add_argument(
         "--resume",
         action="store_true",
         help="finish a sweep whose driver died: marks it interrupted, runs the trials not stored",
@@ -82,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
     rp = sub.add_parser("report", help="write an HTML report (Altair charts, tables) of a study's stored results")
-    rp.add_argument("study")
+    rp.add_argument("study", nargs="?", help="the study (omit with --all)")
+    rp.add_argument(
+        "--all",
+        action="store_true",
+        help="every stored study's page and one index: the scorecard over all studies and the MI calibration",
+    )
     rp.add_argument("--db", default=DEFAULT_DB)
     rp.add_argument("--out", default="reports", help="output directory (default ./reports; one folder per study)")
 
@@ -108,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--verify-seeds", type=int, default=3, help="seeds per verified teacher (default 3)")
     a.add_argument("--verify-profile", default="paper", help="tcga_noise profile for the KD trials (paper or smoke)")
     a.add_argument("--out", help="write an HTML/PNG report of the gaps to this directory")
+
+    rr = sub.add_parser(
+        "reproduce", help="run the offline studies in turn into one database and write one report index"
+    )
+    rr.add_argument("--profile", default="quick", help="quick (about an hour on 2 CPU cores) or paper (a GPU job)")
+    rr.add_argument("--studies", help="comma-separated studies (default: every offline study)")
+    rr.add_argument("--db", default=DEFAULT_DB, help=f"results database (default ./{DEFAULT_DB})")
+    rr.add_argument("--storage", help="Tune state and artifact cache (default: beside --db, NAME.cchsweep/)")
+    rr.add_argument("--out", default="reports", help="report directory (default ./reports)")
+    rr.add_argument("--data-dir", help="where data sets live (default $CCHSWEEP_DATA, else the per-user cache)")
+    rr.add_argument("--address", help="Ray cluster address, e.g. auto; default: an embedded local Ray")
+    rr.add_argument("--dry-run", action="store_true", help="print each study's plan and the estimate, run nothing")
 
     s = sub.add_parser("status", help="list runs with trial counts by status")
     s.add_argument("--db", default=DEFAULT_DB)
@@ -157,6 +180,16 @@ def cmd_run(args) -> int:
 
         search = make_search(the_plan, args.param, args.value_range, args.budget, args.target)
     db = Path(args.db).expanduser().absolute()
+    from cchsweep.estimate import plan_lines
+    from cchsweep.store import Store
+
+    if args.dry_run or search is None:
+        done = set() if args.force else Store(db).done_keys([t.key for t in the_plan.trials])
+        lines = plan_lines(the_plan, db, done, args.bundle_size)
+        if args.dry_run:
+            print("\n".join(lines))
+            return 0
+        print("\n".join(lines), file=sys.stderr, flush=True)
     storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
     check_writable(db, storage)
     check_reachable(args.address)
@@ -194,6 +227,11 @@ def cmd_run(args) -> int:
             file=sys.stderr,
         )
         return 130
+    if the_plan.study.task == CALIBRATION_TASK:
+        from analysis.calibration import load_calibration, summary_lines
+
+        print("\n".join(summary_lines(load_calibration(db))))
+        return 1 if summary.n_error else 0
     from analysis.agreement import verdict_line
     from analysis.frame import load_results
 
@@ -217,6 +255,28 @@ def cmd_run(args) -> int:
                 f"interval [{c.lo:.4f}, {c.hi:.4f}] from {c.n_points} trials{note}"
             )
     return 1 if summary.n_error else 0
+
+
+def cmd_reproduce(args) -> int:
+    from cchsweep.reproduce import OFFLINE, reproduce
+    from cchsweep.runner import default_storage
+
+    studies = [s.strip() for s in args.studies.split(",") if s.strip()] if args.studies else list(OFFLINE)
+    if not studies:
+        raise UsageError("--studies is empty: name one or more studies, e.g. --studies tcga_noise,mnist_blur")
+    db = Path(args.db).expanduser().absolute()
+    storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
+    return reproduce(
+        studies,
+        args.profile,
+        db,
+        storage,
+        Path(args.out).expanduser(),
+        data_dir=args.data_dir,
+        address=args.address,
+        dry_run=args.dry_run,
+        command=shlex.join(["cchsweep", *sys.argv[1:]]),
+    )
 
 
 def cmd_query(args) -> int:
@@ -243,6 +303,14 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    if args.all == (args.study is not None):
+        raise UsageError("give a study to report on, or --all for every stored study and the scorecard")
+    if args.all:
+        from analysis.overview import write_all
+
+        page = write_all(Path(args.db).expanduser(), Path(args.out).expanduser())
+        print(f"report: {page}")
+        return 0
     from analysis.report import write_report
 
     page = write_report(Path(args.db).expanduser(), args.study, Path(args.out).expanduser())
@@ -296,6 +364,7 @@ COMMANDS = {
     "run": cmd_run,
     "query": cmd_query,
     "report": cmd_report,
+    "reproduce": cmd_reproduce,
     "status": cmd_status,
 }
 

@@ -129,7 +129,7 @@ def run_bundle(
             mode=spec.get("mode", "grid"),
             task=study.task,
             gain_metric=out.gain_metric,
-            kd_gain=float(out.kd_gain),
+            kd_gain=None if out.kd_gain is None else float(out.kd_gain),
             metrics=out.metrics,
             mi=list(out.mi),
             cache=point_events,

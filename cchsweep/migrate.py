@@ -11,6 +11,9 @@ study's parameter). `advice`, which v1 created lazily, is created if missing.
 
 v2 -> v3: `advice` is keyed by (run_id, teacher, estimator), so one `advise` run can store several
 estimators' rows; its rows are copied over unchanged.
+
+v3 -> v4: an ok trial of task 'calibration' may have no kd_gain; `trials` is rebuilt with the
+relaxed CHECK and its rows copied over unchanged.
 """
 
 from __future__ import annotations
@@ -38,11 +41,12 @@ V1_AXES = (
     "student_modality",
 )
 V1_VIEWS = ("cch_agreement", "cch_conditions", "results")
+VIEWS = ("cch_scorecard", "mi_calibration", *V1_VIEWS)  # every view a file may hold, dependents first
 
 
 def migrate(store, version: int) -> Path:
     """Upgrade store's file from `version` to SCHEMA_VERSION; returns the backup's path."""
-    if version not in (1, 2):
+    if version not in (1, 2, 3):
         raise RuntimeError(f"no migration from schema version {version}")
     backup = _backup(store.path, version)
     print(
@@ -54,7 +58,9 @@ def migrate(store, version: int) -> Path:
     with store.transaction() as con:
         if version == 1:
             _v1_to_v2(con)
-        _v2_to_v3(con)
+        if version <= 2:
+            _v2_to_v3(con)
+        _v3_to_v4(con)
         con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         store.create_views(con)
     return backup
@@ -88,6 +94,16 @@ def _v2_to_v3(con) -> None:
     con.execute(ADVICE_DDL)
     con.execute("INSERT INTO advice SELECT * FROM advice_v2")
     con.execute("DROP TABLE advice_v2")
+
+
+def _v3_to_v4(con) -> None:
+    """trials with the v4 CHECK: DuckDB cannot alter a constraint, so the table is rebuilt."""
+    for view in VIEWS:
+        con.execute(f"DROP VIEW IF EXISTS {view}")
+    con.execute("ALTER TABLE trials RENAME TO trials_v3")
+    con.execute(TRIALS_DDL)
+    con.execute("INSERT INTO trials SELECT * FROM trials_v3")
+    con.execute("DROP TABLE trials_v3")
 
 
 def _backup(path: Path, version: int) -> Path:

@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from cchsweep.schema import CALIBRATION_TASK
 from cchsweep.study import MIValue
 
 STATUSES = ("ok", "error")
@@ -58,7 +59,7 @@ class TrialRecord:
     def __post_init__(self) -> None:
         if self.status not in STATUSES:
             raise ValueError(f"trial {self.trial_key}: status {self.status!r} is not one of {STATUSES}")
-        if self.status == "ok" and self.kd_gain is None:
+        if self.status == "ok" and self.kd_gain is None and self.task != CALIBRATION_TASK:
             raise ValueError(f"trial {self.trial_key}: an ok record needs a kd_gain")
         if self.status == "error" and not self.error:
             raise ValueError(f"trial {self.trial_key}: an error record needs its error text")

@@ -1,4 +1,4 @@
-"""The results schema, version 3. README.md documents it; bump SCHEMA_VERSION on any change and
+"""The results schema, version 4. README.md documents it; bump SCHEMA_VERSION on any change and
 add its migration to cchsweep/migrate.py.
 
 A trial's grid point is stored as JSON (`trials.params`), so a study with a new axis needs no DDL.
@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-SCHEMA_VERSION = 3  # v3: advice is keyed by (run_id, teacher, estimator): several estimators per run
+# v3: advice is keyed by (run_id, teacher, estimator): several estimators per run
+# v4: an ok trial of task 'calibration' (MI estimators on known MI, no KD) has no kd_gain
+SCHEMA_VERSION = 4
+CALIBRATION_TASK = "calibration"
 
 SQL_TYPES = {int: "INTEGER", float: "DOUBLE", str: "VARCHAR"}
 REPLICATE_AXIS = "seed"  # repeats of one condition; every other axis tells conditions apart
@@ -93,7 +96,7 @@ CREATE TABLE trials (
     started_at TIMESTAMP,
     finished_at TIMESTAMP,
     seconds DOUBLE,
-    CHECK (status = 'error' OR (kd_gain IS NOT NULL AND error IS NULL)),
+    CHECK (status = 'error' OR ((kd_gain IS NOT NULL OR task = 'calibration') AND error IS NULL)),
     CHECK (status = 'ok' OR error IS NOT NULL)
 );
 """

@@ -42,11 +42,21 @@ class Param:
 
 
 @dataclass(frozen=True)
+class Cost:
+    """What a whole profile costs on 2 CPU cores (the CI machine), for the estimate a run prints."""
+
+    seconds: float
+    measured: bool  # True: timed end to end; False: estimated from unit costs (README, Performance)
+    note: str = ""
+
+
+@dataclass(frozen=True)
 class Profile:
     """A named configuration: grid axes (lists of values) and fixed settings (scalars)."""
 
     grid: Mapping[str, list]
     settings: Mapping[str, Any]
+    cost: Cost | None = None
 
 
 @dataclass(frozen=True)
@@ -73,8 +83,8 @@ class TrialOutput:
     """What a trial function returns; the engine turns it into database rows."""
 
     metrics: dict[str, dict[str, float]]  # model ("teacher", "nokd", "kd") -> metric -> value
-    gain_metric: str  # the metric kd_gain is computed on, e.g. "mse" or "acc"
-    kd_gain: float  # positive means KD helped
+    gain_metric: str | None  # the metric kd_gain is computed on, e.g. "mse" or "acc"
+    kd_gain: float | None  # positive means KD helped; None only for task 'calibration' (no KD)
     mi: list[MIValue] = field(default_factory=list)
 
 
@@ -113,7 +123,7 @@ class Study:
     name: str
     description: str
     reproduces: str  # the paper figure or table
-    task: str  # "regression" or "classification"
+    task: str  # "regression", "classification", or "calibration" (MI estimators on known MI, no KD)
     params: Mapping[str, Param]  # every grid axis and setting, with its type and range
     profiles: Mapping[str, Profile]
     trial: TrialFn

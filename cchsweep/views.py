@@ -15,7 +15,21 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
   terms: for p = 0.5 it is min(1, 2 * P(X <= min(k, n - k)))), precision, recall and
   spearman_rho (corr() of average ranks; NULL under 3 conditions or a constant side).
 
-Only `results` columns are referenced, so the views work for any study. The condition keys are
+- `cch_scorecard`: per mi_estimator (the '(consensus)' too), over every study with KD trials, the
+  estimated gap's record as a predictor: cch_agreement's study = '(all)' row, its number of
+  studies, and the best threshold on the gap: over the gain-determined conditions, the cut t
+  ("KD helps iff gap > t") that classifies most of them right, as the interval of cuts
+  [threshold_lo, threshold_hi) that all do equally well (the one nearest 0 among ties; NULL = no
+  bound), its midpoint `threshold`, its rate `threshold_rate`, and `zero_rate`, the rate of t = 0
+  on the same conditions. A threshold other than 0 "separates better" only when threshold_rate >
+  zero_rate.
+- `mi_calibration`: the mi_calibration study's estimates against the truth, per estimator
+  settings (the run's settings less mi_estimator), estimator, quantity, pair, dim, true_mi and n:
+  n_seeds, truth, mean, sd, bias (mean - truth), bias_se, rel_bias (bias / truth) and rmse. A
+  point estimated again (a rerun with another estimator list) counts once, its latest estimate.
+
+Only `results` columns are referenced (mi_calibration reads `trials` and `mi`), so the views work
+for any study. The condition keys are
 the registered studies' axes but the seed (schema.axis_columns), so the Store regenerates these
 views with `results` whenever a writer opens the file; they hold no data.
 """
@@ -31,14 +45,17 @@ Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as analysis/agreement.py
 def cch_views(axes: Mapping[str, str]) -> str:
     base = ", ".join(["study", "profile", "settings", *condition_axes(axes)])
     keys = f"{base}, mi_estimator"
-    return _CCH_VIEWS.format(
-        base=base,
-        keys=keys,
-        source_cols=f"{keys}, status, kd_gain",
-        z95=Z95,
-        gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
-        gap_undetermined=undetermined_sql("gap_mean", "gap_se", "n_seeds"),
-        consensus_gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
+    return (
+        _CCH_VIEWS.format(
+            base=base,
+            keys=keys,
+            source_cols=f"{keys}, status, kd_gain",
+            z95=Z95,
+            gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
+            gap_undetermined=undetermined_sql("gap_mean", "gap_se", "n_seeds"),
+            consensus_gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
+        )
+        + MI_CALIBRATION_VIEW
     )
 
 
@@ -142,4 +159,64 @@ SELECT gap_source, mi_estimator, study, n_conditions, n_determined, n_undetermin
     spearman_rho
 FROM rates
 ORDER BY gap_source = 'closed_form', mi_estimator = '(consensus)', mi_estimator NULLS LAST, is_all, study;
+
+CREATE OR REPLACE VIEW cch_scorecard AS
+WITH c AS (
+    SELECT mi_estimator, gap_mean AS g, gain_mean > 0 AS helped
+    FROM cch_conditions
+    WHERE gap_source = 'estimated' AND NOT gain_undetermined AND gap_mean IS NOT NULL
+), cuts AS (  -- "helped iff gap > t" for t in [lo, hi): lo a gap value (or -inf), hi the next one
+    SELECT mi_estimator, lo, lead(lo) OVER (PARTITION BY mi_estimator ORDER BY lo) AS hi
+    FROM (SELECT DISTINCT mi_estimator, g AS lo FROM c UNION SELECT DISTINCT mi_estimator, -'infinity'::DOUBLE FROM c)
+), scored AS (
+    SELECT k.mi_estimator, k.lo, k.hi, count(*) FILTER (WHERE (c.g > k.lo) = c.helped) AS correct, count(*) AS n
+    FROM cuts k JOIN c USING (mi_estimator)
+    GROUP BY k.mi_estimator, k.lo, k.hi
+), best AS (  -- most conditions right; among ties the interval nearest 0
+    SELECT * FROM (
+        SELECT *, row_number() OVER (PARTITION BY mi_estimator ORDER BY correct DESC,
+            CASE WHEN lo <= 0 AND (hi IS NULL OR hi > 0) THEN 0 WHEN lo > 0 THEN lo ELSE -hi END, lo) AS r
+        FROM scored)
+    WHERE r = 1
+), zero AS (
+    SELECT mi_estimator, count(*) FILTER (WHERE (g > 0) = helped) AS zero_correct FROM c GROUP BY mi_estimator
+), studies AS (
+    SELECT mi_estimator, count(DISTINCT study) AS n_studies
+    FROM cch_conditions WHERE gap_source = 'estimated' GROUP BY mi_estimator
+)
+SELECT a.mi_estimator, s.n_studies, a.n_conditions, a.n_determined, a.n_undetermined, a.n_gain_undetermined,
+    a.n_gap_undetermined, a.n_agree, a.rate, a.wilson_lo, a.wilson_hi, a.p_value, a.precision, a.recall,
+    a.spearman_rho, b.n AS n_gain_determined,
+    CASE WHEN b.lo = -'infinity'::DOUBLE THEN NULL ELSE b.lo END AS threshold_lo,
+    b.hi AS threshold_hi,
+    CASE WHEN b.lo = -'infinity'::DOUBLE THEN b.hi WHEN b.hi IS NULL THEN b.lo ELSE (b.lo + b.hi) / 2 END
+        AS threshold,
+    b.correct / b.n AS threshold_rate, z.zero_correct / b.n AS zero_rate
+FROM cch_agreement a
+JOIN studies s USING (mi_estimator)
+LEFT JOIN best b USING (mi_estimator)
+LEFT JOIN zero z USING (mi_estimator)
+WHERE a.gap_source = 'estimated' AND a.study = '(all)'
+ORDER BY a.mi_estimator = '(consensus)', a.mi_estimator;
+"""
+
+MI_CALIBRATION_VIEW = """
+CREATE OR REPLACE VIEW mi_calibration AS
+WITH est AS (
+    SELECT CAST(json_merge_patch(t.settings, '{"mi_estimator": null}') AS VARCHAR) AS settings,
+        m.estimator, m.quantity, t.params->>'pair' AS pair, CAST(t.params->>'dim' AS INTEGER) AS dim,
+        CAST(t.params->>'true_mi' AS DOUBLE) AS true_mi, CAST(t.params->>'n' AS INTEGER) AS n,
+        CAST(t.params->>'seed' AS INTEGER) AS seed, m.value, m.truth,
+        row_number() OVER (PARTITION BY CAST(json_merge_patch(t.settings, '{"mi_estimator": null}') AS VARCHAR),
+            m.estimator, m.quantity, CAST(t.params AS VARCHAR) ORDER BY t.finished_at DESC, t.trial_key) AS latest
+    FROM trials t JOIN mi m USING (trial_key)
+    WHERE t.study = 'mi_calibration' AND t.status = 'ok' AND m.truth IS NOT NULL
+)
+SELECT settings, estimator, quantity, pair, dim, true_mi, n,
+    count(*) AS n_seeds, avg(truth) AS truth, avg(value) AS mean, stddev_samp(value) AS sd,
+    avg(value - truth) AS bias, stddev_samp(value) / sqrt(count(*)) AS bias_se,
+    avg(value - truth) / avg(truth) AS rel_bias, sqrt(avg((value - truth) * (value - truth))) AS rmse
+FROM est WHERE latest = 1
+GROUP BY ALL
+ORDER BY settings, estimator, pair, dim, true_mi, n;
 """

@@ -118,7 +118,11 @@ class DuckDBWriter(Callback):
         params = " ".join(f"{k}={v}" for k, v in sorted(record.params.items()))
         if record.status == "ok":
             gap = record.gap()
-            detail = f"kd_gain={record.kd_gain:+.4f}" + (f" mi_gap={gap:+.3f}" if gap is not None else "")
+            if record.kd_gain is None:  # a calibration point: each estimate against the truth
+                detail = " ".join(f"{m.estimator}={m.value:.3f}" for m in record.mi)
+                detail += f" truth={record.mi[0].truth:.3f}" if record.mi and record.mi[0].truth is not None else ""
+            else:
+                detail = f"kd_gain={record.kd_gain:+.4f}" + (f" mi_gap={gap:+.3f}" if gap is not None else "")
             detail += f" ({record.seconds:.1f}s)"
         else:
             detail = f"ERROR {record.error}"

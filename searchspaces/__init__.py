@@ -2,6 +2,7 @@
 
 from cchsweep.study import Study
 from searchspaces import (
+    mi_calibration,
     mi_estimators,
     mnist_alpha,
     mnist_blur,
@@ -27,5 +28,6 @@ STUDIES: dict[str, Study] = {
         mosei_teacher,
         mosei_noise,
         mi_estimators,
+        mi_calibration,
     )
 }

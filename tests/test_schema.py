@@ -1,4 +1,4 @@
-"""Schema v3: study axes without DDL; v1 and v2 files of earlier releases migrated with nothing lost.
+"""Schema v4: study axes without DDL; v1 and v2 files of earlier releases migrated with nothing lost.
 
 `tests/data/v1.duckdb.gz` was written by cchsweep at commit 98f0157 (schema v1): a real smoke sweep
 of synthetic_sigma12 (4 trials), a real boundary search (4 trials), a real `advise` (1 row), and

@@ -1,0 +1,100 @@
+"""What a run is about to do and how long it should take on this machine, said before it starts
+(`cchsweep run`, and `--dry-run`, which says it and stops).
+
+The estimate comes, in order of trust, from (1) this study's trials with the same profile and
+settings already in the database (their `seconds`, each a share of its bundle's wall time, were
+measured on the machine that ran them), else (2) the profile's recorded cost (`Profile.cost`: wall
+seconds of the whole profile on 2 CPU cores, measured end to end or estimated from unit costs,
+scaled to the trials left and the cores here), else nothing, said so. Settings changed with --set
+make (2) a rough guide, and it says that too. No GPU cost is recorded yet: on a GPU the CPU figure
+is an upper bound.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cchsweep.grid import Plan, bundles, default_bundle_size
+from cchsweep.store import Store
+
+REFERENCE_CPUS = 2  # Profile.cost is for this many cores (the CI machine)
+
+
+def minutes(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _history(db: Path, plan: Plan) -> tuple[int, float] | None:
+    """(trials, mean seconds) of this study's ok trials with the same profile and settings."""
+    if not db.exists():
+        return None
+    settings = json.dumps(plan.trials[0].settings, sort_keys=True) if plan.trials else None
+    with Store(db).connect(read_only=True) as con:
+        rows = con.execute(
+            "SELECT settings, seconds FROM trials WHERE study = ? AND profile = ? AND status = 'ok' "
+            "AND seconds IS NOT NULL",
+            [plan.study.name, plan.profile],
+        ).fetchall()
+    same = [s for text, s in rows if json.dumps(json.loads(text), sort_keys=True) == settings]
+    return (len(same), sum(same) / len(same)) if same else None
+
+
+def estimate(plan: Plan, db: Path, n_todo: int, cpus: int) -> tuple[float | None, str]:
+    """(seconds or None, where the figure comes from) for n_todo of the plan's trials on `cpus` cores."""
+    if n_todo == 0:
+        return 0.0, "nothing to run"
+    slots = max(1, int(cpus // plan.study.resources.cpu))
+    history = _history(db, plan)
+    if history is not None:
+        n, mean = history
+        return (
+            n_todo * mean / slots,
+            f"{n} trials of this study, profile and settings already in {db.name} took {mean:.1f} s each",
+        )
+    cost = plan.study.profiles[plan.profile].cost
+    if cost is None:
+        return None, f"none recorded for profile {plan.profile}; a smoke run shows the cost per trial"
+    how = "measured" if cost.measured else "estimated from unit costs"
+    basis = f"the {plan.profile} profile {how}: {minutes(cost.seconds)} on {REFERENCE_CPUS} CPU cores"
+    if cost.note:
+        basis += f" ({cost.note})"
+    if plan.overridden or plan.grid != dict(plan.study.profiles[plan.profile].grid):
+        basis += "; --set or --seeds changed the profile, so take this as a rough guide"
+    return cost.seconds * n_todo / len(plan.trials) * REFERENCE_CPUS / cpus, basis  # cores in parallel
+
+
+def plan_lines(plan: Plan, db: Path, done: set[str], bundle_size: int | None, cpus: int | None = None) -> list[str]:
+    """The plan in a few lines and the estimate; reads the database (if any) read-only."""
+    cpus = cpus or os.cpu_count() or 1
+    todo = [t for t in plan.trials if t.key not in done]
+    slots = max(1, int(cpus // plan.study.resources.cpu))
+    size = bundle_size or default_bundle_size(plan.study, len(todo), slots)
+    groups = bundles(plan.study, todo, size)
+    axes = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sorted(plan.grid.items()))
+    lines = [
+        f"plan: {plan.study.name} ({plan.profile}): {len(plan.trials)} trials, {len(done)} already stored, "
+        f"{len(todo)} to run in {len(groups)} bundles on {cpus} CPUs",
+        f"grid: {axes}",
+    ]
+    if plan.overridden:
+        lines.append("overridden: " + ", ".join(f"{k}={v}" for k, v in sorted(plan.overridden.items())))
+    seconds, basis = estimate(plan, db, len(todo), cpus)
+    if seconds is None or not todo:
+        return [*lines, f"estimate: {basis}"]
+    gpu = " (a GPU is visible: the CPU figure is an upper bound, no GPU cost is recorded)" if _has_cuda() else ""
+    return [*lines, f"estimate: ~{minutes(seconds)} on this machine{gpu}, from {basis}"]
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 -- an estimate never fails a run
+        return False

@@ -1,0 +1,98 @@
+"""`cchsweep reproduce`: the offline studies in turn into one database, then one report index.
+
+Each study runs as `cchsweep run STUDY --profile P` would (trials already stored are skipped, so a
+rerun resumes), then `cchsweep report --all` writes every study's page and the index, whose summary
+table says per study what the paper reported, what was measured and whether they agree
+(analysis.findings). Every plan and profile is checked before anything runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+from cchsweep.errors import UsageError
+
+# the studies whose data ship offline (../shared/data: MNIST, BSDS500, TCGA) or need none
+OFFLINE = (
+    "synthetic_sigma12",
+    "synthetic_lambda",
+    "mnist_blur",
+    "mnist_alpha",
+    "tcga_noise",
+    "tcga_fusion",
+    "tcga_estimators",
+    "mi_calibration",
+)
+
+
+def reproduce(
+    studies: list[str],
+    profile: str,
+    db: Path,
+    storage: Path,
+    out: Path,
+    *,
+    data_dir: str | None = None,
+    address: str | None = None,
+    dry_run: bool = False,
+    command: str = "",
+) -> int:
+    from cchsweep.estimate import estimate, minutes, plan_lines
+    from cchsweep.grid import plan
+    from cchsweep.runner import check_reachable, check_writable, run_sweep
+    from cchsweep.store import Store
+    from searchspaces import STUDIES
+
+    unknown = [s for s in studies if s not in STUDIES]
+    if unknown:
+        raise UsageError(f"unknown study {unknown[0]!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    missing = [s for s in studies if profile not in STUDIES[s].profiles]
+    if missing:
+        raise UsageError(f"study {missing[0]} has no profile {profile!r}; leave it out with --studies")
+    plans = [plan(STUDIES[s], profile) for s in studies]
+    total, unknown_cost = 0.0, []
+    for p in plans:
+        done = Store(db).done_keys([t.key for t in p.trials])
+        print("\n".join(plan_lines(p, db, done, None)), file=sys.stdout if dry_run else sys.stderr, flush=True)
+        seconds, _ = estimate(p, db, len(p.trials) - len(done), os.cpu_count() or 1)
+        if seconds is None:
+            unknown_cost.append(p.study.name)
+        else:
+            total += seconds
+    line = f"reproduce ({profile}): {len(plans)} studies, ~{minutes(total)} in all on this machine"
+    line += f" (no estimate for {', '.join(unknown_cost)})" if unknown_cost else ""
+    print(line, file=sys.stdout if dry_run else sys.stderr, flush=True)
+    if dry_run:
+        return 0
+    check_writable(db, storage)
+    check_reachable(address)
+    data = None
+    if any(p.study.check_data is not None for p in plans):
+        from cchsweep.data.paths import resolve_data_dir
+
+        data = resolve_data_dir(data_dir)
+        for p in plans:
+            if p.study.check_data is not None:
+                p.study.check_data(data)
+    failed = 0
+    for p in plans:
+        summary = run_sweep(p, db, storage, address=address, command=command, data_dir=data)
+        print(
+            f"{p.study.name} ({profile}): {summary.n_ok} ok, {summary.n_error} failed, "
+            f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s",
+            flush=True,
+        )
+        if summary.interrupted:
+            print("cchsweep: interrupted; stored trials are kept, rerun the same command to go on", file=sys.stderr)
+            return 130
+        failed += summary.n_error
+    from analysis.overview import write_all
+
+    page = write_all(db, out)
+    from analysis.findings import finding_table
+
+    print(finding_table(db, [p.study.name for p in plans]))
+    print(f"report: {page}")
+    return 1 if failed else 0

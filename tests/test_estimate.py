@@ -1,0 +1,74 @@
+"""What `cchsweep run` says before it starts, and `--dry-run`, which says it and runs nothing."""
+
+from dataclasses import replace
+
+import pytest
+
+from cchsweep import grid
+from cchsweep.estimate import plan_lines
+from cchsweep.record import TrialRecord
+from cchsweep.store import Store
+from cchsweep.study import Cost, Profile
+from conftest import run_cli
+from searchspaces import STUDIES
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
+    db = tmp_path / "r.duckdb"
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run",
+                  "--set", "epochs=3")
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("plan: synthetic_sigma12 (smoke): 4 trials, 0 already stored, 4 to run in ")
+    assert "grid: lam = 0.3; seed = 0, 1; sigma12 = 0.1, 0.7" in lines
+    assert "overridden: epochs=3" in lines
+    assert lines[-1].startswith("estimate: ")
+    assert list(tmp_path.iterdir()) == []  # no database, no storage, no Ray
+
+
+def _stored(db, plan, seconds):
+    store = Store(db)
+    store.ensure_schema()
+    store.write_trials([
+        TrialRecord(trial_key=t.key, study=plan.study.name, profile=plan.profile, params=t.params,
+                    settings=t.settings, task="regression", gain_metric="mse", kd_gain=0.1, seconds=seconds,
+                    run_id="r1")
+        for t in plan.trials[:2]])
+
+
+def test_the_estimate_uses_trials_already_measured_here(tmp_path):
+    db = tmp_path / "r.duckdb"
+    plan = grid.plan(STUDIES["synthetic_sigma12"], "smoke", seeds=5)  # 10 points
+    _stored(db, plan, seconds=30.0)
+    done = Store(db).done_keys([t.key for t in plan.trials])
+    lines = plan_lines(plan, db, done, None, cpus=2)
+    assert lines[0].startswith("plan: synthetic_sigma12 (smoke): 10 trials, 2 already stored, 8 to run")
+    # 8 trials x 30 s on 2 slots
+    assert lines[-1].startswith("estimate: ~2 min on this machine") and "2 trials of this study" in lines[-1]
+    other = grid.plan(STUDIES["synthetic_sigma12"], "smoke", ["epochs=7"], seeds=5)  # other settings: no history
+    assert "none recorded for profile smoke" in plan_lines(other, db, set(), None, cpus=2)[-1]
+
+
+@pytest.mark.parametrize("cpus,expected", [(2, "~10 min"), (8, "~2 min")])
+def test_the_estimate_scales_a_profiles_recorded_cost(tmp_path, cpus, expected):
+    study = STUDIES["synthetic_sigma12"]
+    smoke = study.profiles["smoke"]
+    costed = replace(study, profiles={"smoke": Profile(smoke.grid, smoke.settings, Cost(600.0, True, "4 trials"))})
+    plan = grid.plan(costed, "smoke")
+    line = plan_lines(plan, tmp_path / "none.duckdb", set(), None, cpus=cpus)[-1]
+    assert line.startswith(f"estimate: {expected} on this machine")
+    assert "the smoke profile measured: 10 min on 2 CPU cores (4 trials)" in line
+    # half the trials stored: half the time
+    done = {plan.trials[0].key, plan.trials[1].key}
+    assert plan_lines(plan, tmp_path / "none.duckdb", done, None, cpus=2)[-1].startswith("estimate: ~5 min")
+    changed = grid.plan(costed, "smoke", ["epochs=3"])
+    assert "rough guide" in plan_lines(changed, tmp_path / "none.duckdb", set(), None, cpus=2)[-1]
+
+
+def test_every_offline_paper_and_quick_profile_says_what_it_costs():
+    for name in ("synthetic_sigma12", "synthetic_lambda", "mnist_blur", "mnist_alpha", "tcga_noise", "tcga_fusion",
+                 "tcga_estimators", "mi_calibration"):
+        for profile in ("paper", "quick"):
+            cost = STUDIES[name].profiles[profile].cost
+            assert cost is not None and cost.seconds > 0, (name, profile)
+            assert profile != "quick" or cost.measured, (name, "a quick profile's cost is measured")
