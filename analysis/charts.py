@@ -205,14 +205,12 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
     data = data.unique([axis, *series], keep="first").with_columns(
         lo=pl.col("gain_mean") - 2 * pl.col("gain_se"),
         hi=pl.col("gain_mean") + 2 * pl.col("gain_se"),
-        series=pl.concat_str([pl.format(f"{c}={{}}", pl.col(c)) for c in series], separator=", ")
-        if series
-        else pl.lit("all"),
+        series=pl.concat_str([pl.col(c).cast(pl.String) for c in series], separator=" · ") if series else pl.lit("all"),
     )
     base = alt.Chart(data.drop("settings", strict=False))
     x = alt.X(f"{axis}:Q", title=axis_title, scale=alt.Scale(zero=False))
     y = alt.Y("gain_mean:Q", title=gain_axis)
-    color = alt.Color("series:N", title=", ".join(series) or None)
+    color = alt.Color("series:N", title=" · ".join(series) or None, legend=alt.Legend(labelLimit=0))
     zero = base.transform_aggregate(n="count()").transform_calculate(zero="0")
     return alt.layer(
         zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(y="zero:Q"),
@@ -224,7 +222,7 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
     ).properties(
         width=420,
         height=260,
-        title=alt.TitleParams(f"KD gain vs {axis_title}", subtitle="means over seeds, bars ± 2 SE; dotted: no gain"),
+        title=alt.TitleParams(f"KD gain vs {axis_title}", subtitle="means over seeds, bars ± 2 SE; dashed: no gain"),
     )
 
 

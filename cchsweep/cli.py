@@ -153,10 +153,17 @@ def cmd_list(args) -> int:
     from searchspaces import STUDIES
 
     rows = [
-        (s.name, s.reproduces, str(s.grid_size("paper")), str(s.grid_size("smoke")), s.description)
+        (
+            s.name,
+            s.reproduces,
+            str(s.grid_size("paper")),
+            str(s.grid_size("quick")) if "quick" in s.profiles else "-",
+            str(s.grid_size("smoke")),
+            s.description,
+        )
         for s in STUDIES.values()
     ]
-    _print_table(["study", "reproduces", "paper trials", "smoke trials", "description"], rows)
+    _print_table(["study", "reproduces", "paper trials", "quick trials", "smoke trials", "description"], rows)
     return 0
 
 
@@ -180,16 +187,12 @@ def cmd_run(args) -> int:
 
         search = make_search(the_plan, args.param, args.value_range, args.budget, args.target)
     db = Path(args.db).expanduser().absolute()
-    from cchsweep.estimate import plan_lines
-    from cchsweep.store import Store
+    from cchsweep.estimate import plan_lines, stored_keys
 
-    if args.dry_run or search is None:
-        done = set() if args.force else Store(db).done_keys([t.key for t in the_plan.trials])
-        lines = plan_lines(the_plan, db, done, args.bundle_size)
-        if args.dry_run:
-            print("\n".join(lines))
-            return 0
-        print("\n".join(lines), file=sys.stderr, flush=True)
+    if args.dry_run:
+        done = set() if args.force else stored_keys(db, the_plan)
+        print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
+        return 0
     storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
     check_writable(db, storage)
     check_reachable(args.address)
@@ -199,6 +202,12 @@ def cmd_run(args) -> int:
 
         data_dir = resolve_data_dir(args.data_dir)
         the_plan.study.check_data(data_dir)
+    if search is None:  # what is about to run and how long it should take, once every check passed
+        from cchsweep.store import Store
+
+        Store(db).ensure_schema()  # a foreign or newer file is refused here, in one line
+        done = set() if args.force else stored_keys(db, the_plan)
+        print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)), file=sys.stderr, flush=True)
     summary = run_sweep(
         the_plan,
         db,

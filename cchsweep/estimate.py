@@ -16,6 +16,8 @@ import json
 import os
 from pathlib import Path
 
+import duckdb
+
 from cchsweep.grid import Plan, bundles, default_bundle_size
 from cchsweep.store import Store
 
@@ -30,8 +32,26 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
+def stored_keys(db: Path, plan: Plan) -> set[str]:
+    """The plan's keys already stored as ok; none where the file is absent or not a results database
+    (the run itself then says what is wrong with it)."""
+    if not db.exists():
+        return set()
+    try:
+        return Store(db).done_keys([t.key for t in plan.trials])
+    except duckdb.Error:
+        return set()
+
+
 def _history(db: Path, plan: Plan) -> tuple[int, float] | None:
     """(trials, mean seconds) of this study's ok trials with the same profile and settings."""
+    try:
+        return _measured(db, plan)
+    except duckdb.Error:
+        return None
+
+
+def _measured(db: Path, plan: Plan) -> tuple[int, float] | None:
     if not db.exists():
         return None
     settings = json.dumps(plan.trials[0].settings, sort_keys=True) if plan.trials else None

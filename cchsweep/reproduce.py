@@ -39,7 +39,7 @@ def reproduce(
     dry_run: bool = False,
     command: str = "",
 ) -> int:
-    from cchsweep.estimate import estimate, minutes, plan_lines
+    from cchsweep.estimate import estimate, minutes, plan_lines, stored_keys
     from cchsweep.grid import plan
     from cchsweep.runner import check_reachable, check_writable, run_sweep
     from cchsweep.store import Store
@@ -52,10 +52,23 @@ def reproduce(
     if missing:
         raise UsageError(f"study {missing[0]} has no profile {profile!r}; leave it out with --studies")
     plans = [plan(STUDIES[s], profile) for s in studies]
+    if not dry_run:  # every check before anything is printed or run
+        check_writable(db, storage)
+        check_reachable(address)
+        data = None
+        if any(p.study.check_data is not None for p in plans):
+            from cchsweep.data.paths import resolve_data_dir
+
+            data = resolve_data_dir(data_dir)
+            for p in plans:
+                if p.study.check_data is not None:
+                    p.study.check_data(data)
+        Store(db).ensure_schema()
+    out_stream = sys.stdout if dry_run else sys.stderr
     total, unknown_cost = 0.0, []
     for p in plans:
-        done = Store(db).done_keys([t.key for t in p.trials])
-        print("\n".join(plan_lines(p, db, done, None)), file=sys.stdout if dry_run else sys.stderr, flush=True)
+        done = stored_keys(db, p)
+        print("\n".join(plan_lines(p, db, done, None)), file=out_stream, flush=True)
         seconds, _ = estimate(p, db, len(p.trials) - len(done), os.cpu_count() or 1)
         if seconds is None:
             unknown_cost.append(p.study.name)
@@ -63,19 +76,9 @@ def reproduce(
             total += seconds
     line = f"reproduce ({profile}): {len(plans)} studies, ~{minutes(total)} in all on this machine"
     line += f" (no estimate for {', '.join(unknown_cost)})" if unknown_cost else ""
-    print(line, file=sys.stdout if dry_run else sys.stderr, flush=True)
+    print(line, file=out_stream, flush=True)
     if dry_run:
         return 0
-    check_writable(db, storage)
-    check_reachable(address)
-    data = None
-    if any(p.study.check_data is not None for p in plans):
-        from cchsweep.data.paths import resolve_data_dir
-
-        data = resolve_data_dir(data_dir)
-        for p in plans:
-            if p.study.check_data is not None:
-                p.study.check_data(data)
     failed = 0
     for p in plans:
         summary = run_sweep(p, db, storage, address=address, command=command, data_dir=data)

@@ -117,12 +117,17 @@ class DuckDBWriter(Callback):
         done = self.n_ok + self.n_error
         params = " ".join(f"{k}={v}" for k, v in sorted(record.params.items()))
         if record.status == "ok":
-            gap = record.gap()
             if record.kd_gain is None:  # a calibration point: each estimate against the truth
                 detail = " ".join(f"{m.estimator}={m.value:.3f}" for m in record.mi)
                 detail += f" truth={record.mi[0].truth:.3f}" if record.mi and record.mi[0].truth is not None else ""
             else:
-                detail = f"kd_gain={record.kd_gain:+.4f}" + (f" mi_gap={gap:+.3f}" if gap is not None else "")
+                gaps = {e: record.gap(estimator=e) for e in dict.fromkeys(m.estimator for m in record.mi)}
+                shown = {e: g for e, g in gaps.items() if g is not None}
+                detail = f"kd_gain={record.kd_gain:+.4f}"
+                if len(shown) == 1:
+                    detail += f" mi_gap={next(iter(shown.values())):+.3f}"
+                elif shown:  # one gap per estimator
+                    detail += " mi_gap " + " ".join(f"{e}={g:+.3f}" for e, g in shown.items())
             detail += f" ({record.seconds:.1f}s)"
         else:
             detail = f"ERROR {record.error}"

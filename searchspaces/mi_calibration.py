@@ -16,8 +16,8 @@ estimates made with the same settings, so the profiles use those of the studies'
 """
 
 from cchsweep.mi.known import PAIRS
-from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
-from cchsweep.study import Param, Profile, Resources, Study
+from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS, QUICK_MI
+from cchsweep.study import Cost, Param, Profile, Resources, Study
 from cchsweep.trials.calibration import VARY, bundle, trial
 
 NAME = "mi_calibration"
@@ -34,13 +34,13 @@ PARAMS = {
 }
 
 DIMS = [8, 64, 256]
-# The paper profile's design (lmi at latentmi's defaults, as the studies' paper profiles): 1,200
+# The paper profile's design (lmi at latentmi's defaults, as the studies' paper profiles): 1,440
 # draws; a GPU job. On one CPU core lmi costs ~0.25 s per epoch whatever the dimension (latentmi's
 # AECross is wide: compute-bound), so 75 s per estimate at 300 epochs.
 PAPER = dict(mi_estimator="lmi,ksg,mine", mi_epochs=300, mi_lr=1e-4)
 # quick: lmi as the studies' quick profiles run it (40 epochs at lr 1e-3, ~10 s per estimate on one
 # core); 72 draws.
-QUICK = dict(PAPER, mi_epochs=40, mi_lr=1e-3)
+QUICK = dict(PAPER, **QUICK_MI)
 SMOKE = dict(PAPER, mi_estimator="lmi,ksg", mi_epochs=10, mi_lr=1e-3)
 
 STUDY = Study(
@@ -59,6 +59,7 @@ STUDY = Study(
                 "seed": list(range(5)),
             },
             settings=PAPER,
+            cost=Cost(190_000, False, "1,200 lmi estimates at 300 epochs, ~320 s each at the mean n"),
         ),
         "quick": Profile(
             grid={"pair": list(PAIRS), "dim": [8, 64], "true_mi": [0.5, 2.0], "n": [1_000], "seed": [0, 1, 2]},

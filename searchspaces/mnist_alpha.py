@@ -1,8 +1,8 @@
 """MNIST -> MNIST-M at a fainter digit (alpha = 0.18): KD gain and MI vs blur (paper Table 13)."""
 
-from cchsweep.study import Profile, Study
+from cchsweep.study import Cost, Profile, Study
 from cchsweep.trials.mnist import ENGINE
-from searchspaces.mnist_blur import GAMMAS, PAPER, PARAMS, SEEDS, SMOKE, SMOKE_GAMMAS
+from searchspaces.mnist_blur import GAMMAS, PAPER, PARAMS, QUICK, QUICK_GAMMAS, SEEDS, SMOKE, SMOKE_GAMMAS
 
 NAME = "mnist_alpha"
 
@@ -24,11 +24,19 @@ STUDY = Study(
     params=PARAMS,
     profiles={
         "paper": Profile(
-            grid={"alpha": [0.18], "gamma": GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": SEEDS}, settings=PAPER
+            grid={"alpha": [0.18], "gamma": GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": SEEDS},
+            settings=PAPER,
+            cost=Cost(44_000, False, "~55 models x 100 epochs at 2.7 s, 75 lmi estimates on 10,000 digits"),
         ),
         "smoke": Profile(
             grid={"alpha": [0.18], "gamma": SMOKE_GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": [0]},
             settings=SMOKE,
+        ),
+        # quick: mnist_blur's quick settings at alpha 0.18 (Table 13's two ends: +0.015, -0.501)
+        "quick": Profile(
+            grid={"alpha": [0.18], "gamma": QUICK_GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": [0, 1, 2]},
+            settings=QUICK,
+            cost=Cost(1_154, False, "as mnist_blur's quick profile"),
         ),
     },
     **ENGINE,

@@ -9,7 +9,7 @@ Data: MulT's `mosei_senti_data.pkl` at <data-dir>/mosei/ (or $CCHSWEEP_MOSEI_PKL
 downloadable, see cchsweep.data.mosei. The paper reports mean +- std; five seeds are ours.
 """
 
-from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
+from cchsweep.mi.triplet import DEFAULT_ESTIMATORS, ESTIMATORS, MANY_ESTIMATORS
 from cchsweep.study import Param, Profile, Resources, Study
 from cchsweep.trials.mosei import MODALITIES, VARY, bundle, check_data, trial, validate
 
@@ -28,14 +28,14 @@ PAPER = dict(
     lr=5e-4,
     batch_size=256,
     weight_decay=0.01,
-    mi_estimator="lmi",
+    mi_estimator=DEFAULT_ESTIMATORS,
     mi_epochs=300,
     mi_lr=1e-4,
     mi_repeats=1,
     mi_n=5_000,
 )
 # Seconds on a CPU: 5 epochs at a higher lr, latentmi capped at 10 epochs on <= 500 test rows.
-SMOKE = dict(PAPER, epochs=5, lr=3e-3, batch_size=64, mi_epochs=10, mi_lr=1e-3, mi_n=500)
+SMOKE = dict(PAPER, epochs=5, lr=3e-3, batch_size=64, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3, mi_n=500)
 
 PARAMS = {
     "teacher_modality": Param(str, choices=MODALITIES, help="teacher's modality"),

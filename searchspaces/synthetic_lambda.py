@@ -3,9 +3,19 @@
 Same data, networks and MI as synthetic_sigma12 (the cache shares them); only lambda varies.
 """
 
-from cchsweep.study import Profile, Study
+from cchsweep.study import Cost, Profile, Study
 from cchsweep.trials.synthetic import ENGINE
-from searchspaces.synthetic_sigma12 import PAPER, PARAMS, SEEDS, SIGMA12, SMOKE, SMOKE_SEEDS, validate
+from searchspaces.synthetic_sigma12 import (
+    PAPER,
+    PARAMS,
+    QUICK,
+    QUICK_SEEDS,
+    SEEDS,
+    SIGMA12,
+    SMOKE,
+    SMOKE_SEEDS,
+    validate,
+)
 
 NAME = "synthetic_lambda"
 
@@ -21,9 +31,19 @@ STUDY = Study(
     task="regression",
     params=PARAMS,
     profiles={
-        "paper": Profile(grid={"sigma12": SIGMA12, "lam": LAMBDAS, "seed": SEEDS}, settings=PAPER),
+        "paper": Profile(
+            grid={"sigma12": SIGMA12, "lam": LAMBDAS, "seed": SEEDS},
+            settings=PAPER,
+            cost=Cost(142_600, False, "synthetic_sigma12's MI (shared through the cache) and 480 models"),
+        ),
         "smoke": Profile(
             grid={"sigma12": SMOKE_SIGMA12, "lam": SMOKE_LAMBDAS, "seed": SMOKE_SEEDS[:1]}, settings=SMOKE
+        ),
+        # quick: synthetic_sigma12's quick settings (its MI shared through the cache). QUICK_OUTCOME
+        "quick": Profile(
+            grid={"sigma12": SIGMA12, "lam": LAMBDAS, "seed": QUICK_SEEDS},
+            settings=QUICK,
+            cost=Cost(1, True, "QUICK_COST"),
         ),
     },
     **ENGINE,

@@ -4,8 +4,8 @@ Paper: Section 4.1, Figure 1 (sigma13 = 0.9, sigma23 = 0.4, lambda = 0.3, ten se
 """
 
 from cchsweep.data.synthetic import coefficients
-from cchsweep.mi.triplet import ESTIMATORS, MANY_ESTIMATORS
-from cchsweep.study import Param, Profile, Study
+from cchsweep.mi.triplet import DEFAULT_ESTIMATORS, ESTIMATORS, MANY_ESTIMATORS, QUICK_MI
+from cchsweep.study import Cost, Param, Profile, Study
 from cchsweep.trials.synthetic import ENGINE
 
 NAME = "synthetic_sigma12"
@@ -29,7 +29,7 @@ PAPER = dict(
     epochs=300,
     lr=0.01,
     batch_size=500,
-    mi_estimator="lmi",
+    mi_estimator=DEFAULT_ESTIMATORS,
     mi_epochs=300,
     mi_lr=1e-4,
     mi_repeats=3,
@@ -37,8 +37,27 @@ PAPER = dict(
 )
 # Seconds on a CPU: smaller data, a short schedule, latentmi capped at 20 epochs with lr 1e-3.
 SMOKE = dict(
-    PAPER, n_train=2_000, n_test=500, epochs=10, batch_size=250, mi_epochs=10, mi_lr=1e-3, mi_repeats=1, mi_n=500
+    PAPER,
+    n_train=2_000,
+    n_test=500,
+    epochs=10,
+    batch_size=250,
+    mi_estimator="lmi",
+    mi_epochs=10,
+    mi_lr=1e-3,
+    mi_repeats=1,
+    mi_n=500,
 )
+
+# quick: the paper's data, networks and training (stacked: ~2.35 s per model), 3 seeds, MI on
+# 1,000 test samples with the quick MI, one estimate. QUICK_OUTCOME
+QUICK = dict(PAPER, mi_n=1_000, mi_repeats=1, **QUICK_MI)
+QUICK_SEEDS = [0, 1, 2]
+QUICK_COST = Cost(1, True, "QUICK_COST")
+
+# paper on a CPU: 240 models at ~2.35 s, but 720 lmi estimates at 300 epochs on 5,000 rows (~390 s
+# each on one core) dominate: ~39 h on 2 cores. A GPU job.
+PAPER_COST = Cost(141_500, False, "720 lmi estimates at ~390 s per core dominate")
 
 PARAMS = {
     "sigma12": Param(float, -0.99, 0.99, "teacher-student correlation"),
@@ -72,8 +91,9 @@ STUDY = Study(
     task="regression",
     params=PARAMS,
     profiles={
-        "paper": Profile(grid={"sigma12": SIGMA12, "lam": [0.3], "seed": SEEDS}, settings=PAPER),
+        "paper": Profile(grid={"sigma12": SIGMA12, "lam": [0.3], "seed": SEEDS}, settings=PAPER, cost=PAPER_COST),
         "smoke": Profile(grid={"sigma12": SMOKE_SIGMA12, "lam": [0.3], "seed": SMOKE_SEEDS}, settings=SMOKE),
+        "quick": Profile(grid={"sigma12": SIGMA12, "lam": [0.3], "seed": QUICK_SEEDS}, settings=QUICK, cost=QUICK_COST),
     },
     **ENGINE,
     validate=validate,

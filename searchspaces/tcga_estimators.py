@@ -6,11 +6,21 @@ pairs mRNA-CNV and RPPA-CNV and their modality-label pairs, noise-free teachers,
 per estimate (mean and standard error in the mi table), 5 seeds.
 """
 
-from cchsweep.study import Profile, Resources, Study
+from cchsweep.study import Cost, Profile, Resources, Study
 from cchsweep.trials.tcga import CROSSMODAL_VARY, check_data, estimators_bundle, estimators_trial, validate
-from searchspaces.tcga_noise import PAPER, PARAMS, SEEDS, SMOKE
+from searchspaces.tcga_noise import PAPER, PARAMS, QUICK, SEEDS, SMOKE
 
 NAME = "tcga_estimators"
+
+GRID: dict[str, list] = {
+    "cohort": ["brca"],
+    "teacher_modality": ["mrna", "rppa"],
+    "student_modality": ["cnv"],
+    "noise": [0.0],
+    "temperature": [2.0],
+    "lam": [0.5],
+    "seed": SEEDS,
+}
 
 STUDY = Study(
     name=NAME,
@@ -20,16 +30,9 @@ STUDY = Study(
     params=PARAMS,
     profiles={
         "paper": Profile(
-            grid={
-                "cohort": ["brca"],
-                "teacher_modality": ["mrna", "rppa"],
-                "student_modality": ["cnv"],
-                "noise": [0.0],
-                "temperature": [2.0],
-                "lam": [0.5],
-                "seed": SEEDS,
-            },
+            grid=GRID,
             settings=dict(PAPER, mi_repeats=10),
+            cost=Cost(2_700, False, "300 latentmi estimates at 300 epochs on 190 patients, ~15 s each"),
         ),
         "smoke": Profile(
             grid={
@@ -42,6 +45,12 @@ STUDY = Study(
                 "seed": [0],
             },
             settings=dict(SMOKE, mi_epochs=5, mi_repeats=2),
+        ),
+        # quick: the paper's grid, 3 repeats per estimate, latentmi at the quick MI. QUICK_OUTCOME
+        "quick": Profile(
+            grid=GRID,
+            settings=dict(QUICK, mi_repeats=3),
+            cost=Cost(1, True, "QUICK_COST"),
         ),
     },
     trial=estimators_trial,

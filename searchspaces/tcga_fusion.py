@@ -26,7 +26,8 @@ so each cohort is its own profile (one profile = one paper table's configuration
   smoke        BRCA, teacher {mRNA, RPPA} -> CNV, 20 epochs, latentmi capped, 1 seed.
 """
 
-from cchsweep.study import Param, Profile, Resources, Study
+from cchsweep.mi.triplet import DEFAULT_ESTIMATORS, QUICK_MI
+from cchsweep.study import Cost, Param, Profile, Resources, Study
 from cchsweep.trials.tcga import FUSION_VARY, MI_SOURCES, check_data, fusion_bundle, fusion_trial, validate
 from searchspaces.tcga_noise import PARAMS as NOISE_PARAMS
 
@@ -40,7 +41,7 @@ COMMON = dict(
     n_features=100,
     epochs=200,
     batch_size=0,
-    mi_estimator="lmi",
+    mi_estimator=DEFAULT_ESTIMATORS,
     mi_epochs=300,
     mi_lr=1e-4,
     mi_repeats=1,
@@ -50,7 +51,7 @@ COMMON = dict(
 )
 BRCA = dict(COMMON, lr=0.04)  # Table 21
 KIPAN = dict(COMMON, lr=0.007)  # Table 19
-SMOKE = dict(BRCA, epochs=20, mi_epochs=10, mi_lr=1e-3)
+SMOKE = dict(BRCA, epochs=20, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3)
 TEMPERATURE = {"brca": 4.0, "kipan": 1.0}  # Tables 21, 19
 
 PARAMS = {
@@ -168,9 +169,20 @@ STUDY = Study(
     task="classification",
     params=PARAMS,
     profiles={
-        "paper": Profile(grid=_grid("brca", ["mrna", "rppa"], SEEDS), settings=BRCA),
+        "paper": Profile(
+            grid=_grid("brca", ["mrna", "rppa"], SEEDS),
+            settings=BRCA,
+            cost=Cost(900, False, "~30 lmi estimates at 300 epochs on 190 patients, ~15 s each"),
+        ),
         "paper_kipan": Profile(grid=_grid("kipan", ["rppa"], SEEDS), settings=KIPAN),
         "smoke": Profile(grid=_grid("brca", ["mrna", "rppa"], [0]), settings=SMOKE),
+        # quick: the paper's grid and training (small networks on 190 patients) with the quick MI.
+        # QUICK_OUTCOME
+        "quick": Profile(
+            grid=_grid("brca", ["mrna", "rppa"], SEEDS),
+            settings=dict(BRCA, **QUICK_MI),
+            cost=Cost(1, True, "QUICK_COST"),
+        ),
     },
     trial=fusion_trial,
     bundle=fusion_bundle,

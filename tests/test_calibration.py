@@ -116,7 +116,8 @@ def test_a_run_stores_estimates_beside_the_truth_and_the_view_summarises_them(tm
     # summaries and the note a report puts beside an estimate
     s = summary(cal)
     assert set(s["estimator"]) == {"lmi (2 epochs, lr 0.001)", "ksg", "mine"} and set(s["shapes"]) == {1}
-    assert by_shape(cal).columns == ["estimator", "pair", "8"]
+    shapes = by_shape(cal)
+    assert shapes.columns == ["estimator", "pair", "8"] and set(shapes["estimator"]) == set(s["estimator"])
     ksg = cal.filter((pl.col("estimator") == "ksg") & (pl.col("pair") == "few")).row(0, named=True)
     note = beside(cal, "ksg", "i_ts", 64, 0.3)
     assert note is not None and f"{abs(ksg['rel_bias']) * 100:.0f}%" in note and "at 8-d" in note

@@ -18,6 +18,12 @@ from cchsweep.study import MIValue, TrialContext
 ESTIMATORS = ("lmi", "latentmi", "mine", "ksg")  # what a study's mi_estimator may name
 COMPARED = ("latentmi", "mine", "ksg")  # the paper's Table 2 estimators (the estimators studies run each)
 QUANTITIES = ("i_ts", "i_sl", "i_tl")
+# The paper and quick profiles' default: three estimators, whose consensus calls a sign only when all
+# that decide agree (README, "How far to trust an MI estimate": none is calibrated at 64-d)
+DEFAULT_ESTIMATORS = "lmi,ksg,mine"
+# The quick profiles' MI: lmi at 40 epochs, lr 1e-3 (~10 s per estimate of 1,000 rows on a CPU core;
+# mi_calibration's quick profile calibrates exactly these settings)
+QUICK_MI = {"mi_epochs": 40, "mi_lr": 1e-3}
 MANY_ESTIMATORS = "one estimator, or several (--set mi_estimator=lmi,ksg): the networks train once, each estimates"
 
 
