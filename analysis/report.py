@@ -81,6 +81,7 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
         f"({n_trials - n_ok} failed) from {_e(str(db_path))}; "
         f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"
     )
+    page.text(f"<p>{_e(_estimators_line(ok))}</p>")
     page.text(f"<h2>Sign agreement (CCH)</h2><p class='verdict'>{_e(verdict_line(ok))}</p>")
     page.table(
         "agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", agreement_both(ok)
@@ -100,6 +101,27 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
     if (note := _calibration_note(db_path, ok)) is not None:
         page.text(note)
     return page.write(study, shared_bundle)
+
+
+def _estimators_line(ok: pl.DataFrame) -> str:
+    """Which estimators made this page's MI numbers, with the settings that change them."""
+    if not has_values(ok, "mi_estimator"):
+        return "No MI estimates."
+    parts = []
+    for (estimator, settings), _ in ok.group_by("mi_estimator", "settings", maintain_order=True):
+        if estimator is None:
+            continue
+        s = json.loads(str(settings))
+        extra = (
+            f" ({s['mi_epochs']} epochs, lr {s['mi_lr']:g})"
+            if estimator in ("lmi", "latentmi") and "mi_epochs" in s
+            else ""
+        )
+        n = f", on {s['mi_n']:,} samples" if "mi_n" in s else ""
+        parts.append(f"{estimator}{extra}{n}")
+    return (
+        "MI in nats, estimated by: " + "; ".join(dict.fromkeys(parts)) + " (the paper's numbers beside them: latentmi)."
+    )
 
 
 def _calibration_note(db_path: str | Path, ok: pl.DataFrame) -> str | None:
