@@ -14,16 +14,13 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
-from cchsweep.store import Store
+from analysis.frame import read_sql
 
 WITHIN = 0.10  # "calibrated" here: the mean estimate within 10% of the truth
 
 
 def load_calibration(db_path: str | Path) -> pl.DataFrame:
-    store = Store(db_path)
-    store.check_readable()
-    with store.connect(read_only=True) as con:
-        return con.sql("SELECT * FROM mi_calibration").pl()
+    return read_sql(db_path, "SELECT * FROM mi_calibration")
 
 
 def _label(settings: str, estimator: str) -> str:

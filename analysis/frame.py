@@ -10,10 +10,16 @@ from cchsweep.schema import axis_columns, condition_axes
 from cchsweep.store import Store
 
 
-def load_results(db_path: str | Path, study: str | None = None, run_id: str | None = None) -> pl.DataFrame:
-    """One row per trial and MI estimator from the `results` view, as a polars frame."""
+def read_sql(db_path: str | Path, sql: str, params: list | None = None) -> pl.DataFrame:
+    """A query's rows as a polars frame, from a results database opened read-only (UsageError if none)."""
     store = Store(db_path)
     store.check_readable()
+    with store.connect(read_only=True) as con:
+        return con.sql(sql, params=params).pl()
+
+
+def load_results(db_path: str | Path, study: str | None = None, run_id: str | None = None) -> pl.DataFrame:
+    """One row per trial and MI estimator from the `results` view, as a polars frame."""
     where, args = ["TRUE"], []
     if study is not None:
         where.append("study = ?")
@@ -21,8 +27,7 @@ def load_results(db_path: str | Path, study: str | None = None, run_id: str | No
     if run_id is not None:
         where.append("run_id = ?")
         args.append(run_id)
-    with store.connect(read_only=True) as con:
-        return con.sql(f"SELECT * FROM results WHERE {' AND '.join(where)} ORDER BY trial_key", params=args).pl()
+    return read_sql(db_path, f"SELECT * FROM results WHERE {' AND '.join(where)} ORDER BY trial_key", args)
 
 
 def condition_columns(frame: pl.DataFrame) -> list[str]:

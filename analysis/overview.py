@@ -14,21 +14,16 @@ from pathlib import Path
 import polars as pl
 
 from analysis.agreement import verdict_line
-from analysis.frame import load_results
+from analysis.frame import load_results, read_sql
 from analysis.report import CALIBRATION, _e, _Page, vega_bundle, write_report
 from analysis.scorecard import by_study, scorecard, scorecard_lines
 from cchsweep.errors import UsageError
-from cchsweep.store import Store
 
 BUNDLE = "vega-bundle.js"
 
 
 def stored_studies(db_path: str | Path) -> list[str]:
-    store = Store(db_path)
-    store.check_readable()
-    with store.connect(read_only=True) as con:
-        rows = con.execute("SELECT DISTINCT study FROM trials WHERE status = 'ok' ORDER BY study").fetchall()
-    return [r[0] for r in rows]
+    return read_sql(db_path, "SELECT DISTINCT study FROM trials WHERE status = 'ok' ORDER BY study")["study"].to_list()
 
 
 def write_all(db_path: str | Path, out_dir: str | Path) -> Path:

@@ -14,22 +14,15 @@ from pathlib import Path
 
 import polars as pl
 
-from cchsweep.store import Store
-
-
-def _view(db_path: str | Path, sql: str) -> pl.DataFrame:
-    store = Store(db_path)
-    store.check_readable()
-    with store.connect(read_only=True) as con:
-        return con.sql(sql).pl()
+from analysis.frame import read_sql
 
 
 def scorecard(db_path: str | Path) -> pl.DataFrame:
-    return _view(db_path, "SELECT * FROM cch_scorecard")
+    return read_sql(db_path, "SELECT * FROM cch_scorecard")
 
 
 def by_study(db_path: str | Path) -> pl.DataFrame:
-    return _view(
+    return read_sql(
         db_path,
         "SELECT * EXCLUDE (gap_source) FROM cch_agreement WHERE gap_source = 'estimated' AND study <> '(all)'",
     )

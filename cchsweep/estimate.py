@@ -45,22 +45,18 @@ def stored_keys(db: Path, plan: Plan) -> set[str]:
 
 def _history(db: Path, plan: Plan) -> tuple[int, float] | None:
     """(trials, mean seconds) of this study's ok trials with the same profile and settings."""
+    if not db.exists() or not plan.trials:
+        return None
     try:
-        return _measured(db, plan)
-    except duckdb.Error:
+        with Store(db).connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT settings, seconds FROM trials WHERE study = ? AND profile = ? AND status = 'ok' "
+                "AND seconds IS NOT NULL",
+                [plan.study.name, plan.profile],
+            ).fetchall()
+    except duckdb.Error:  # not a results database: the run says so
         return None
-
-
-def _measured(db: Path, plan: Plan) -> tuple[int, float] | None:
-    if not db.exists():
-        return None
-    settings = json.dumps(plan.trials[0].settings, sort_keys=True) if plan.trials else None
-    with Store(db).connect(read_only=True) as con:
-        rows = con.execute(
-            "SELECT settings, seconds FROM trials WHERE study = ? AND profile = ? AND status = 'ok' "
-            "AND seconds IS NOT NULL",
-            [plan.study.name, plan.profile],
-        ).fetchall()
+    settings = json.dumps(plan.trials[0].settings, sort_keys=True)
     same = [s for text, s in rows if json.dumps(json.loads(text), sort_keys=True) == settings]
     return (len(same), sum(same) / len(same)) if same else None
 
@@ -91,6 +87,13 @@ def estimate(plan: Plan, db: Path, n_todo: int, cpus: int) -> tuple[float | None
 
 def plan_lines(plan: Plan, db: Path, done: set[str], bundle_size: int | None, cpus: int | None = None) -> list[str]:
     """The plan in a few lines and the estimate; reads the database (if any) read-only."""
+    return plan_and_estimate(plan, db, done, bundle_size, cpus)[0]
+
+
+def plan_and_estimate(
+    plan: Plan, db: Path, done: set[str], bundle_size: int | None, cpus: int | None = None
+) -> tuple[list[str], float | None]:
+    """plan_lines' lines and the estimate's seconds (None where nothing is recorded)."""
     cpus = cpus or os.cpu_count() or 1
     todo = [t for t in plan.trials if t.key not in done]
     slots = max(1, int(cpus // plan.study.resources.cpu))
@@ -106,9 +109,9 @@ def plan_lines(plan: Plan, db: Path, done: set[str], bundle_size: int | None, cp
         lines.append("overridden: " + ", ".join(f"{k}={v}" for k, v in sorted(plan.overridden.items())))
     seconds, basis = estimate(plan, db, len(todo), cpus)
     if seconds is None or not todo:
-        return [*lines, f"estimate: {basis}"]
+        return [*lines, f"estimate: {basis}"], seconds
     gpu = " (a GPU is visible: the CPU figure is an upper bound, no GPU cost is recorded)" if _has_cuda() else ""
-    return [*lines, f"estimate: ~{minutes(seconds)} on this machine{gpu}, from {basis}"]
+    return [*lines, f"estimate: ~{minutes(seconds)} on this machine{gpu}, from {basis}"], seconds
 
 
 def _has_cuda() -> bool:

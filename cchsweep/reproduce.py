@@ -8,7 +8,6 @@ table says per study what the paper reported, what was measured and whether they
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -39,7 +38,7 @@ def reproduce(
     dry_run: bool = False,
     command: str = "",
 ) -> int:
-    from cchsweep.estimate import estimate, minutes, plan_lines, stored_keys
+    from cchsweep.estimate import minutes, plan_and_estimate, stored_keys
     from cchsweep.grid import plan
     from cchsweep.runner import check_reachable, check_writable, run_sweep
     from cchsweep.store import Store
@@ -67,9 +66,8 @@ def reproduce(
     out_stream = sys.stdout if dry_run else sys.stderr
     total, unknown_cost = 0.0, []
     for p in plans:
-        done = stored_keys(db, p)
-        print("\n".join(plan_lines(p, db, done, None)), file=out_stream, flush=True)
-        seconds, _ = estimate(p, db, len(p.trials) - len(done), os.cpu_count() or 1)
+        lines, seconds = plan_and_estimate(p, db, stored_keys(db, p), None)
+        print("\n".join(lines), file=out_stream, flush=True)
         if seconds is None:
             unknown_cost.append(p.study.name)
         else:
