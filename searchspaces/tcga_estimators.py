@@ -53,7 +53,7 @@ STUDY = Study(
         # mRNA -> CNV (KSG -0.013, latentmi +0.036, MINE -0.117).
         "quick": Profile(
             grid=GRID,
-            settings=dict(QUICK, mi_repeats=3),
+            settings=dict(QUICK, mi_repeats=2),
             cost=Cost(1_238, True, "10 trials, sharing the cores with the test suite"),
         ),
     },
