@@ -271,17 +271,18 @@ def _describe(row: dict) -> str:
     )
 
 
-def verdict_line(frame: pl.DataFrame) -> str:
-    """One line for the end of a run, from the '(all)' rows of agreement_both.
+ONE_SEED_HINT = "every condition has one seed, too few to tell a gain from noise: rerun with --seeds 3"
 
-    With several MI estimators each gets its own part; the closed-form parts (the same truth is
-    stored with every estimator) are shown once when they are identical across estimators.
-    """
+
+def verdict_items(frame: pl.DataFrame) -> list[tuple[str, str]]:
+    """(gap name, what it found) per gap source and MI estimator, from the '(all)' rows of
+    agreement_both. With several MI estimators each gets its own item; the closed-form items (the
+    same truth is stored with every estimator) are shown once when they are identical."""
     table = agreement_both(frame, by_study=False)
     if table.is_empty():
-        return "CCH: no completed trials with MI estimates to judge"
+        return []
     several = table["mi_estimator"].n_unique() > 1
-    parts: list[str] = []
+    items: list[tuple[str, str]] = []
     for source, label in (("estimated", "estimated gap"), ("closed_form", "closed-form gap")):
         rows = [
             (row["mi_estimator"], _describe(row))
@@ -294,10 +295,19 @@ def verdict_line(frame: pl.DataFrame) -> str:
             per_estimator = several
         for estimator, text in rows:
             shown = "estimators' consensus" if estimator == CONSENSUS else estimator
-            name = f"{label} ({shown})" if per_estimator and estimator is not None else label
-            parts.append(name + (" agreed with KD gain in " if not parts else ": ") + text)
-    line = "CCH: " + "; ".join(parts)
+            items.append((f"{label} ({shown})" if per_estimator and estimator is not None else label, text))
+    return items
+
+
+def one_seed(frame: pl.DataFrame) -> bool:
     cond = conditions(frame)
-    if not cond.is_empty() and cond["n_seeds"].max() < 2:  # type: ignore[operator]
-        line += " -- every condition has one seed, too few to tell a gain from noise: rerun with --seeds 3"
-    return line
+    return not cond.is_empty() and bool(cond["n_seeds"].max() < 2)  # type: ignore[operator]
+
+
+def verdict_line(frame: pl.DataFrame) -> str:
+    """One line for the end of a run: verdict_items joined, then the one-seed hint where it applies."""
+    items = verdict_items(frame)
+    if not items:
+        return "CCH: no completed trials with MI estimates to judge"
+    parts = [name + (" agreed with KD gain in " if i == 0 else ": ") + text for i, (name, text) in enumerate(items)]
+    return "CCH: " + "; ".join(parts) + (f" -- {ONE_SEED_HINT}" if one_seed(frame) else "")

@@ -19,6 +19,17 @@ MI_TITLE = "mutual information (nats)"
 CALLS = ("agrees", "disagrees", "undetermined")
 CALL_COLORS = ("#2ca02c", "#d62728", "#9e9e9e")
 GAIN_TITLES = {"mse": "KD gain: no-KD MSE − KD MSE", "acc": "KD gain: KD − no-KD accuracy"}
+# short names of the grid axes for legends and axis titles (the tables keep the column names)
+AXIS_NAMES = {
+    "sigma12": "σ12",
+    "lam": "λ",
+    "gamma": "blur γ",
+    "temperature": "T",
+    "alpha": "α",
+    "noise": "noise",
+    "teacher_modality": "teacher",
+    "student_modality": "student",
+}
 
 
 def per_trial(frame: pl.DataFrame) -> pl.DataFrame:
@@ -61,7 +72,8 @@ def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.Da
 def long_stats(
     frame: pl.DataFrame, keys: list[str], series: dict[str, str], truth: dict[str, str] | None = None
 ) -> pl.DataFrame:
-    """Chart data: keys, series (the legend label), mean, se, lo, hi, n_seeds[, truth]."""
+    """Chart data: keys, series (the legend label), mean, se, lo and hi (mean ± 2 SE: every chart's
+    bars), n_seeds[, truth]."""
     parts = []
     for label, column in series.items():
         if not has_values(frame, column):
@@ -81,7 +93,9 @@ def long_stats(
     if not parts:
         return pl.DataFrame()
     data = pl.concat(parts)
-    return data.with_columns((pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
+    return data.with_columns(
+        (pl.col("mean") - 2 * pl.col("se")).alias("lo"), (pl.col("mean") + 2 * pl.col("se")).alias("hi")
+    )
 
 
 def mean_se_chart(
@@ -92,35 +106,27 @@ def mean_se_chart(
     legend: str,
     title: str,
     *,
-    dash: str | None = None,
-    dash_title: str | None = None,
     facet: str | None = None,
     facet_title: str | None = None,
     subtitle: str = "",
 ) -> alt.TopLevelMixin:
-    """Lines through the means over seeds, with mean ± SE error bars; dashed closed-form lines
-    where `data` has a `truth` column with values; optional column facets."""
+    """Lines through the means over seeds, with ± 2 SE error bars (lo, hi); dashed lines for the
+    reference (closed form or paper) where `data` has a `truth` column with values: on every page
+    dashed means a value not measured here. Rows with a truth but no mean (a fine closed-form grid)
+    do not break the measured lines. Optional column facets."""
     base = alt.Chart(data)
     xe = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False))
     color = alt.Color("series:N", title=legend)
-    # a dash on the legend field itself needs no legend of its own
-    extra = (
-        {
-            "strokeDash": alt.StrokeDash(
-                f"{dash}:N", title=dash_title or dash, legend=None if dash == "series" else alt.Legend()
-            )
-        }
-        if dash
-        else {}
-    )
     tips = [x, "series", alt.Tooltip("mean:Q", format=".4f"), alt.Tooltip("se:Q", format=".4f"), "n_seeds"]
     y = alt.Y("mean:Q", title=y_title, scale=alt.Scale(zero=False))
     layers = [
-        base.mark_line().encode(x=xe, y=y, color=color, **extra),
+        base.transform_filter("isValid(datum.mean)").mark_line().encode(x=xe, y=y, color=color),
         base.transform_filter("isValid(datum.se)")
         .mark_errorbar(ticks=True)
         .encode(x=xe, y=alt.Y("lo:Q", title=y_title), y2="hi:Q", color=color),
-        base.mark_point(filled=True, size=40).encode(x=xe, y=y, color=color, tooltip=tips),
+        base.transform_filter("isValid(datum.mean)")
+        .mark_point(filled=True, size=40)
+        .encode(x=xe, y=y, color=color, tooltip=tips),
     ]
     if has_values(data, "truth"):
         layers.append(
@@ -128,7 +134,9 @@ def mean_se_chart(
             .mark_line(strokeDash=[6, 3], opacity=0.8)
             .encode(x=xe, y="truth:Q", color=color, detail="series:N")
         )
-    chart = alt.layer(*layers).properties(width=320, height=240)
+    panels = data[facet].n_unique() if facet else 1
+    # three panels and the legend fit a 1024-px page
+    chart = alt.layer(*layers).properties(width=320 if panels < 3 else 220, height=240)
     if facet:
         chart = chart.facet(column=alt.Column(f"{facet}:O", title=facet_title or facet))
     return chart.properties(title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
@@ -178,8 +186,8 @@ def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.T
     ]
     zero = base.transform_aggregate(n="count()").transform_calculate(zero="0")
     layer = alt.layer(
-        zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(x="zero:Q"),
-        zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(y="zero:Q"),
+        zero.mark_rule(color="#888", strokeWidth=1).encode(x="zero:Q"),
+        zero.mark_rule(color="#888", strokeWidth=1).encode(y="zero:Q"),
         base.transform_filter("isValid(datum.gain_se)")
         .mark_errorbar()
         .encode(x=x, y=alt.Y("gain_lo:Q", title=gain_axis), y2="gain_hi:Q", color=color),
@@ -188,7 +196,8 @@ def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.T
         .encode(y=y, x=alt.X("gap_lo:Q", title=x_title), x2="gap_hi:Q", color=color),
         base.mark_point(filled=True, size=50).encode(x=x, y=y, color=color, tooltip=tips),
     ).properties(width=320, height=260)
-    facet: dict[str, Any] = {"column": alt.Column("gap_source:N", title="MI gap source")}
+    header = alt.Header(labelExpr="replace(datum.value, '_', ' ')")  # closed_form -> closed form
+    facet: dict[str, Any] = {"column": alt.Column("gap_source:N", title="MI gap source", header=header)}
     if has_values(data, "mi_estimator"):
         facet["row"] = alt.Row("mi_estimator:N", title="MI estimator")
     subtitle = (
@@ -210,10 +219,11 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
     base = alt.Chart(data.drop("settings", strict=False))
     x = alt.X(f"{axis}:Q", title=axis_title, scale=alt.Scale(zero=False))
     y = alt.Y("gain_mean:Q", title=gain_axis)
-    color = alt.Color("series:N", title=" · ".join(series) or None, legend=alt.Legend(labelLimit=0))
+    legend = " · ".join(AXIS_NAMES.get(s, s) for s in series)
+    color = alt.Color("series:N", title=legend, legend=alt.Legend(labelLimit=0) if series else None)
     zero = base.transform_aggregate(n="count()").transform_calculate(zero="0")
     return alt.layer(
-        zero.mark_rule(color="#888", strokeDash=[3, 3]).encode(y="zero:Q"),
+        zero.mark_rule(color="#888", strokeWidth=1).encode(y="zero:Q"),
         base.mark_line().encode(x=x, y=y, color=color),
         base.transform_filter("isValid(datum.gain_se)")
         .mark_errorbar(ticks=True)
@@ -222,7 +232,7 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
     ).properties(
         width=420,
         height=260,
-        title=alt.TitleParams(f"KD gain vs {axis_title}", subtitle="means over seeds, bars ± 2 SE; dashed: no gain"),
+        title=alt.TitleParams(f"KD gain vs {axis_title}", subtitle="means over seeds, bars ± 2 SE; grey line: no gain"),
     )
 
 
@@ -245,8 +255,8 @@ def paper_points_chart(
     facet: str | None = None,
     facet_title: str | None = None,
 ) -> alt.TopLevelMixin:
-    """Measured mean ± SE (filled points, error bars) beside the paper's value (open diamonds) per
-    category x and series; data: x, series, mean, se, lo, hi, n_seeds, paper."""
+    """Measured mean ± 2 SE (filled points, error bars) beside the paper's value (open diamonds) per
+    category x and series; data: x, series, mean, se, lo, hi (mean ± 2 SE), n_seeds, paper."""
     base = alt.Chart(data)
     xe = alt.X(f"{x}:N", title=x_title, sort=None)
     offset, color = alt.XOffset("series:N"), alt.Color("series:N", title=legend)
@@ -275,5 +285,5 @@ def paper_points_chart(
     if facet:
         chart = chart.facet(column=alt.Column(f"{facet}:N", title=facet_title or facet))
     return chart.properties(
-        title=alt.TitleParams(title, subtitle="filled: measured (mean ± SE over seeds); open diamond: paper")
+        title=alt.TitleParams(title, subtitle="filled: measured (mean ± 2 SE over seeds); open diamond: paper")
     )

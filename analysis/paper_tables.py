@@ -215,7 +215,7 @@ def mosei_teacher(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
 
 
 def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
-    """Table 2's layout: per MI estimator, I(H_t;H_s) per pairing, I(H_t;Y), I(H_s;Y), and the gaps."""
+    """Table 2's layout: per MI estimator, I(H_T;H_S) per pairing, I(H_t;Y), I(H_s;Y), and the gaps."""
     rows = ok.filter(pl.col("mi_estimator").is_not_null())
     cohort = ["cohort"] if has_values(rows, "cohort") else []
     t, s = pl.col("teacher_modality"), pl.col("student_modality")
@@ -273,7 +273,7 @@ def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         for rec in records
     ]
     data = pl.DataFrame(points, schema_overrides={c: pl.Float64 for c in ("mean", "se", "paper")}).with_columns(
-        (pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi")
+        (pl.col("mean") - 2 * pl.col("se")).alias("lo"), (pl.col("mean") + 2 * pl.col("se")).alias("hi")
     )
     several = bool(cohort) and data["cohort"].n_unique() > 1
     page.chart(
@@ -332,7 +332,7 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
             "student weighted F1",
             "student",
             "Student weighted F1 with and without KD vs noise",
-            subtitle=f"points: mean ± SE over seeds{dashed}",
+            subtitle=f"points: mean ± 2 SE over seeds{dashed}",
             facet="pairing",
             facet_title="teacher → student",
         ),
@@ -355,8 +355,8 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
             NOISE_AXIS,
             MI_TITLE,
             "quantity",
-            "I_TS and I_SL vs noise (the CCH: KD helps while I_TS > I_SL)",
-            subtitle=f"points: mean ± SE over seeds{dashed}",
+            "I(H_T;H_S) and I(H_S;Y) vs noise (the CCH: KD helps while I(H_T;H_S) > I(H_S;Y))",
+            subtitle=f"points: mean ± 2 SE over seeds{dashed}",
             facet="pairing",
             facet_title="teacher → student",
         ),

@@ -26,7 +26,7 @@ import altair as alt
 import polars as pl
 
 from analysis import paper_tables
-from analysis.agreement import agreement_both, verdict_line
+from analysis.agreement import ONE_SEED_HINT, agreement_both, one_seed, verdict_items
 from analysis.bounds import bound_line, violations
 from analysis.charts import (
     MI_TITLE,
@@ -53,6 +53,14 @@ GAMMA = "blur γ (Gaussian std, pixels)"
 MSE = "student test MSE"
 ACC = "student test accuracy (fraction correct)"
 MODELS = {"KD": "kd", "no KD": "nokd"}
+AXIS_TITLES = {
+    "sigma12": SIGMA12,
+    "gamma": GAMMA,
+    "noise": paper_tables.NOISE_AXIS,
+    "lam": "λ (KD weight)",
+    "alpha": "α (digit weight in the MNIST-M blend)",
+    "temperature": "KD temperature T",
+}
 MI = {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"}
 MI_TRUTH = {"I(H_T;H_S)": "i_ts_truth", "I(H_S;Y)": "i_sl_truth"}
 MI_NAMES = {"i_ts": "I(H_T;H_S)", "i_sl": "I(H_S;Y)", "i_tl": "I(H_T;Y)"}
@@ -82,10 +90,11 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
         f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"
     )
     page.text(f"<p>{_e(_estimators_line(ok))}</p>")
-    page.text(f"<h2>Sign agreement (CCH)</h2><p class='verdict'>{_e(verdict_line(ok))}</p>")
-    page.table(
-        "agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", agreement_both(ok)
-    )
+    page.text("<h2>Sign agreement (CCH)</h2>" + _verdict_html(ok))
+    table = agreement_both(ok)
+    if table.filter(pl.col("study") != "(all)")["study"].n_unique() == 1:  # one study: its rows are the (all) rows
+        table = table.filter(pl.col("study") != "(all)")
+    page.table("agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", table)
     if (line := bound_line(ok)) is not None:  # the synthetic studies: estimates above the data-processing bound
         page.text(f"<p>{_e(line)}</p>")
         found = violations(ok)
@@ -179,6 +188,17 @@ def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | N
     return page.write(CALIBRATION, shared_bundle)
 
 
+def _verdict_html(ok: pl.DataFrame) -> str:
+    """The run's verdict line as a list: one item per gap source and MI estimator."""
+    items = verdict_items(ok)
+    if not items:
+        return "<p class='verdict'>CCH: no completed trials with MI estimates to judge</p>"
+    lead = "<p class='verdict'>CCH: does the sign of the MI gap agree with the sign of the KD gain?</p>"
+    rows = "".join(f"<li><b>{_e(name)}</b>: agreed in {_e(text)}</li>" for name, text in items)
+    hint = f"<p class='verdict'>Note: {_e(ONE_SEED_HINT)}.</p>" if one_seed(ok) else ""
+    return f"{lead}<ul>{rows}</ul>{hint}"
+
+
 # --- sections --------------------------------------------------------------------------------------
 
 
@@ -192,7 +212,8 @@ def _figure1(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
             SIGMA12,
             MSE,
             "student",
-            "Figure 1a: test MSE with and without KD (mean ± SE over seeds)",
+            "Figure 1a: test MSE with and without KD",
+            subtitle="mean ± 2 SE over seeds",
         ),
     )
     crossing = ref.get("closed_form_crossing_sigma12")
@@ -204,7 +225,7 @@ def _figure1(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         SIGMA12,
         f"mi_vs_sigma12{sfx}",
         "Figure 1b: representation MI",
-        f"points: estimate ± SE over seeds; dashed: closed form (on a fine σ12 grid){note}",
+        f"estimate ± 2 SE over seeds; dashed: closed form (on a fine σ12 grid){note}",
         truth=_closed_form_curves(ok),
     )
 
@@ -235,7 +256,8 @@ def _figure4(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
             SIGMA12,
             MSE,
             "student",
-            "Figure 4: test MSE vs σ12 per KD weight λ (mean ± SE)",
+            "Figure 4: test MSE vs σ12 per KD weight λ",
+            subtitle="mean ± 2 SE over seeds",
             facet="lam",
             facet_title="λ (KD weight)",
         ),
@@ -259,9 +281,8 @@ def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, st
             GAMMA,
             ACC,
             "student",
-            f"{fig[0]}: student accuracy at T = 3 (mean ± SE)",
-            dash="series",
-            subtitle="solid: KD; dashed: no KD",
+            f"{fig[0]}: student accuracy at T = 3",
+            subtitle="mean ± 2 SE over seeds",
         )
     else:
         parts = [
@@ -277,8 +298,10 @@ def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, st
             GAMMA,
             ACC,
             "temperature",
-            f"{fig[0]}: student accuracy per temperature (mean ± SE)",
-            dash="student",
+            f"{fig[0]}: student accuracy per temperature",
+            subtitle="mean ± 2 SE over seeds",
+            facet="student",
+            facet_title="student",
         )
     page.chart(f"accuracy_vs_gamma{sfx}", chart)
     _mi_chart(
@@ -287,8 +310,8 @@ def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, st
         "gamma",
         GAMMA,
         f"mi_vs_gamma{sfx}",
-        f"{fig[1]}: I_TS and I_SL vs blur",
-        "estimate ± SE over seeds (each seed's estimate averaged over temperatures)",
+        f"{fig[1]}: I(H_T;H_S) and I(H_S;Y) vs blur",
+        "estimate ± 2 SE over seeds (each seed's estimate averaged over temperatures)",
     )
 
 
@@ -421,7 +444,8 @@ def _generic(page: _Page, ok: pl.DataFrame) -> None:
     swept = [a for a in axes if cond[a].dtype.is_numeric() and cond[a].n_unique() > 1]
     if swept:  # the first numeric axis that varies, a line per value of the others that vary
         others = [a for a in axes if a != swept[0] and a != "mi_estimator" and cond[a].n_unique() > 1]
-        page.chart("gain_vs_" + swept[0], gain_axis_chart(cond, swept[0], swept[0], others, gain_title(ok)))
+        title = AXIS_TITLES.get(swept[0], swept[0])
+        page.chart("gain_vs_" + swept[0], gain_axis_chart(cond, swept[0], title, others, gain_title(ok)))
     page.chart("gain_vs_gap", gain_gap_chart(cond, ["profile", *axes], gain_title(ok)))
     settings = cond["settings"].unique().to_list() if "settings" in cond.columns else []
     shown = cond.drop("study")
@@ -570,6 +594,6 @@ def _script_text(text: str) -> str:
 STYLE = (
     "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
     "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
-    ".scroll{overflow-x:auto;max-width:100%}code{font-size:12px;word-break:break-all}"
+    ".scroll,.chart{overflow-x:auto;max-width:100%}code{font-size:12px;word-break:break-all}"
     "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>"
 )
