@@ -108,12 +108,14 @@ def mean_se_chart(
     *,
     facet: str | None = None,
     facet_title: str | None = None,
+    row: str | None = None,
+    row_title: str | None = None,
     subtitle: str = "",
 ) -> alt.TopLevelMixin:
     """Lines through the means over seeds, with ± 2 SE error bars (lo, hi); dashed lines for the
     reference (closed form or paper) where `data` has a `truth` column with values: on every page
     dashed means a value not measured here. Rows with a truth but no mean (a fine closed-form grid)
-    do not break the measured lines. Optional column facets."""
+    do not break the measured lines. Optional column and row facets."""
     base = alt.Chart(data)
     xe = alt.X(f"{x}:Q", title=x_title, scale=alt.Scale(zero=False))
     color = alt.Color("series:N", title=legend)
@@ -137,8 +139,11 @@ def mean_se_chart(
     panels = data[facet].n_unique() if facet else 1
     # three panels and the legend fit a 1024-px page
     chart = alt.layer(*layers).properties(width=320 if panels < 3 else 220, height=240)
-    if facet:
-        chart = chart.facet(column=alt.Column(f"{facet}:O", title=facet_title or facet))
+    facets: dict[str, Any] = {"column": alt.Column(f"{facet}:O", title=facet_title or facet)} if facet else {}
+    if row:
+        facets["row"] = alt.Row(f"{row}:O", title=row_title or row)
+    if facets:
+        chart = chart.facet(**facets)
     return chart.properties(title=alt.TitleParams(title, subtitle=subtitle) if subtitle else title)
 
 
@@ -217,7 +222,7 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
         series=pl.concat_str([pl.col(c).cast(pl.String) for c in series], separator=" · ") if series else pl.lit("all"),
     )
     base = alt.Chart(data.drop("settings", strict=False))
-    x = alt.X(f"{axis}:Q", title=axis_title, scale=alt.Scale(zero=False))
+    x = alt.X(f"{axis}:Q", title=axis_title, scale=alt.Scale(zero=False), axis=alt.Axis(tickCount=8))
     y = alt.Y("gain_mean:Q", title=gain_axis)
     legend = " · ".join(AXIS_NAMES.get(s, s) for s in series)
     color = alt.Color("series:N", title=legend, legend=alt.Legend(labelLimit=0) if series else None)

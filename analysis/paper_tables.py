@@ -39,7 +39,7 @@ PAIR = ["cohort", "teacher_modality", "student_modality"]
 MOSEI_PAIR = ["teacher_modality", "student_modality"]
 NOISE_VALUES = ["i_ts", "i_sl", "kd_f1_weighted", "nokd_f1_weighted", "mi_gap", "kd_gain"]
 FUSION_METRICS = {"acc": "acc", "auc": "AUC", "f1_macro": "macro F1", "f1_weighted": "weighted F1"}
-NOISE_AXIS = "noise on the teacher input (fraction of each feature's std)"
+NOISE_AXIS = "noise on the teacher input (× each feature's std)"
 LABELS = {
     "i_ts": "I(H_T;H_S) (nats)",
     "i_sl": "I(H_S;Y) (nats)",
@@ -337,13 +337,10 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
             facet_title="teacher → student",
         ),
     )
-    if estimator_keys(rows):
-        rows = rows.with_columns(
-            pl.concat_str([pl.col("pairing"), pl.lit(" · "), pl.col("mi_estimator")]).alias("pairing")
-        )
+    several = bool(estimator_keys(rows))  # then a row of panels per estimator
     mi = long_stats(
         rows,
-        ["pairing", "noise"],
+        ["pairing", "noise", *estimator_keys(rows)],
         {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"},
         {"I(H_T;H_S)": "paper_i_ts", "I(H_S;Y)": "paper_i_sl"},
     )
@@ -359,6 +356,8 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
             subtitle=f"points: mean ± 2 SE over seeds{dashed}",
             facet="pairing",
             facet_title="teacher → student",
+            row="mi_estimator" if several else None,
+            row_title="MI estimator",
         ),
     )
 

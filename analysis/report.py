@@ -511,14 +511,19 @@ def _fmt(value, se=None, axis: bool = False) -> str:
     return str(value)
 
 
+TEXT_CELL = 40  # characters: a longer cell is prose and wraps
+
+
 def _html_table(table: pl.DataFrame, cols: list[tuple[str, str, str | None]] | None = None) -> str:
     cols = cols or [(c, c, None) for c in table.columns]
     head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in cols)
     axes = axis_columns()
+
+    def cell(text: str) -> str:  # numbers stay on one line; sentences (findings, notes) wrap
+        return f"<td class='text'>{_e(text)}</td>" if len(text) > TEXT_CELL else f"<td>{_e(text)}</td>"
+
     body = "".join(
-        "<tr>"
-        + "".join(f"<td>{_e(_fmt(row.get(v), row.get(se) if se else None, v in axes))}</td>" for _, v, se in cols)
-        + "</tr>"
+        "<tr>" + "".join(cell(_fmt(row.get(v), row.get(se) if se else None, v in axes)) for _, v, se in cols) + "</tr>"
         for row in table.iter_rows(named=True)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -594,6 +599,6 @@ def _script_text(text: str) -> str:
 STYLE = (
     "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
     "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
-    ".scroll,.chart{overflow-x:auto;max-width:100%}code{font-size:12px;word-break:break-all}"
+    ".scroll,.chart{overflow-x:auto;max-width:100%}td.text{white-space:normal;min-width:14em;text-align:left}code{font-size:12px;word-break:break-all}"
     "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>"
 )

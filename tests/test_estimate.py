@@ -1,22 +1,23 @@
 """What `cchsweep run` says before it starts, and `--dry-run`, which says it and runs nothing."""
 
+import re
 from dataclasses import replace
 
 import pytest
+from conftest import run_cli
 
 from cchsweep import grid
 from cchsweep.estimate import plan_lines
 from cchsweep.record import TrialRecord
+from cchsweep.reproduce import OFFLINE
 from cchsweep.store import Store
 from cchsweep.study import Cost, Profile
-from conftest import run_cli
 from searchspaces import STUDIES
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
     db = tmp_path / "r.duckdb"
-    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run",
-                  "--set", "epochs=3")
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run", "--set", "epochs=3")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("plan: synthetic_sigma12 (smoke): 4 trials, 0 already stored, 4 to run in ")
@@ -29,11 +30,23 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
 def _stored(db, plan, seconds):
     store = Store(db)
     store.ensure_schema()
-    store.write_trials([
-        TrialRecord(trial_key=t.key, study=plan.study.name, profile=plan.profile, params=t.params,
-                    settings=t.settings, task="regression", gain_metric="mse", kd_gain=0.1, seconds=seconds,
-                    run_id="r1")
-        for t in plan.trials[:2]])
+    store.write_trials(
+        [
+            TrialRecord(
+                trial_key=t.key,
+                study=plan.study.name,
+                profile=plan.profile,
+                params=t.params,
+                settings=t.settings,
+                task="regression",
+                gain_metric="mse",
+                kd_gain=0.1,
+                seconds=seconds,
+                run_id="r1",
+            )
+            for t in plan.trials[:2]
+        ]
+    )
 
 
 def test_the_estimate_uses_trials_already_measured_here(tmp_path):
@@ -66,10 +79,27 @@ def test_the_estimate_scales_a_profiles_recorded_cost(tmp_path, cpus, expected):
 
 
 def test_every_offline_paper_and_quick_profile_says_what_it_costs():
-    for name in ("synthetic_sigma12", "synthetic_lambda", "mnist_blur", "mnist_alpha", "tcga_noise", "tcga_fusion",
-                 "tcga_estimators", "mi_calibration"):
+    for name in (
+        "synthetic_sigma12",
+        "synthetic_lambda",
+        "mnist_blur",
+        "mnist_alpha",
+        "tcga_noise",
+        "tcga_fusion",
+        "tcga_estimators",
+        "mi_calibration",
+    ):
         for profile in ("paper", "quick"):
             cost = STUDIES[name].profiles[profile].cost
             assert cost is not None and cost.seconds > 0, (name, profile)
             # a quick profile's cost was timed end to end (mi_calibration's: from two runs holding its draws)
             assert profile != "quick" or cost.measured or name == "mi_calibration", name
+
+
+def test_a_quick_profiles_recorded_cost_is_for_its_grid():
+    # a cost measured on another grid (the note names the trials it timed) would mislead the estimate
+    for name in OFFLINE:
+        plan = grid.plan(STUDIES[name], "quick")
+        cost = STUDIES[name].profiles["quick"].cost
+        timed = re.search(r"(\d+) trials", cost.note)
+        assert timed is not None and int(timed.group(1)) == len(plan.trials), (name, cost.note, len(plan.trials))
