@@ -40,9 +40,10 @@ SMOKE = dict(
 # quick: Table 1's two ends at T = 3 (gamma 0 and 3.5), 3 seeds, 20,000 / 2,000 digits, 20 epochs at
 # lr 0.02 (batch 64: 6,250 SGD steps), MI on 1,000 test digits with the quick MI. Chosen by
 # measurement (2 cores shared with two other runs: 1,154 s; the profile itself alone on 2 cores:
-# 481 s wall, sharing them with one other run: 788 s): no-KD student 0.67-0.68 accuracy, KD
-# gain +0.011 ± 0.004 at gamma 0 and -0.103 ± 0.023 at 3.5, both determined, both the paper's sign
-# (+0.032, -0.462). 10,000 digits at lr 0.1 left the students at 0.29-0.58 and KD hurting at gamma 0.
+# 481 s wall, and 438 s in reproduce --profile quick; sharing them with one other run: 788 s):
+# no-KD student 0.67-0.68 accuracy, KD gain +0.011 ± 0.004 at gamma 0 and -0.103 ± 0.023 at 3.5,
+# both determined, both the paper's sign (+0.032, -0.462). 10,000 digits at lr 0.1 left the
+# students at 0.29-0.58 and KD hurting at gamma 0.
 QUICK = dict(PAPER, n_train=20_000, n_test=2_000, epochs=20, lr=0.02, mi_n=1_000, **QUICK_MI)
 QUICK_GAMMAS = [0.0, 3.5]
 
@@ -116,7 +117,7 @@ STUDY = Study(
         "quick": Profile(
             grid={"alpha": [0.2], "gamma": QUICK_GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": [0, 1, 2]},
             settings=QUICK,
-            cost=Cost(481, True, "6 trials, alone"),
+            cost=Cost(438, True, "6 trials, alone (reproduce --profile quick)"),
         ),
     },
     **ENGINE,

@@ -40,15 +40,16 @@ STUDY = Study(
         "smoke": Profile(
             grid={"sigma12": SMOKE_SIGMA12, "lam": SMOKE_LAMBDAS, "seed": SMOKE_SEEDS[:1]}, settings=SMOKE
         ),
-        # quick: synthetic_sigma12's quick settings (its MI shared through the cache). Measured on
-        # 2 cores after synthetic_sigma12's quick run had filled the MI cache: 255 s (alone, add
-        # that run's ~1,000 s of MI). Outcome: 15 of 32 conditions determined on the gain (6/8 at
-        # lambda 0.5), negative at small sigma12 and positive at large for every lambda; against
-        # the closed-form gap 14/15 agree (rho 0.85); against the estimated gaps 7-8 of 12-15.
+        # quick: synthetic_sigma12's quick settings and grid (its MI shared through the cache).
+        # Measured alone on 2 cores right after synthetic_sigma12's quick run had filled the MI
+        # cache (reproduce --profile quick): 120 s (run alone, add that run's ~380 s of MI).
+        # Outcome: 12 of 16 conditions determined on the gain, negative at sigma12 0 and 0.2 for
+        # every lambda and positive at 0.6 for lambda 0.5 and 0.7 (lambda 0.8 turns positive by
+        # 0.4, lambda 0.2 stays negative through 0.4).
         "quick": Profile(
             grid={"sigma12": QUICK_SIGMA12, "lam": LAMBDAS, "seed": QUICK_SEEDS},
             settings=QUICK,
-            cost=Cost(255, True, "32 trials, with synthetic_sigma12's MI already cached"),
+            cost=Cost(120, True, "80 trials, with synthetic_sigma12's MI already cached"),
         ),
     },
     **ENGINE,

@@ -46,15 +46,16 @@ STUDY = Study(
             },
             settings=dict(SMOKE, mi_epochs=5, mi_repeats=2),
         ),
-        # quick: the paper's grid, 3 repeats per estimate, latentmi at the quick MI. Measured on 2
-        # cores shared with the test suite: 1,238 s (the latentmi package itself, 90 estimates,
-        # dominates). Outcome: I(H_T;Y) is the largest quantity for every estimator, as in Table 2;
-        # the gap's sign agrees across estimators for RPPA -> CNV (-0.07 to -0.15) but not for
-        # mRNA -> CNV (KSG -0.013, latentmi +0.036, MINE -0.117).
+        # quick: the paper's grid, 2 repeats per estimate, latentmi at the quick MI. Measured alone
+        # on 2 cores (reproduce --profile quick): 301 s (3 repeats: 1,238 s sharing the cores with
+        # the test suite; the latentmi package itself dominates). Outcome: I(H_T;Y) is the largest
+        # quantity for every estimator, as in Table 2; the gap's sign agrees across estimators for
+        # RPPA -> CNV (all negative) but not for mRNA -> CNV (latentmi +0.035, KSG -0.014, MINE
+        # -0.121, means over 5 seeds).
         "quick": Profile(
             grid=GRID,
             settings=dict(QUICK, mi_repeats=2),
-            cost=Cost(1_238, True, "10 trials, sharing the cores with the test suite"),
+            cost=Cost(301, True, "10 trials, alone (reproduce --profile quick)"),
         ),
     },
     trial=estimators_trial,

@@ -177,14 +177,14 @@ STUDY = Study(
         "paper_kipan": Profile(grid=_grid("kipan", ["rppa"], SEEDS), settings=KIPAN),
         "smoke": Profile(grid=_grid("brca", ["mrna", "rppa"], [0]), settings=SMOKE),
         # quick: the paper's grid and training (small networks on 190 patients) with the quick MI.
-        # Measured on 2 cores shared with another run: 233 s. Outcome: no condition determined:
+        # Measured alone on 2 cores (reproduce --profile quick): 169 s. Outcome: no condition determined:
         # mRNA fusion and Fusion+KD reach the same weighted F1 (0.968) on every seed's 19 test
         # patients (gain exactly 0), RPPA -0.014 ± 0.015. Table 20's gains (+0.066, +0.039) need
         # more test patients than BRCA's offline 190 give.
         "quick": Profile(
             grid=_grid("brca", ["mrna", "rppa"], SEEDS),
             settings=dict(BRCA, **QUICK_MI),
-            cost=Cost(233, True, "10 trials, sharing the cores with another run"),
+            cost=Cost(169, True, "10 trials, alone (reproduce --profile quick)"),
         ),
     },
     trial=fusion_trial,

@@ -50,7 +50,8 @@ PAPER = dict(
 )
 SMOKE = dict(PAPER, epochs=20, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3)
 # quick: the paper's grid and training (cheap: 64-unit networks on 190 patients) with the quick MI.
-# Measured on 2 cores (sharing them with an MNIST run): 707 s. Outcome: mRNA -> CNV gains +0.031 ±
+# Measured alone on 2 cores (reproduce --profile quick): 393 s (707 s sharing them with an MNIST
+# run). Outcome: mRNA -> CNV gains +0.031 ±
 # 0.013 (0%), +0.030 ± 0.012 (20%), then +0.020 ± 0.020, +0.020 ± 0.020, -0.007 ± 0.045 (60-80%:
 # undetermined); RPPA -> CNV -0.040 ± 0.018 (0%) then -0.03 to -0.04 within 2 SE. 3 of 10 conditions
 # determined on the gain: five seeds on 19 test patients cannot resolve the paper's sign change at
@@ -155,7 +156,7 @@ STUDY = Study(
         "quick": Profile(
             grid=_grid("brca", ["mrna", "rppa"], NOISE, SEEDS),
             settings=QUICK,
-            cost=Cost(707, True, "50 trials, sharing the cores with another run"),
+            cost=Cost(393, True, "50 trials, alone (reproduce --profile quick)"),
         ),
     },
     trial=crossmodal_trial,

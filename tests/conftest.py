@@ -1,4 +1,6 @@
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -124,3 +126,50 @@ def pytest_collection_modifyitems(config, items):
     if gpu:
         config.hook.pytest_deselected(items=gpu)
         items[:] = [item for item in items if not item.get_closest_marker("gpu")]
+
+
+EMBED = re.compile(r"vegaEmbed\('#chart-\d+', (\{.*?\}), \{mode: 'vega-lite'\}\)")
+# column names that must not reach a reader as an axis, legend or panel title
+RAW_NAMES = {"gamma", "sigma12", "noise", "lam", "temperature", "f1_weighted", "closed_form", "mi_estimator",
+             "kd_gain", "mi_gap", "i_ts", "i_sl", "i_tl", "series", "gap_source", "pairing"}
+
+
+def _walk(node):
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from _walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk(value)
+
+
+def check_vocabulary(page: Path) -> tuple[int, int]:
+    """One visual vocabulary on a report page: every error bar is mean ± 2 SE, a dashed line always
+    draws a reference (`truth`: closed form, paper, a perfect estimator), measured lines skip rows
+    that carry only a reference, no title is a raw column name, the MI quantities are written
+    I(H_T;H_S)-style. Returns (error bars checked, dashed layers seen)."""
+    text = page.read_text()
+    assert "I_TS" not in text and "I_SL" not in text, page
+    bars = dashed = 0
+    for raw in EMBED.findall(text):
+        spec = json.loads(raw.replace("<\\/script", "</script"))
+        for rows in spec.get("datasets", {}).values():
+            for r in rows:
+                for m in ("mean", "gain_mean", "gap_mean"):
+                    se, lo, hi = (r.get(m.replace("mean", end)) for end in ("se", "lo", "hi"))
+                    if se is not None and lo is not None:
+                        assert lo == pytest.approx(r[m] - 2 * se) and hi == pytest.approx(r[m] + 2 * se), (page, r)
+                        bars += 1
+        for node in _walk(spec):
+            mark = node.get("mark")
+            kind = mark.get("type") if isinstance(mark, dict) else mark
+            if isinstance(mark, dict) and "strokeDash" in mark:
+                assert node["encoding"]["y"]["field"] == "truth", (page, node["encoding"])
+                dashed += 1
+            if kind == "line" and node.get("encoding", {}).get("y", {}).get("field") == "mean":
+                assert {"filter": "isValid(datum.mean)"} in node.get("transform", []), page
+            title = node.get("title")
+            assert not (isinstance(title, str) and title in RAW_NAMES), (page, title)
+    return bars, dashed
+

@@ -5,6 +5,7 @@ import math
 
 import polars as pl
 import pytest
+from conftest import check_vocabulary
 from conftest import trial_row as row
 
 from analysis.report import write_report
@@ -120,6 +121,13 @@ def test_tables_5_to_7_layout_with_the_paper_beside(pages):
     for chart in ("f1_vs_noise", "mi_vs_noise", "gain_vs_gap"):
         assert (pages / "tcga_noise" / f"{chart}.png").stat().st_size > 1000
     assert "dashed: paper" in page
+
+
+def test_one_visual_vocabulary_on_the_paper_table_pages(pages):
+    found = {s: check_vocabulary(pages / s / "index.html") for s in ("tcga_noise", "tcga_fusion", "mosei_teacher",
+                                                                    "mosei_noise", "mi_estimators")}
+    assert found["tcga_noise"][1] >= 2  # the paper's F1 and MI drawn dashed beside the measured curves
+    assert all(bars > 0 for bars, _ in found.values())
 
 
 def test_fusion_tables_8_and_20(pages):

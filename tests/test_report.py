@@ -6,9 +6,10 @@ import re
 
 import polars as pl
 import pytest
+from conftest import check_vocabulary
 from conftest import trial_row as row
 
-from analysis.agreement import verdict_line
+from analysis.agreement import verdict_items
 from analysis.frame import load_results
 from analysis.report import write_report
 from cchsweep.errors import UsageError
@@ -86,7 +87,8 @@ def test_files_exist_and_page_is_offline(reports):
         assert not re.search(r"<script[^>]*src=", text), "the page must not load scripts from anywhere"
         assert "<script src=\"http" not in text and "<link" not in text
         assert text.count("vegaEmbed('#chart-") == len(expected[study])
-        assert html.escape(verdict_line(load_results(db, study))) in text
+        for name, found in verdict_items(load_results(db, study)):  # the verdict as a list, one item per gap
+            assert f"<li><b>{html.escape(name)}</b>: agreed in {html.escape(found)}</li>" in text
     assert "table1" not in {p.stem for p in (out / "tcga_demo").iterdir()}  # the generic page has no paper tables
 
 
@@ -136,3 +138,10 @@ def test_missing_study_is_a_usage_error(reports, tmp_path):
     Store(failed_only).write_trials([row("mnist_blur", {"gamma": 1.0, "seed": 0}, {}, [], "acc", None, "error")])
     with pytest.raises(UsageError, match="no rows for study mnist_blur"):
         write_report(failed_only, "mnist_blur", tmp_path)
+
+
+
+def test_one_visual_vocabulary_on_every_page(reports):
+    _, _, pages = reports
+    bars, dashed = zip(*(check_vocabulary(page) for page in pages.values()))
+    assert sum(bars) > 50 and sum(dashed) >= 2  # the synthetic pages draw the closed form dashed
