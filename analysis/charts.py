@@ -69,6 +69,13 @@ def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.Da
     return out.sort(keys, nulls_last=True)
 
 
+def with_bars(frame: pl.DataFrame) -> pl.DataFrame:
+    """lo and hi = mean ∓ 2 SE: every chart's error bars (the verdict's rule, analysis.agreement)."""
+    return frame.with_columns(
+        (pl.col("mean") - 2 * pl.col("se")).alias("lo"), (pl.col("mean") + 2 * pl.col("se")).alias("hi")
+    )
+
+
 def long_stats(
     frame: pl.DataFrame, keys: list[str], series: dict[str, str], truth: dict[str, str] | None = None
 ) -> pl.DataFrame:
@@ -93,9 +100,7 @@ def long_stats(
     if not parts:
         return pl.DataFrame()
     data = pl.concat(parts)
-    return data.with_columns(
-        (pl.col("mean") - 2 * pl.col("se")).alias("lo"), (pl.col("mean") + 2 * pl.col("se")).alias("hi")
-    )
+    return with_bars(data)
 
 
 def mean_se_chart(

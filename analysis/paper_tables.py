@@ -33,6 +33,7 @@ from analysis.charts import (
     paper_points_chart,
     per_trial,
     seed_stats,
+    with_bars,
 )
 
 PAIR = ["cohort", "teacher_modality", "student_modality"]
@@ -272,9 +273,7 @@ def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         if not q.startswith("gap_")
         for rec in records
     ]
-    data = pl.DataFrame(points, schema_overrides={c: pl.Float64 for c in ("mean", "se", "paper")}).with_columns(
-        (pl.col("mean") - 2 * pl.col("se")).alias("lo"), (pl.col("mean") + 2 * pl.col("se")).alias("hi")
-    )
+    data = pl.DataFrame(points, schema_overrides={c: pl.Float64 for c in ("mean", "se", "paper")}).pipe(with_bars)
     several = bool(cohort) and data["cohort"].n_unique() > 1
     page.chart(
         f"mi_by_estimator{sfx}",
@@ -427,7 +426,7 @@ def _points(table: pl.DataFrame, x: str, series: Mapping[str, str]) -> pl.DataFr
             )
             for label, v in series.items()
         ]
-    ).with_columns((pl.col("mean") - pl.col("se")).alias("lo"), (pl.col("mean") + pl.col("se")).alias("hi"))
+    ).pipe(with_bars)
 
 
 def _pair(r: Mapping) -> tuple:

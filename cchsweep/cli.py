@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     rr = sub.add_parser(
         "reproduce", help="run the offline studies in turn into one database and write one report index"
     )
-    rr.add_argument("--profile", default="quick", help="quick (about an hour on 2 CPU cores) or paper (a GPU job)")
+    rr.add_argument("--profile", default="quick", help="quick (about 45 minutes on 2 CPU cores) or paper (a GPU job)")
     rr.add_argument("--studies", help="comma-separated studies (default: every offline study)")
     rr.add_argument("--db", default=DEFAULT_DB, help=f"results database (default ./{DEFAULT_DB})")
     rr.add_argument("--storage", help="Tune state and artifact cache (default: beside --db, NAME.cchsweep/)")

@@ -39,8 +39,8 @@ DIMS = [8, 64, 256]
 # AECross is wide: compute-bound), so 75 s per estimate at 300 epochs.
 PAPER = dict(mi_estimator="lmi,ksg,mine", mi_epochs=300, mi_lr=1e-4)
 # quick: lmi as the studies' quick profiles run it (40 epochs at lr 1e-3, ~10 s per estimate on one
-# core); 72 draws. Measured in two runs that held its draws among 108 (the five other families at
-# 8, 64 and 256-d: 677 s for 90; lowrank at the three widths: 170 s for 18): ~564 s for the 72.
+# core); 72 draws. Measured alone on 2 cores (reproduce --profile quick): 424 s (first derived
+# as ~564 s from two runs that held its draws among 108; the numbers agree draw for draw).
 # Outcome: README, "How far to trust an MI estimate".
 QUICK = dict(PAPER, **QUICK_MI)
 SMOKE = dict(PAPER, mi_estimator="lmi,ksg", mi_epochs=10, mi_lr=1e-3)
@@ -66,7 +66,7 @@ STUDY = Study(
         "quick": Profile(
             grid={"pair": list(PAIRS), "dim": [8, 64], "true_mi": [0.5, 2.0], "n": [1_000], "seed": [0, 1, 2]},
             settings=QUICK,
-            cost=Cost(564, False, "from two runs holding its 72 draws among 108"),
+            cost=Cost(424, True, "72 trials, alone, in reproduce --profile quick"),
         ),
         "smoke": Profile(
             grid={"pair": ["few", "label"], "dim": [8], "true_mi": [1.0], "n": [300], "seed": [0, 1]},

@@ -117,7 +117,7 @@ STUDY = Study(
         "quick": Profile(
             grid={"alpha": [0.2], "gamma": QUICK_GAMMAS, "temperature": [3.0], "lam": [0.5], "seed": [0, 1, 2]},
             settings=QUICK,
-            cost=Cost(438, True, "6 trials, alone (reproduce --profile quick)"),
+            cost=Cost(438, True, "6 trials, alone, in reproduce --profile quick"),
         ),
     },
     **ENGINE,

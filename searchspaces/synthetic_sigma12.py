@@ -60,7 +60,7 @@ SMOKE = dict(
 QUICK = dict(PAPER, mi_n=1_000, mi_repeats=1, **QUICK_MI)
 QUICK_SIGMA12 = [0.0, 0.2, 0.4, 0.6]
 QUICK_SEEDS = [0, 1, 2, 3, 4]
-QUICK_COST = Cost(481, True, "20 trials, alone")
+QUICK_COST = Cost(481, True, "20 trials, alone, in reproduce --profile quick")
 
 # paper on a CPU: 240 models at ~2.35 s, but 720 lmi estimates at 300 epochs on 5,000 rows (~390 s
 # each on one core) dominate: ~39 h on 2 cores. A GPU job.

@@ -55,7 +55,7 @@ STUDY = Study(
         "quick": Profile(
             grid=GRID,
             settings=dict(QUICK, mi_repeats=2),
-            cost=Cost(301, True, "10 trials, alone (reproduce --profile quick)"),
+            cost=Cost(301, True, "10 trials, alone, in reproduce --profile quick"),
         ),
     },
     trial=estimators_trial,

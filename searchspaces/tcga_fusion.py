@@ -184,7 +184,7 @@ STUDY = Study(
         "quick": Profile(
             grid=_grid("brca", ["mrna", "rppa"], SEEDS),
             settings=dict(BRCA, **QUICK_MI),
-            cost=Cost(169, True, "10 trials, alone (reproduce --profile quick)"),
+            cost=Cost(169, True, "10 trials, alone, in reproduce --profile quick"),
         ),
     },
     trial=fusion_trial,

@@ -156,7 +156,7 @@ STUDY = Study(
         "quick": Profile(
             grid=_grid("brca", ["mrna", "rppa"], NOISE, SEEDS),
             settings=QUICK,
-            cost=Cost(393, True, "50 trials, alone (reproduce --profile quick)"),
+            cost=Cost(393, True, "50 trials, alone, in reproduce --profile quick"),
         ),
     },
     trial=crossmodal_trial,

@@ -143,5 +143,6 @@ def test_missing_study_is_a_usage_error(reports, tmp_path):
 
 def test_one_visual_vocabulary_on_every_page(reports):
     _, _, pages = reports
-    bars, dashed = zip(*(check_vocabulary(page) for page in pages.values()))
-    assert sum(bars) > 50 and sum(dashed) >= 2  # the synthetic pages draw the closed form dashed
+    found = {study: check_vocabulary(page) for study, page in pages.items()}
+    assert all(bars > 0 for bars, _ in found.values())
+    assert found["synthetic_sigma12"][1] == 1  # Figure 1b's closed-form curves, the one reference drawn here
