@@ -77,3 +77,11 @@ def test_findings_against_the_papers_signs(tmp_path):
     for gamma, t, gain in gains:
         assert f"{gamma:g}/{t:g}: {gain:+.3f}" in row["measured"]
     assert row["agree"] in ("yes", "partly", "no", "n/a")
+
+
+def test_findings_verdict_rule():
+    from analysis.findings import _verdict
+
+    assert _verdict(2, 2, 2) == "yes" and _verdict(2, 2, 4) == "yes"  # every determined sign, half determined
+    assert _verdict(2, 2, 5) == "partly"  # tcga_noise at quick scale: right where determined, most undetermined
+    assert _verdict(3, 4, 4) == "partly" and _verdict(1, 2, 2) == "no" and _verdict(0, 0, 3) == "n/a"
