@@ -216,7 +216,7 @@ def mosei_teacher(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
 
 
 def table2(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
-    """Table 2's layout: per MI estimator, I(H_T;H_S) per pairing, I(H_t;Y), I(H_s;Y), and the gaps."""
+    """Table 2's layout: per MI estimator, I(H_T;H_S) per pairing, I(H_T;Y), I(H_S;Y), and the gaps."""
     rows = ok.filter(pl.col("mi_estimator").is_not_null())
     cohort = ["cohort"] if has_values(rows, "cohort") else []
     t, s = pl.col("teacher_modality"), pl.col("student_modality")
@@ -336,10 +336,10 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
             facet_title="teacher → student",
         ),
     )
-    several = bool(estimator_keys(rows))  # then a row of panels per estimator
+    est = estimator_keys(rows)  # several estimators: a row of panels each
     mi = long_stats(
         rows,
-        ["pairing", "noise", *estimator_keys(rows)],
+        ["pairing", "noise", *est],
         {"I(H_T;H_S)": "i_ts", "I(H_S;Y)": "i_sl"},
         {"I(H_T;H_S)": "paper_i_ts", "I(H_S;Y)": "paper_i_sl"},
     )
@@ -355,7 +355,7 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
             subtitle=f"points: mean ± 2 SE over seeds{dashed}",
             facet="pairing",
             facet_title="teacher → student",
-            row="mi_estimator" if several else None,
+            row="mi_estimator" if est else None,
             row_title="MI estimator",
         ),
     )

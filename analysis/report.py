@@ -91,9 +91,7 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
     )
     page.text(f"<p>{_e(_estimators_line(ok))}</p>")
     page.text("<h2>Sign agreement (CCH)</h2>" + _verdict_html(ok))
-    table = agreement_both(ok)
-    if table.filter(pl.col("study") != "(all)")["study"].n_unique() == 1:  # one study: its rows are the (all) rows
-        table = table.filter(pl.col("study") != "(all)")
+    table = agreement_both(ok).filter(pl.col("study") != "(all)")  # one study: its '(all)' rows repeat its own
     page.table("agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", table)
     if (line := bound_line(ok)) is not None:  # the synthetic studies: estimates above the data-processing bound
         page.text(f"<p>{_e(line)}</p>")
@@ -599,6 +597,7 @@ def _script_text(text: str) -> str:
 STYLE = (
     "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
     "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
-    ".scroll,.chart{overflow-x:auto;max-width:100%}td.text{white-space:normal;min-width:14em;text-align:left}code{font-size:12px;word-break:break-all}"
+    ".scroll,.chart{overflow-x:auto;max-width:100%}td.text{white-space:normal;min-width:14em;text-align:left}"
+    "code{font-size:12px;word-break:break-all}"
     "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>"
 )

@@ -128,7 +128,14 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("gpu")]
 
 
-EMBED = re.compile(r"vegaEmbed\('#chart-\d+', (\{.*?\}), \{mode: 'vega-lite'\}\)")
+EMBED = re.compile(r"vegaEmbed\('#(chart-\d+)', (\{.*?\}), \{mode: 'vega-lite'\}\)")  # (div id, spec) per chart
+
+
+def decode_spec(raw: str) -> dict:
+    """A chart spec as inlined in a report page (its '</script' escaped)."""
+    return json.loads(raw.replace("<\\/script", "</script"))
+
+
 # column names that must not reach a reader as an axis, legend or panel title
 RAW_NAMES = {"gamma", "sigma12", "noise", "lam", "temperature", "f1_weighted", "closed_form", "mi_estimator",
              "kd_gain", "mi_gap", "i_ts", "i_sl", "i_tl", "series", "gap_source", "pairing"}
@@ -152,8 +159,8 @@ def check_vocabulary(page: Path) -> tuple[int, int]:
     text = page.read_text()
     assert "I_TS" not in text and "I_SL" not in text, page
     bars = dashed = 0
-    for raw in EMBED.findall(text):
-        spec = json.loads(raw.replace("<\\/script", "</script"))
+    for _, raw in EMBED.findall(text):
+        spec = decode_spec(raw)
         for rows in spec.get("datasets", {}).values():
             for r in rows:
                 for m in ("mean", "gain_mean", "gap_mean"):
@@ -172,4 +179,3 @@ def check_vocabulary(page: Path) -> tuple[int, int]:
             title = node.get("title")
             assert not (isinstance(title, str) and title in RAW_NAMES), (page, title)
     return bars, dashed
-

@@ -4,7 +4,6 @@ import re
 from dataclasses import replace
 
 import pytest
-from conftest import run_cli
 
 from cchsweep import grid
 from cchsweep.estimate import plan_lines
@@ -12,12 +11,14 @@ from cchsweep.record import TrialRecord
 from cchsweep.reproduce import OFFLINE
 from cchsweep.store import Store
 from cchsweep.study import Cost, Profile
+from conftest import run_cli
 from searchspaces import STUDIES
 
 
 def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
     db = tmp_path / "r.duckdb"
-    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run", "--set", "epochs=3")
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run",
+                  "--set", "epochs=3")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
     assert lines[0].startswith("plan: synthetic_sigma12 (smoke): 4 trials, 0 already stored, 4 to run in ")
@@ -30,23 +31,11 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
 def _stored(db, plan, seconds):
     store = Store(db)
     store.ensure_schema()
-    store.write_trials(
-        [
-            TrialRecord(
-                trial_key=t.key,
-                study=plan.study.name,
-                profile=plan.profile,
-                params=t.params,
-                settings=t.settings,
-                task="regression",
-                gain_metric="mse",
-                kd_gain=0.1,
-                seconds=seconds,
-                run_id="r1",
-            )
-            for t in plan.trials[:2]
-        ]
-    )
+    store.write_trials([
+        TrialRecord(trial_key=t.key, study=plan.study.name, profile=plan.profile, params=t.params,
+                    settings=t.settings, task="regression", gain_metric="mse", kd_gain=0.1, seconds=seconds,
+                    run_id="r1")
+        for t in plan.trials[:2]])
 
 
 def test_the_estimate_uses_trials_already_measured_here(tmp_path):

@@ -140,7 +140,6 @@ def test_missing_study_is_a_usage_error(reports, tmp_path):
         write_report(failed_only, "mnist_blur", tmp_path)
 
 
-
 def test_one_visual_vocabulary_on_every_page(reports):
     _, _, pages = reports
     found = {study: check_vocabulary(page) for study, page in pages.items()}

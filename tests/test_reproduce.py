@@ -1,13 +1,10 @@
 """`cchsweep reproduce`: studies in turn into one database, one report index; resumable; checked first."""
 
-import json
 import re
 
 import polars as pl
 
-from conftest import QUICK, q, run_cli
-
-EMBED = re.compile(r"vegaEmbed\('#(chart-\d+)', (\{.*?\}), \{mode: 'vega-lite'\}\)")
+from conftest import EMBED, QUICK, decode_spec, q, run_cli
 
 
 def _pages_decode(index):
@@ -19,7 +16,7 @@ def _pages_decode(index):
         specs = EMBED.findall(html)
         assert html.count("vegaEmbed(") == len(specs), page
         for div, spec in specs:
-            decoded = json.loads(spec.replace("<\\/script", "</script"))
+            decoded = decode_spec(spec)
             assert "/schema/vega-lite/" in decoded["$schema"], (page, div)  # a Vega-Lite spec (nothing fetched)
             assert f"id='{div}'" in html
         assert "src='../vega-bundle.js'" in html or page == index
