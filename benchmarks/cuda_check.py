@@ -11,6 +11,12 @@ reference functions directly, the way a Ray worker does. Prints JSON lines:
                are there; MI by KSG) through
                the stacked bundle vs each point through the reference trial: max metric differences,
                wall seconds of each path
+  graphs       (CUDA) one CUDA graph per step vs the eager stack and the single path, per family a
+               graph can hold (ok: the graph replayed, and the family bounds above hold)
+  tf32         (CUDA) TF32 vs float32 test accuracy of 4 MNIST MLPs: within_seed_noise says whether
+               TF32 may become a default (a finding; it does not fail the check)
+  bundle_graphs (CUDA) the bundle check again with CCHSWEEP_CUDA_GRAPHS=1 (tcga_fusion's Dropout
+               keeps it eager: blocked, by design)
   summary      ok true when every difference is within the tolerances the CPU tests use
 """
 
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -30,9 +37,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cchsweep import grid  # noqa: E402
+from cchsweep.cudagraph import GRAPHS_ENV, GraphedStep  # noqa: E402
 from cchsweep.execute import run_bundle, run_spec  # noqa: E402
 from cchsweep.models import MLP  # noqa: E402
-from cchsweep.stack import Member, Recipe, train_single, train_stacked  # noqa: E402
+from cchsweep.stack import Member, Options, Recipe, train_single, train_stacked  # noqa: E402
 from cchsweep.trials import mnist, synthetic  # noqa: E402
 from searchspaces import STUDIES  # noqa: E402
 
@@ -113,8 +121,116 @@ def families(device: str) -> list[dict]:
     return rows
 
 
-def bundles(device: str, data_dir: str) -> list[dict]:
+def graphs(device: str) -> list[dict]:
+    """One CUDA graph per step (Options(graphs=True)) vs the eager stack and vs the single path, per
+    network family that a graph can hold; row counts leave a partial last batch (run eagerly)."""
+    g = torch.Generator().manual_seed(1)
     rows = []
+    x = torch.randn(1100, 100, generator=g).to(device)
+    y = torch.randn(1100, 1, generator=g).to(device)
+    reg = Recipe(lambda: MLP(100, [64], 1), synthetic._loss, synthetic._stacked_loss, "adam", 0.01, 3, 250)
+    reg_members = [Member(i, i % 2, x, {"y": y, "teacher": y * 0.5}, {"lam": 0.4 * i}) for i in range(3)]
+    xm = torch.rand(1056, 784, generator=g).to(device)
+    ym = torch.randint(0, 10, (1056,), generator=g).to(device)
+    logits = (torch.randn(1056, 10, generator=g) * 3).to(device)
+    cls = Recipe(
+        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
+        mnist._loss,
+        mnist._stacked_loss,
+        "sgd",
+        0.01,
+        2,
+        64,
+    )
+    cls_members = [
+        Member(i, i % 2, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0 + i, "lam": 0.5 * (i > 0)})
+        for i in range(4)
+    ]
+    from cchsweep.trials.mosei import MoseiNet
+
+    xb = torch.randn(330, 40, generator=g).to(device)
+    yb = (xb[:, 0] > 0).long()
+    soft = torch.stack([xb[:, 0], -xb[:, 0]], 1)
+    bn = Recipe(lambda: MoseiNet(40, dropout=0.0), mnist._loss, mnist._stacked_loss, "adamw", 0.003, 3, 50, 0.01)
+    bn_members = [Member(i, i, xb, {"y": yb, "teacher": soft}, {"temperature": 2.0, "lam": 0.5 * i}) for i in range(3)]
+    cases = [
+        ("synthetic MLP, Adam", reg, reg_members, 1e-3),
+        ("MNIST MLP, SGD, KD", cls, cls_members, 1e-4),
+        ("MOSEI net without Dropout, BatchNorm, AdamW", bn, bn_members, 1e-3),
+    ]
+    for family, recipe, members, tol in cases:
+        opts = Options(graphs=True)
+        try:
+            graphed = train_stacked(recipe, members, device, options=opts)
+        except Exception as exc:  # noqa: BLE001 - the capture failing is this check's finding
+            rows.append(emit(check="graphs", family=family, error=f"{type(exc).__name__}: {exc}"[:400], ok=False))
+            continue
+        eager = train_stacked(recipe, members, device, options=Options())
+        vs_eager = max_param_diff(eager, graphed)
+        vs_single = max_param_diff(train_single(recipe, members, device), graphed)
+        rows.append(
+            emit(
+                check="graphs",
+                family=family,
+                replays=opts.replays,
+                blocked=opts.blocked,
+                max_rel_param_diff_vs_eager=vs_eager,
+                max_rel_param_diff_vs_single=vs_single,
+                ok=opts.replays > 0 and vs_eager < tol and vs_single < tol,
+            )
+        )
+    return rows
+
+
+def tf32(device: str, data_dir: str | None) -> dict:
+    """TF32 against float32, on the MNIST MLP: 4 seeds, 3 epochs on 10,000 digits. TF32 is usable when
+    its per-seed accuracy change is within the seed-to-seed spread (a finding, not a pass/fail)."""
+    from cchsweep.data.mnist import load_mnist
+
+    if not data_dir:
+        return emit(check="tf32", skipped="no MNIST: pass --data-dir", ok=True)
+    (xi, yi), (xt, yt) = load_mnist(Path(data_dir), "train"), load_mnist(Path(data_dir), "test")
+    x = torch.from_numpy(xi[:10_000].reshape(-1, 784).astype("float32") / 255).to(device)
+    y = torch.from_numpy(yi[:10_000].astype("int64")).to(device)
+    xte = torch.from_numpy(xt.reshape(-1, 784).astype("float32") / 255).to(device)
+    yte = torch.from_numpy(yt.astype("int64")).to(device)
+    recipe = Recipe(
+        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
+        mnist._loss,
+        mnist._stacked_loss,
+        "sgd",
+        0.05,
+        3,
+        64,
+    )
+    members = [
+        Member(s, s, x, {"y": y, "teacher": torch.zeros(10_000, 10, device=device)}, {"temperature": 1.0, "lam": 0.0})
+        for s in range(4)
+    ]
+
+    def accuracies(options: Options) -> list[float]:
+        models = train_stacked(recipe, members, device, options=options)
+        with torch.no_grad():
+            return [(m(xte).argmax(1) == yte).float().mean().item() for m in models]
+
+    fp32, tf = accuracies(Options()), accuracies(Options(tf32=True))
+    spread = statistics.stdev(fp32)
+    change = max(abs(a - b) for a, b in zip(fp32, tf))
+    return emit(
+        check="tf32",
+        acc_fp32=fp32,
+        acc_tf32=tf,
+        max_acc_change=change,
+        seed_sd=spread,
+        within_seed_noise=change <= spread,
+        ok=True,
+    )
+
+
+def bundles(device: str, data_dir: str, graphs: bool = False) -> list[dict]:
+    """graphs: the same with CCHSWEEP_CUDA_GRAPHS=1, as a user switches them on (ok needs replays)."""
+    rows = []
+    os.environ[GRAPHS_ENV] = "1" if graphs else "0"
     cases = [
         ("synthetic_sigma12", ["mi_estimator=ksg", "epochs=10"], None),
         ("mnist_blur", ["mi_estimator=ksg", "epochs=3"], 0.02),  # near-chance smoke students: see test_stack
@@ -130,9 +246,13 @@ def bundles(device: str, data_dir: str) -> list[dict]:
         if STUDIES[study].prepare is not None:
             STUDIES[study].prepare(Path(data_dir), root / "s", [{**t.settings, **t.params} for t in plan.trials])
             STUDIES[study].prepare(Path(data_dir), root / "r", [{**t.settings, **t.params} for t in plan.trials])
-        t0 = time.perf_counter()
+        t0, replayed = time.perf_counter(), GraphedStep.total_replays
         got = run_bundle(specs, {**engine, "cache_dir": str(root / "s")})
-        stacked_s = time.perf_counter() - t0
+        stacked_s, replayed = time.perf_counter() - t0, GraphedStep.total_replays - replayed
+        failed = [r.error for r in got if r.status != "ok"]
+        if failed:
+            rows.append(emit(check="bundle_graphs" if graphs else "bundle", study=study, error=failed[0], ok=False))
+            continue
         t0 = time.perf_counter()
         ref = [run_spec(s, {**engine, "cache_dir": str(root / "r")}) for s in specs]
         single_s = time.perf_counter() - t0
@@ -143,10 +263,12 @@ def bundles(device: str, data_dir: str) -> list[dict]:
                     d = abs(a.metrics[model][metric] - value) / (abs(value) if metric == "mse" else 1.0)
                     worst[metric] = max(worst.get(metric, 0.0), d)
         ok = worst.get("mse", 0.0) <= 1e-3 and worst.get("acc", 0.0) <= (acc or 1.0) + 1e-9  # the CPU tests' bounds
+        ok = ok and (not graphs or replayed > 0 or study == "tcga_fusion")
         rows.append(
             emit(
-                check="bundle",
+                check="bundle_graphs" if graphs else "bundle",
                 study=study,
+                graph_replays=replayed,
                 points=len(specs),
                 device=got[0].device,
                 max_rel_mse_diff=worst.get("mse"),
@@ -167,8 +289,13 @@ def main() -> None:
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("cuda_check: no CUDA device here; pass --device cpu to run the same checks on the CPU")
     rows = families(args.device)
+    if args.device.startswith("cuda"):
+        rows += graphs(args.device)
+        rows.append(tf32(args.device, args.data_dir))
     if args.data_dir:
         rows += bundles(args.device, args.data_dir)
+        if args.device.startswith("cuda"):
+            rows += bundles(args.device, args.data_dir, graphs=True)
     ok = all(r["ok"] for r in rows)
     emit(
         check="summary",

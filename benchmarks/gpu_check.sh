@@ -4,10 +4,12 @@
 #
 #   bash benchmarks/gpu_check.sh            # results under $OUT (default: a new temp folder)
 #
-# 1. benchmarks/cuda_check.py: stacked vs single-model training on CUDA, per network family, and the
-#    smoke grids of synthetic_sigma12 and mnist_blur through the bundle engine vs the reference trial.
-# 2. benchmarks/sweep_speed.py --full --device cuda: the speed figures and both MNIST paper grids'
-#    training on one GPU (through the CLI when Ray is installed, else the bundle engine in-process).
+# 1. benchmarks/cuda_check.py: stacked vs single-model training on CUDA, per network family; one CUDA
+#    graph per step vs eager (CCHSWEEP_CUDA_GRAPHS); TF32 vs float32 against the seed spread
+#    (CCHSWEEP_TF32); the smoke grids through the bundle engine vs the reference trial, eager and graphed.
+# 2. benchmarks/sweep_speed.py --full --device cuda: the speed figures (eager, graphs, TF32, both) and
+#    both MNIST paper grids' training on one GPU (through the CLI when Ray is installed, else the
+#    bundle engine in-process; with graphs when they ran).
 # 3. benchmarks/mi_speed.py --device cuda: one LMI estimate by latentmi and by lmi at n = 10,000 (300
 #    epochs), and 50 lmi estimates in one call (latentmi travels as a wheel in ./.whl, --no-deps).
 # 4. GPU utilisation sampled once a second by nvidia-smi during all three, summarised at the end.

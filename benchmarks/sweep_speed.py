@@ -11,10 +11,14 @@ Prints one JSON line per measurement and a summary line ({"summary": true, ...})
                               (100-64-1, Adam, batch 500, n = 10,000, 300 epochs)
   synthetic_stacked_s_per_model    the stacked engine, the models of one paper-grid bundle
   synthetic_speedup
+  engine_graphs_s_per_student_epoch, engine_tf32_..., engine_graphs_tf32_... (GPU)
+                              the same with one CUDA graph per step, TF32 matmuls, both; each with
+                              speedup_vs_naive_<name>; synthetic_graphs_s_per_model likewise
   grid_wall_s (--full)        both MNIST paper grids' training (mnist_blur + mnist_alpha: 140 models,
                               paper hyperparameters) end to end through the CLI when Ray is installed,
                               else through the bundle engine in this process (grid_via says which);
-                              MI by KSG on 1,000 digits so the figure is the training's.
+                              MI by KSG on 1,000 digits so the figure is the training's; with
+                              CUDA graphs when they ran above (grid_graphs).
 Epoch times are measured over a slice of the epoch (--quick: fewer steps) and scaled to 60,000 samples.
 Data: the MNIST files under --data-dir / $CCHSWEEP_DATA when present, else random pixels of the same
 shape (the arithmetic is identical); `data` in the output says which.
@@ -37,9 +41,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from cchsweep.cudagraph import GRAPHS_ENV  # noqa: E402
 from cchsweep.kd import classification_kd_loss  # noqa: E402
 from cchsweep.models import MLP  # noqa: E402
-from cchsweep.stack import Member, Recipe, train_stacked  # noqa: E402
+from cchsweep.stack import Member, Options, Recipe, train_stacked  # noqa: E402
 from cchsweep.train import fit  # noqa: E402
 from cchsweep.trials import mnist as mnist_trial  # noqa: E402
 from cchsweep.trials import synthetic as synthetic_trial  # noqa: E402
@@ -102,16 +107,18 @@ def naive_epoch(x, y, teacher, device: str, steps: int) -> float:
     return (time.perf_counter() - t0) / steps * (EPOCH / BATCH)
 
 
-def engine_epoch(x, y, teacher, device: str, k: int, steps: int) -> float:
-    """K KD students of one bundle (shared inputs and batch order, own T) through the stacked engine."""
-    n = steps * BATCH
+def engine_epoch(x, y, teacher, device: str, k: int, steps: int, options: Options | None = None) -> float:
+    """K KD students of one bundle (shared inputs and batch order, own T) through the stacked engine.
+    On a GPU, 3 epochs of `steps` steps, timed over the last two (steady state: a CUDA graph's
+    warm-up and capture fall in the first); on a CPU one epoch."""
+    n, epochs = steps * BATCH, 3 if device.startswith("cuda") else 1
     recipe = Recipe(
         build=lambda: MLP(784, mnist_trial.HIDDEN, 10, activation="leaky_relu"),
         loss=mnist_trial._loss,
         stacked_loss=mnist_trial._stacked_loss,
         optimizer="sgd",
         lr=0.002,
-        epochs=1,
+        epochs=epochs,
         batch_size=BATCH,
     )
     members = [
@@ -119,16 +126,23 @@ def engine_epoch(x, y, teacher, device: str, k: int, steps: int) -> float:
         for i in range(k)
     ]
     small = [Member(1, 1, x[: 2 * BATCH], {k: v[: 2 * BATCH] for k, v in m.targets.items()}, m.coefs) for m in members]
-    train_stacked(recipe, small, device)  # warm-up (allocator, kernels)
+    train_stacked(recipe, small, device, options=Options())  # warm-up (allocator, kernels)
+    marks: dict[int, float] = {}
+
+    def mark(epoch: int) -> None:
+        sync(device)
+        marks[epoch] = time.perf_counter()
+
     sync(device)
-    t0 = time.perf_counter()
-    train_stacked(recipe, members, device)
-    sync(device)
-    return (time.perf_counter() - t0) / k * (EPOCH / n)
+    marks[0] = time.perf_counter()
+    train_stacked(recipe, members, device, on_epoch=mark, options=options or Options())
+    first = 1 if epochs > 1 else 0
+    return (marks[epochs] - marks[first]) / (epochs - first) / k * (EPOCH / n)
 
 
-def synthetic_models(device: str, k: int, epochs: int):
-    """Per model at the paper's synthetic settings: the per-trial path (one train.fit) and the stack."""
+def synthetic_models(device: str, k: int, epochs: int, graphs: bool = False):
+    """Per model at the paper's synthetic settings: the per-trial path (one train.fit) and the stack
+    (and, graphs=True, the stack with one CUDA graph per step)."""
     import numpy as np
 
     from cchsweep.data.synthetic import sample
@@ -169,10 +183,16 @@ def synthetic_models(device: str, k: int, epochs: int):
     members = [Member(i, i, x, {"y": t, "teacher": t}, {"lam": 0.0}) for i, (x, t) in enumerate(data)]
     sync(device)
     t0 = time.perf_counter()
-    train_stacked(recipe, members, device)
+    train_stacked(recipe, members, device, options=Options())
     sync(device)
     stacked = (time.perf_counter() - t0) / k * 300 / epochs
-    return per_trial, stacked
+    if not graphs:
+        return per_trial, stacked, None
+    opts = Options(graphs=True)
+    t0 = time.perf_counter()
+    train_stacked(recipe, members, device, options=opts)
+    sync(device)
+    return per_trial, stacked, (time.perf_counter() - t0) / k * 300 / epochs if opts.replays else None
 
 
 def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
@@ -242,9 +262,37 @@ def main() -> None:
         students=k,
         steps=steps,
     )
+    variants = {}
+    if gpu:  # the GPU options (cchsweep.cudagraph), each measured beside the default; a failure is a row
+        for name, opts in (
+            ("graphs", dict(graphs=True)),
+            ("tf32", dict(tf32=True)),
+            ("graphs_tf32", dict(graphs=True, tf32=True)),
+        ):
+            o = Options(**opts)
+            try:
+                value = engine_epoch(x, y, teacher, device, k, steps, o)
+            except Exception as exc:  # noqa: BLE001 - reported, and the default path's figures still stand
+                emit(measure=f"engine_{name}_s_per_student_epoch", error=f"{type(exc).__name__}: {exc}"[:300])
+                continue
+            ran = not o.graphs or o.replays > 0
+            emit(measure=f"engine_{name}_s_per_student_epoch", value=value, replays=o.replays, blocked=o.blocked)
+            if ran:
+                variants[name] = value
     syn_k, syn_epochs = (80, 300) if gpu else (40, 3 if args.quick else 15)
-    per_trial, stacked = synthetic_models(device, syn_k, syn_epochs)
-    emit(measure="synthetic_per_model_s", per_trial=per_trial, stacked=stacked, models=syn_k, epochs=syn_epochs)
+    try:
+        per_trial, stacked, syn_graphs = synthetic_models(device, syn_k, syn_epochs, graphs=gpu)
+    except Exception as exc:  # noqa: BLE001 - a failed capture: measure without it
+        emit(measure="synthetic_graphs", error=f"{type(exc).__name__}: {exc}"[:300])
+        per_trial, stacked, syn_graphs = synthetic_models(device, syn_k, syn_epochs)
+    emit(
+        measure="synthetic_per_model_s",
+        per_trial=per_trial,
+        stacked=stacked,
+        stacked_graphs=syn_graphs,
+        models=syn_k,
+        epochs=syn_epochs,
+    )
     summary = {
         "summary": True,
         "device": torch.cuda.get_device_name() if gpu else platform.processor() or platform.machine(),
@@ -260,9 +308,18 @@ def main() -> None:
         "synthetic_speedup": round(per_trial / stacked, 2),
         "synthetic_models": syn_k,
     }
+    for name, value in variants.items():
+        summary[f"engine_{name}_s_per_student_epoch"] = round(value, 5)
+        summary[f"speedup_vs_naive_{name}"] = round(naive["value"] / value, 1)
+    if syn_graphs:
+        summary.update(
+            synthetic_graphs_s_per_model=round(syn_graphs, 4), synthetic_speedup_graphs=round(per_trial / syn_graphs, 1)
+        )
     if args.full:
+        if "graphs" in variants:  # the grid with the step graphs when they ran (TF32 stays off: see cuda_check)
+            os.environ[GRAPHS_ENV] = "1"
         wall, via = grid_wall(device, args.data_dir)
-        summary.update(grid_wall_s=round(wall, 1), grid_via=via)
+        summary.update(grid_wall_s=round(wall, 1), grid_via=via, grid_graphs="graphs" in variants)
     emit(**summary)
 
 

@@ -140,6 +140,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command in ("run", "reproduce", "advise"):
+            check_switches()
         return COMMANDS[args.command](args)
     except UsageError as exc:
         print(f"cchsweep: error: {exc}", file=sys.stderr)
@@ -147,6 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cchsweep: interrupted; stored trials are kept, rerun the same command to finish", file=sys.stderr)
         return 130
+
+
+def check_switches() -> None:
+    """The engine's environment switches (CUDA graphs, TF32) are read in every trial: a bad value is
+    caught here, before a sweep starts, rather than as an error row per bundle."""
+    from cchsweep.cudagraph import GRAPHS_ENV, TF32_ENV, env_flag
+
+    for name in (GRAPHS_ENV, TF32_ENV):
+        try:
+            env_flag(name)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
 
 
 def cmd_list(args) -> int:

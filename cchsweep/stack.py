@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cchsweep.cudagraph import GRAPHS_ENV, TF32_ENV, GraphedStep, env_flag, matmul_precision
 from cchsweep.models import SeededDropout, seed_dropout
 from cchsweep.train import fit, make_optimizer, make_schedule
 
@@ -322,27 +323,60 @@ class RowPool:
 CPU_STACK_BYTES = 32 * 1024**2  # on a CPU, a stack's weights stay cache-sized (measured: see README)
 
 
+@dataclass
+class Options:
+    """The GPU options of a stacked run (cchsweep.cudagraph), and what happened: `graphs` asks for
+    one CUDA graph per step, `tf32` for TF32 matmuls; `blocked` says why a stack ran without a graph
+    and `replays` counts the steps its graphs ran (summed over the stacks of one call)."""
+
+    graphs: bool = False
+    tf32: bool = False
+    blocked: str | None = None
+    replays: int = 0
+
+    @classmethod
+    def from_env(cls) -> Options:
+        return cls(graphs=env_flag(GRAPHS_ENV), tf32=env_flag(TF32_ENV))
+
+
 def train_stacked(
     recipe: Recipe,
     members: Sequence[Member],
     device: torch.device | str,
     on_epoch: Callable[[int], None] | None = None,
+    options: Options | None = None,
 ) -> list[nn.Module]:
     """Train the members as stacks; returns single models (eval mode) with the trained weights.
 
     On a GPU every member goes into one stack. On a CPU the arithmetic is already compute-bound
     for large networks, and a stack whose weights outgrow the cache is slower per model than one
     model: stacks hold at most CPU_STACK_BYTES of weights (the whole list for small networks).
+    `options` (default: from the environment, `Options.from_env`) turns on CUDA graphs and TF32.
     """
     if not members:
         return []
+    opts = options if options is not None else Options.from_env()
     if torch.device(device).type == "cpu":
         size = sum(p.numel() * p.element_size() for p in recipe.build().parameters())
         cap = max(1, CPU_STACK_BYTES // size)
         if len(members) > cap:
             chunks = [members[i : i + cap] for i in range(0, len(members), cap)]
-            return [m for chunk in chunks for m in _train_stack(recipe, chunk, device, on_epoch)]
-    return _train_stack(recipe, members, device, on_epoch)
+            return [m for chunk in chunks for m in _train_stack(recipe, chunk, device, on_epoch, opts)]
+    return _train_stack(recipe, members, device, on_epoch, opts)
+
+
+def graph_blocker(device: torch.device, stack: nn.Module, schedule: object) -> str | None:
+    """Why one CUDA graph cannot replay this stack's training step (None: it can)."""
+    if device.type != "cuda":
+        return "CUDA graphs need a CUDA device"
+    if schedule is not None:
+        return "a learning-rate schedule changes the step from epoch to epoch"
+    for layer in stack.modules():
+        if (isinstance(layer, _Dropout) and layer.members[0].p > 0) or (isinstance(layer, nn.Dropout) and layer.p > 0):
+            return "Dropout masks come from generators a replay would not advance"
+        if isinstance(layer, _BatchNorm) and layer.momentum is None:
+            return "BatchNorm with a cumulative average reads its step count on the host"
+    return None
 
 
 def _train_stack(
@@ -350,6 +384,7 @@ def _train_stack(
     members: Sequence[Member],
     device: torch.device | str,
     on_epoch: Callable[[int], None] | None,
+    opts: Options,
 ) -> list[nn.Module]:
     sizes = {m.inputs.shape[0] for m in members} | {t.shape[0] for m in members for t in m.targets.values()}
     if len(sizes) != 1:
@@ -368,27 +403,42 @@ def _train_stack(
     seeds = sorted({m.order_seed for m in members})
     group = torch.tensor([seeds.index(m.order_seed) for m in members], device=dev)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
-    opt = make_optimizer(recipe.optimizer, stack.parameters(), recipe.lr, recipe.weight_decay)
+    blocked = graph_blocker(dev, stack, recipe.schedule) if opts.graphs else "not asked for"
+    opt = make_optimizer(
+        recipe.optimizer, stack.parameters(), recipe.lr, recipe.weight_decay, capturable=blocked is None
+    )
     sched = make_schedule(recipe.schedule, opt, recipe.epochs)
     # as train.fit: BatchNorm cannot normalise a one-row batch, so such a last batch is skipped
     smallest = 2 if any(isinstance(layer, _BatchNorm) for layer in stack.modules()) else 1
+    shared = len(seeds) == 1
+
+    def step(idx: torch.Tensor, set_to_none: bool) -> None:
+        out = stack(inputs.gather(idx, shared, k))
+        loss = recipe.stacked_loss(out, {t: targets[t].gather(idx, shared, k) for t in names}, coefs).sum()
+        opt.zero_grad(set_to_none=set_to_none)
+        loss.backward()
+        opt.step()
+
+    graphed = GraphedStep(step, (k, min(batch, n)), dev) if blocked is None else None
     stack.train()
-    for epoch in range(recipe.epochs):
-        perms = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(dev)
-        order = perms[group] if len(seeds) > 1 else perms.expand(k, n)
-        for start in range(0, n, batch):
-            idx = order[:, start : start + batch]
-            if idx.shape[1] < smallest:
-                continue
-            shared = len(seeds) == 1
-            out = stack(inputs.gather(idx, shared, k))
-            loss = recipe.stacked_loss(out, {t: targets[t].gather(idx, shared, k) for t in names}, coefs).sum()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        if sched is not None:
-            sched.step()
-        if on_epoch is not None:
-            on_epoch(epoch + 1)
+    with matmul_precision(opts.tf32, dev):
+        for epoch in range(recipe.epochs):
+            perms = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(dev)
+            order = perms[group] if len(seeds) > 1 else perms.expand(k, n)
+            for start in range(0, n, batch):
+                idx = order[:, start : start + batch]
+                if idx.shape[1] < smallest:
+                    continue
+                if graphed is not None:
+                    graphed(idx)
+                else:
+                    step(idx, True)
+            if sched is not None:
+                sched.step()
+            if on_epoch is not None:
+                on_epoch(epoch + 1)
+    if opts.graphs:
+        opts.blocked = opts.blocked or blocked
+        opts.replays += graphed.replays if graphed is not None else 0
     stack.copy_into(models)  # type: ignore[operator]
     return [m.eval() for m in models]

@@ -56,11 +56,15 @@ def fit(
     return model.eval()
 
 
-def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> torch.optim.Optimizer:
+def make_optimizer(
+    name: str, params, lr: float, weight_decay: float = 0.0, capturable: bool = False
+) -> torch.optim.Optimizer:
+    """capturable: Adam/AdamW keep their step count on the device, so a CUDA graph can hold step()
+    (SGD without momentum has no state and needs nothing)."""
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
     if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, capturable=capturable)
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, weight_decay=weight_decay)
     raise ValueError(f"unknown optimizer {name!r}; use adam, adamw or sgd")

@@ -298,3 +298,39 @@ def test_a_network_the_stack_cannot_hold_is_refused():
     member = Member(0, 0, torch.zeros(10, 10), {"y": torch.zeros(10, 1), "teacher": torch.zeros(10, 1)}, {"lam": 0.0})
     with pytest.raises(TypeError, match="not _TanhNet"):
         train_stacked(recipe, [member], "cpu")
+
+
+# --- the GPU options (cchsweep.cudagraph): which stacks a CUDA graph can replay; both off on a CPU -------
+
+def test_which_stacks_one_cuda_graph_can_replay():
+    from cchsweep.models import seed_dropout
+    from cchsweep.stack import graph_blocker, stack_of
+    from cchsweep.trials.mosei import MoseiNet
+
+    cuda = torch.device("cuda")  # a device description: no GPU needed to ask the question
+    mlp = stack_of([MLP(20, [16], 1) for _ in range(2)])
+    assert graph_blocker(cuda, mlp, None) is None
+    assert graph_blocker(torch.device("cpu"), mlp, None) == "CUDA graphs need a CUDA device"
+    assert "schedule" in graph_blocker(cuda, mlp, "cosine")
+    dropout = [MoseiNet(20, hidden=(32, 16), dropout=0.3) for _ in range(2)]
+    for i, net in enumerate(dropout):
+        seed_dropout(net, i)  # seeded masks: each member's own generator, which a replay would not advance
+    assert "Dropout" in graph_blocker(cuda, stack_of(dropout), None)
+    assert "Dropout" in graph_blocker(cuda, stack_of([MoseiNet(20, hidden=(32, 16), dropout=0.3)]), None)  # unseeded
+    assert graph_blocker(cuda, stack_of([MoseiNet(20, hidden=(32, 16), dropout=0.0) for _ in range(2)]), None) is None
+
+
+def test_gpu_options_on_a_cpu_train_exactly_as_without_and_say_why(regression_data, monkeypatch):
+    from cchsweep.stack import Options
+
+    members, recipe = _regression_members(regression_data), _regression(epochs=2, batch_size=64)  # a 16-row tail
+    plain = train_stacked(recipe, members, "cpu", options=Options())
+    asked = Options(graphs=True, tf32=True)
+    got = train_stacked(recipe, members, "cpu", options=asked)
+    assert _max_diff(plain, got) == 0.0  # TF32 is a CUDA matmul mode: CPU float32 stays float32
+    assert asked.blocked == "CUDA graphs need a CUDA device" and asked.replays == 0
+    monkeypatch.setenv("CCHSWEEP_CUDA_GRAPHS", "maybe")
+    with pytest.raises(ValueError, match="CCHSWEEP_CUDA_GRAPHS='maybe' is not a switch; set it to 1 or 0"):
+        train_stacked(recipe, members, "cpu")
+    monkeypatch.setenv("CCHSWEEP_CUDA_GRAPHS", "on")
+    assert _max_diff(plain, train_stacked(recipe, members, "cpu")) == 0.0
