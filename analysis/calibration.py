@@ -19,6 +19,10 @@ from analysis.frame import read_sql
 WITHIN = 0.10  # "calibrated" here: the mean estimate within 10% of the truth
 
 
+# what a calibration row's `quantity` measures, in words (the study stores i_ts / i_sl)
+QUANTITY_KIND = {"i_ts": "representation pairs", "i_sl": "label pairs"}
+
+
 def load_calibration(db_path: str | Path) -> pl.DataFrame:
     return read_sql(db_path, "SELECT * FROM mi_calibration")
 
@@ -75,9 +79,9 @@ def _pct(x: float) -> str:
 
 def summary_lines(cal: pl.DataFrame) -> list[str]:
     """One sentence per estimator and quantity: how it reads against the truth."""
-    kind = {"i_ts": "representation pairs", "i_sl": "label pairs"}
     return [
-        f"calibration: {r['estimator']} on {kind.get(r['quantity'], r['quantity'])} reads {_pct(r['mean_rel_bias'])} "
+        f"calibration: {r['estimator']} on {QUANTITY_KIND.get(r['quantity'], r['quantity'])} reads "
+        f"{_pct(r['mean_rel_bias'])} "
         f"on average over {r['shapes']} shapes ({r['dims']}-d), within 10% of the truth on "
         f"{r['within_10pct'] * 100:.0f}% of them; worst {r['worst']}"
         for r in summary(cal).iter_rows(named=True)

@@ -12,9 +12,11 @@ reference functions directly, the way a Ray worker does. Prints JSON lines:
                the stacked bundle vs each point through the reference trial: max metric differences,
                wall seconds of each path
   graphs       (CUDA) one CUDA graph per step vs the eager stack and the single path, per family a
-               graph can hold (ok: the graph replayed, and the family bounds above hold)
-  tf32         (CUDA) TF32 vs float32 test accuracy of 4 MNIST MLPs: within_seed_noise says whether
-               TF32 may become a default (a finding; it does not fail the check)
+               graph can hold, weights and BatchNorm buffers (ok: the graph replayed, and the
+               family bounds above hold)
+  tf32         (CUDA) TF32 vs float32 test accuracy of 4 MNIST MLPs: within_seed_noise (the mean
+               change at most sqrt(2) seed SDs, what re-seeding moves) says whether TF32 may become
+               a default (a finding; it does not fail the check)
   bundle_graphs (CUDA) the bundle check again with CCHSWEEP_CUDA_GRAPHS=1 (tcga_fusion's Dropout
                keeps it eager: blocked, by design)
   summary      ok true when every difference is within the tolerances the CPU tests use
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import sys
@@ -56,6 +59,20 @@ def max_param_diff(a, b) -> float:
     return diff / max(p.abs().max().item() for m in a for p in m.parameters())
 
 
+def max_state_diff(a, b) -> float:
+    """max_param_diff over the whole state (BatchNorm running statistics too), and inf when a member's
+    num_batches_tracked differs: a graph that skipped or doubled a buffer update shows here."""
+    diff = 0.0
+    for m, n in zip(a, b):
+        for p, q in zip(m.state_dict().values(), n.state_dict().values()):
+            if not p.is_floating_point():
+                if not torch.equal(p, q):
+                    return float("inf")
+                continue
+            diff = max(diff, (p - q).abs().max().item())
+    return diff / max(p.abs().max().item() for m in a for p in m.parameters())
+
+
 def families(device: str) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     rows = []
@@ -66,7 +83,7 @@ def families(device: str) -> list[dict]:
     members = [Member(0, 0, x, {"y": y, "teacher": y}, {"lam": 0.0})] + [
         Member(i, 1, x, {"y": y, "teacher": t}, {"lam": lam}) for i, lam in ((1, 0.3), (2, 0.8))
     ]
-    diff = max_param_diff(train_single(reg, members, device), train_stacked(reg, members, device))
+    diff = max_param_diff(train_single(reg, members, device), train_stacked(reg, members, device, options=Options()))
     rows.append(emit(check="family", family="synthetic MLP, Adam", steps=4, max_rel_param_diff=diff, ok=diff < 1e-3))
     xm = torch.rand(1024, 784, generator=g).to(device)
     ym = torch.randint(0, 10, (1024,), generator=g).to(device)
@@ -83,7 +100,7 @@ def families(device: str) -> list[dict]:
     members = [Member(0, 0, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0, "lam": 0.0})] + [
         Member(1, 1, xm, {"y": ym, "teacher": logits}, {"temperature": temp, "lam": 0.5}) for temp in (1.0, 3.0, 4.0)
     ]
-    diff = max_param_diff(train_single(cls, members, device), train_stacked(cls, members, device))
+    diff = max_param_diff(train_single(cls, members, device), train_stacked(cls, members, device, options=Options()))
     rows.append(emit(check="family", family="MNIST MLP, SGD, KD", steps=16, max_rel_param_diff=diff, ok=diff < 1e-4))
     from cchsweep.trials.mosei import MoseiNet
 
@@ -92,7 +109,7 @@ def families(device: str) -> list[dict]:
     bn = Recipe(lambda: MoseiNet(40), mnist._loss, mnist._stacked_loss, "adamw", 0.003, 2, 50, 0.01, "cosine")
     soft = torch.stack([xb[:, 0], -xb[:, 0]], 1)
     members = [Member(i, i, xb, {"y": yb, "teacher": soft}, {"temperature": 2.0, "lam": 0.5 * i}) for i in range(3)]
-    diff = max_param_diff(train_single(bn, members, device), train_stacked(bn, members, device))
+    diff = max_param_diff(train_single(bn, members, device), train_stacked(bn, members, device, options=Options()))
     rows.append(
         emit(
             check="family",
@@ -108,7 +125,9 @@ def families(device: str) -> list[dict]:
     yf = (xf[:, 0] > 0).long() + (xf[:, 50] > 0).long()
     fusion = _fusion_recipe(40, 30, 3, 0.01, 6, 171)  # full batch, as the study trains
     members = [Member(i, i, xf, {"y": yf}, {"temperature": 4.0, "lam": 0.5 * (i > 0)}) for i in range(3)]
-    diff = max_param_diff(train_single(fusion, members, device), train_stacked(fusion, members, device))
+    diff = max_param_diff(
+        train_single(fusion, members, device), train_stacked(fusion, members, device, options=Options())
+    )
     rows.append(
         emit(
             check="family",
@@ -166,16 +185,16 @@ def graphs(device: str) -> list[dict]:
             rows.append(emit(check="graphs", family=family, error=f"{type(exc).__name__}: {exc}"[:400], ok=False))
             continue
         eager = train_stacked(recipe, members, device, options=Options())
-        vs_eager = max_param_diff(eager, graphed)
-        vs_single = max_param_diff(train_single(recipe, members, device), graphed)
+        vs_eager = max_state_diff(eager, graphed)  # weights and BatchNorm buffers
+        vs_single = max_state_diff(train_single(recipe, members, device), graphed)
         rows.append(
             emit(
                 check="graphs",
                 family=family,
                 replays=opts.replays,
                 blocked=opts.blocked,
-                max_rel_param_diff_vs_eager=vs_eager,
-                max_rel_param_diff_vs_single=vs_single,
+                max_rel_state_diff_vs_eager=vs_eager,
+                max_rel_state_diff_vs_single=vs_single,
                 ok=opts.replays > 0 and vs_eager < tol and vs_single < tol,
             )
         )
@@ -215,14 +234,16 @@ def tf32(device: str, data_dir: str | None) -> dict:
 
     fp32, tf = accuracies(Options()), accuracies(Options(tf32=True))
     spread = statistics.stdev(fp32)
-    change = max(abs(a - b) for a, b in zip(fp32, tf))
+    change = statistics.fmean(abs(a - b) for a, b in zip(fp32, tf))
+    # training is chaotic: from the first rounding difference a TF32 run behaves like another draw, and
+    # two independent draws differ by sqrt(2) seed SDs (RMS); more than that is TF32's own bias
     return emit(
         check="tf32",
         acc_fp32=fp32,
         acc_tf32=tf,
-        max_acc_change=change,
+        mean_acc_change=change,
         seed_sd=spread,
-        within_seed_noise=change <= spread,
+        within_seed_noise=change <= math.sqrt(2) * spread,
         ok=True,
     )
 

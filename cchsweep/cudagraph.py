@@ -66,8 +66,10 @@ class GraphedStep:
 
     total_replays = 0
 
-    def __init__(self, step: Step, shape: tuple[int, int], device: torch.device):
-        self.step, self.shape = step, shape
+    def __init__(
+        self, step: Step, shape: tuple[int, int], device: torch.device, params: list[torch.Tensor] | None = None
+    ):
+        self.step, self.shape, self.params = step, shape, params or []
         self.static_idx = torch.zeros(shape, dtype=torch.long, device=device)
         self.graph: torch.cuda.CUDAGraph | None = None
         self.warm = 0
@@ -93,6 +95,13 @@ class GraphedStep:
         GraphedStep.total_replays += 1
 
     def _capture(self) -> torch.cuda.CUDAGraph:
+        # a parameter the warm-up left without a gradient has no optimizer state yet: the capture would
+        # record the state's creation, and every replay would reset it
+        if any(p.grad is None for p in self.params):
+            raise RuntimeError(
+                f"a parameter got no gradient in {WARMUP_STEPS} warm-up steps, so one CUDA graph cannot hold "
+                f"its optimizer step; train without {GRAPHS_ENV}"
+            )
         graph = torch.cuda.CUDAGraph()
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):

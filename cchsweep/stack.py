@@ -419,7 +419,7 @@ def _train_stack(
         loss.backward()
         opt.step()
 
-    graphed = GraphedStep(step, (k, min(batch, n)), dev) if blocked is None else None
+    graphed = GraphedStep(step, (k, min(batch, n)), dev, list(stack.parameters())) if blocked is None else None
     stack.train()
     with matmul_precision(opts.tf32, dev):
         for epoch in range(recipe.epochs):

@@ -129,6 +129,7 @@ def test_a_run_stores_estimates_beside_the_truth_and_the_view_summarises_them(tm
     assert "href='mi_calibration/index.html'" in index and "calibration: ksg" in index
     page = (tmp_path / "reports" / "mi_calibration" / "index.html").read_text()
     assert "src='../vega-bundle.js'" in page and page.count("vegaEmbed('#chart-") == 1
+    assert "<th>pairs</th>" in page and "<td>label pairs</td>" in page and "<td>i_sl</td>" not in page
 
 
 def test_a_v3_file_is_migrated_and_takes_calibration_rows(tmp_path, capsys):
