@@ -177,15 +177,18 @@ def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | N
         "(mean estimate - truth) / truth: -0.5 reads half the truth.</p>"
     )
     page.text("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in summary_lines(cal)) + "</ul>")
-    table = summary(cal)
-    if "quantity" in table.columns:  # in words: the stored i_ts / i_sl are not the study's quantities
-        table = table.with_columns(pl.col("quantity").replace(QUANTITY_KIND)).rename({"quantity": "pairs"})
-    page.table("summary", "Per estimator: relative bias over every calibrated shape", table)
+
+    def in_words(table: pl.DataFrame) -> pl.DataFrame:  # the stored i_ts / i_sl are not the study's quantities
+        if "quantity" not in table.columns:
+            return table
+        return table.with_columns(pl.col("quantity").replace(QUANTITY_KIND)).rename({"quantity": "pairs"})
+
+    page.table("summary", "Per estimator: relative bias over every calibrated shape", in_words(summary(cal)))
     caption = "Relative bias by pair (rows) and dimension (columns), averaged over true MI and n"
     page.table("by_shape", caption, by_shape(cal))
     with alt.data_transformers.disable_max_rows():
         page.chart("estimate_vs_truth", chart(cal))
-    page.table("calibration", "Every shape: estimate vs truth over seeds (nats)", cal)
+    page.table("calibration", "Every shape: estimate vs truth over seeds (nats)", in_words(cal))
     return page.write(CALIBRATION, shared_bundle)
 
 

@@ -334,3 +334,17 @@ def test_gpu_options_on_a_cpu_train_exactly_as_without_and_say_why(regression_da
         train_stacked(recipe, members, "cpu")
     monkeypatch.setenv("CCHSWEEP_CUDA_GRAPHS", "on")
     assert _max_diff(plain, train_stacked(recipe, members, "cpu")) == 0.0
+
+
+@pytest.mark.gpu  # opt-in: pytest -m gpu on a machine with CUDA (benchmarks/cuda_check.py runs the same there)
+def test_one_cuda_graph_per_step_trains_as_the_eager_stack(regression_data):
+    from cchsweep.stack import Options
+
+    x1, x2, y, teacher = (t.cuda() for t in regression_data)
+    members = _regression_members((x1, x2, y, teacher))
+    recipe = _regression(epochs=3, batch_size=64)  # 6 full batches and a 16-row tail per epoch
+    opts = Options(graphs=True)
+    graphed = train_stacked(recipe, members, "cuda", options=opts)
+    assert opts.blocked is None and opts.replays == 3 * 6 - 3  # every full batch after 3 warm-up steps
+    assert _max_diff(train_stacked(recipe, members, "cuda", options=Options()), graphed) < 1e-3 * recipe.lr
+    assert _max_diff(train_single(recipe, members, "cuda"), graphed) < 1e-3 * recipe.lr
