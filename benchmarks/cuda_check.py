@@ -17,8 +17,8 @@ reference functions directly, the way a Ray worker does. Prints JSON lines:
   tf32         (CUDA) TF32 vs float32 test accuracy of 4 MNIST MLPs: within_seed_noise (the mean
                change at most sqrt(2) seed SDs, what re-seeding moves) says whether TF32 may become
                a default (a finding; it does not fail the check)
-  bundle_graphs (CUDA) the bundle check again with CCHSWEEP_CUDA_GRAPHS=1 (tcga_fusion's Dropout
-               keeps it eager: blocked, by design)
+  bundle_graphs (CUDA) each bundle again with CCHSWEEP_CUDA_GRAPHS=1, against the eager bundle
+               (tcga_fusion's Dropout keeps it eager: blocked, by design)
   summary      ok true when every difference is within the tolerances the CPU tests use
 """
 
@@ -248,10 +248,39 @@ def tf32(device: str, data_dir: str | None) -> dict:
     )
 
 
+def worst_diffs(got, ref) -> dict[str, float]:
+    """The largest metric differences between two lists of records (MSE relative, the rest absolute)."""
+    worst: dict[str, float] = {}
+    for a, b in zip(got, ref):
+        for model in b.metrics:
+            for metric, value in b.metrics[model].items():
+                d = abs(a.metrics[model][metric] - value) / (abs(value) if metric == "mse" else 1.0)
+                worst[metric] = max(worst.get(metric, 0.0), d)
+    return worst
+
+
+def stacked_bundle(specs: list[dict], engine: dict, graphs_switch: str):
+    """One bundle through the stacked engine with CCHSWEEP_CUDA_GRAPHS set as a user would set it:
+    its records, wall seconds, and how many steps CUDA graphs replayed."""
+    os.environ[GRAPHS_ENV] = graphs_switch
+    t0, before = time.perf_counter(), GraphedStep.total_replays
+    try:
+        records = run_bundle(specs, engine)
+    finally:
+        os.environ[GRAPHS_ENV] = "0"
+    return records, time.perf_counter() - t0, GraphedStep.total_replays - before
+
+
+def bounds_ok(worst: dict[str, float], acc: float | None) -> bool:
+    """The CPU tests' bounds: MSE within 1e-3 relative, accuracy within `acc` (one test sample)."""
+    return worst.get("mse", 0.0) <= 1e-3 and worst.get("acc", 0.0) <= (acc or 1.0) + 1e-9
+
+
 def bundles(device: str, data_dir: str, graphs: bool = False) -> list[dict]:
-    """graphs: the same with CCHSWEEP_CUDA_GRAPHS=1, as a user switches them on (ok needs replays)."""
+    """Each smoke grid as one stacked bundle vs each point through the reference trial; with graphs,
+    the bundle again with CCHSWEEP_CUDA_GRAPHS=1 (as a user switches them on) vs the eager bundle
+    (ok needs the graphs to have replayed, except in tcga_fusion, whose Dropout keeps it eager)."""
     rows = []
-    os.environ[GRAPHS_ENV] = "1" if graphs else "0"
     cases = [
         ("synthetic_sigma12", ["mi_estimator=ksg", "epochs=10"], None),
         ("mnist_blur", ["mi_estimator=ksg", "epochs=3"], 0.02),  # near-chance smoke students: see test_stack
@@ -264,39 +293,50 @@ def bundles(device: str, data_dir: str, graphs: bool = False) -> list[dict]:
         specs = [t.to_dict() for t in plan.trials]
         root = Path(tempfile.mkdtemp(prefix="cuda_check_"))
         engine = {"cpus": 1, "gpu": 1.0, "data_dir": data_dir, "device": device}
-        if STUDIES[study].prepare is not None:
-            STUDIES[study].prepare(Path(data_dir), root / "s", [{**t.settings, **t.params} for t in plan.trials])
-            STUDIES[study].prepare(Path(data_dir), root / "r", [{**t.settings, **t.params} for t in plan.trials])
-        t0, replayed = time.perf_counter(), GraphedStep.total_replays
-        got = run_bundle(specs, {**engine, "cache_dir": str(root / "s")})
-        stacked_s, replayed = time.perf_counter() - t0, GraphedStep.total_replays - replayed
+        for cache in ("s", "r", "g") if graphs else ("s", "r"):
+            if STUDIES[study].prepare is not None:
+                STUDIES[study].prepare(Path(data_dir), root / cache, [{**t.settings, **t.params} for t in plan.trials])
+
+        got, stacked_s, _ = stacked_bundle(specs, {**engine, "cache_dir": str(root / "s")}, "0")
         failed = [r.error for r in got if r.status != "ok"]
         if failed:
-            rows.append(emit(check="bundle_graphs" if graphs else "bundle", study=study, error=failed[0], ok=False))
+            rows.append(emit(check="bundle", study=study, error=failed[0], ok=False))
             continue
         t0 = time.perf_counter()
         ref = [run_spec(s, {**engine, "cache_dir": str(root / "r")}) for s in specs]
         single_s = time.perf_counter() - t0
-        worst: dict[str, float] = {}
-        for a, b in zip(got, ref):
-            for model in b.metrics:
-                for metric, value in b.metrics[model].items():
-                    d = abs(a.metrics[model][metric] - value) / (abs(value) if metric == "mse" else 1.0)
-                    worst[metric] = max(worst.get(metric, 0.0), d)
-        ok = worst.get("mse", 0.0) <= 1e-3 and worst.get("acc", 0.0) <= (acc or 1.0) + 1e-9  # the CPU tests' bounds
-        ok = ok and (not graphs or replayed > 0 or study == "tcga_fusion")
+        worst = worst_diffs(got, ref)
         rows.append(
             emit(
-                check="bundle_graphs" if graphs else "bundle",
+                check="bundle",
                 study=study,
-                graph_replays=replayed,
                 points=len(specs),
                 device=got[0].device,
                 max_rel_mse_diff=worst.get("mse"),
                 max_acc_diff=worst.get("acc"),
                 stacked_s=round(stacked_s, 2),
                 single_s=round(single_s, 2),
-                ok=ok,
+                ok=bounds_ok(worst, acc),
+            )
+        )
+        if not graphs:
+            continue
+        graphed, graphed_s, replays = stacked_bundle(specs, {**engine, "cache_dir": str(root / "g")}, "1")
+        failed = [r.error for r in graphed if r.status != "ok"]
+        if failed:
+            rows.append(emit(check="bundle_graphs", study=study, error=failed[0], ok=False))
+            continue
+        worst = worst_diffs(graphed, got)
+        rows.append(
+            emit(
+                check="bundle_graphs",
+                study=study,
+                graph_replays=replays,
+                max_rel_mse_diff_vs_eager=worst.get("mse"),
+                max_acc_diff_vs_eager=worst.get("acc"),
+                graphed_s=round(graphed_s, 2),
+                eager_s=round(stacked_s, 2),
+                ok=bounds_ok(worst, acc) and (replays > 0 or study == "tcga_fusion"),
             )
         )
     return rows
@@ -314,9 +354,7 @@ def main() -> None:
         rows += graphs(args.device)
         rows.append(tf32(args.device, args.data_dir))
     if args.data_dir:
-        rows += bundles(args.device, args.data_dir)
-        if args.device.startswith("cuda"):
-            rows += bundles(args.device, args.data_dir, graphs=True)
+        rows += bundles(args.device, args.data_dir, graphs=args.device.startswith("cuda"))
     ok = all(r["ok"] for r in rows)
     emit(
         check="summary",
