@@ -316,6 +316,7 @@ def main() -> None:
             synthetic_graphs_s_per_model=round(syn_graphs, 4), synthetic_speedup_graphs=round(per_trial / syn_graphs, 1)
         )
     if args.full:
+        emit(**summary, grid_pending=True)  # the figures so far, in case the grid outlives a time limit
         if "graphs" in variants:  # the grid with the step graphs when they ran (TF32 stays off: see cuda_check)
             os.environ[GRAPHS_ENV] = "1"
         wall, via = grid_wall(device, args.data_dir)
