@@ -73,13 +73,31 @@ def max_state_diff(a, b) -> float:
     return diff / max(p.abs().max().item() for m in a for p in m.parameters())
 
 
+def mnist_recipe(lr: float, epochs: int) -> Recipe:
+    """The MNIST MLP (784-1024-256-10) with eq. (2)'s loss, SGD, batch 64."""
+    return Recipe(
+        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
+        mnist._loss,
+        mnist._stacked_loss,
+        "sgd",
+        lr,
+        epochs,
+        64,
+    )
+
+
+def synthetic_recipe(epochs: int, batch: int) -> Recipe:
+    """The synthetic MLP (100-64-1) with eq. (4)'s loss, Adam lr 0.01."""
+    return Recipe(lambda: MLP(100, [64], 1), synthetic._loss, synthetic._stacked_loss, "adam", 0.01, epochs, batch)
+
+
 def families(device: str) -> list[dict]:
     g = torch.Generator().manual_seed(0)
     rows = []
     x = torch.randn(1000, 100, generator=g).to(device)
     y = torch.randn(1000, 1, generator=g).to(device)
     t = (y * 0.5).to(device)
-    reg = Recipe(lambda: MLP(100, [64], 1), synthetic._loss, synthetic._stacked_loss, "adam", 0.01, 1, 250)
+    reg = synthetic_recipe(1, 250)
     members = [Member(0, 0, x, {"y": y, "teacher": y}, {"lam": 0.0})] + [
         Member(i, 1, x, {"y": y, "teacher": t}, {"lam": lam}) for i, lam in ((1, 0.3), (2, 0.8))
     ]
@@ -88,15 +106,7 @@ def families(device: str) -> list[dict]:
     xm = torch.rand(1024, 784, generator=g).to(device)
     ym = torch.randint(0, 10, (1024,), generator=g).to(device)
     logits = (torch.randn(1024, 10, generator=g) * 3).to(device)
-    cls = Recipe(
-        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
-        mnist._loss,
-        mnist._stacked_loss,
-        "sgd",
-        0.01,
-        1,
-        64,
-    )
+    cls = mnist_recipe(0.01, 1)
     members = [Member(0, 0, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0, "lam": 0.0})] + [
         Member(1, 1, xm, {"y": ym, "teacher": logits}, {"temperature": temp, "lam": 0.5}) for temp in (1.0, 3.0, 4.0)
     ]
@@ -147,20 +157,12 @@ def graphs(device: str) -> list[dict]:
     rows = []
     x = torch.randn(1100, 100, generator=g).to(device)
     y = torch.randn(1100, 1, generator=g).to(device)
-    reg = Recipe(lambda: MLP(100, [64], 1), synthetic._loss, synthetic._stacked_loss, "adam", 0.01, 3, 250)
+    reg = synthetic_recipe(3, 250)
     reg_members = [Member(i, i % 2, x, {"y": y, "teacher": y * 0.5}, {"lam": 0.4 * i}) for i in range(3)]
     xm = torch.rand(1056, 784, generator=g).to(device)
     ym = torch.randint(0, 10, (1056,), generator=g).to(device)
     logits = (torch.randn(1056, 10, generator=g) * 3).to(device)
-    cls = Recipe(
-        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
-        mnist._loss,
-        mnist._stacked_loss,
-        "sgd",
-        0.01,
-        2,
-        64,
-    )
+    cls = mnist_recipe(0.01, 2)
     cls_members = [
         Member(i, i % 2, xm, {"y": ym, "teacher": logits}, {"temperature": 1.0 + i, "lam": 0.5 * (i > 0)})
         for i in range(4)
@@ -213,15 +215,7 @@ def tf32(device: str, data_dir: str | None) -> dict:
     y = torch.from_numpy(yi[:10_000].astype("int64")).to(device)
     xte = torch.from_numpy(xt.reshape(-1, 784).astype("float32") / 255).to(device)
     yte = torch.from_numpy(yt.astype("int64")).to(device)
-    recipe = Recipe(
-        lambda: MLP(784, mnist.HIDDEN, 10, activation="leaky_relu"),
-        mnist._loss,
-        mnist._stacked_loss,
-        "sgd",
-        0.05,
-        3,
-        64,
-    )
+    recipe = mnist_recipe(0.05, 3)
     members = [
         Member(s, s, x, {"y": y, "teacher": torch.zeros(10_000, 10, device=device)}, {"temperature": 1.0, "lam": 0.0})
         for s in range(4)
