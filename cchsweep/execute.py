@@ -7,6 +7,7 @@ Trials never open the database: the record travels back to the driver in the Tun
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +31,9 @@ class WorkerContext:
     threads: int
     data_dir: Path | None = None
     report: Callable[[str], None] | None = None  # sends a progress line to the driver
-    min_interval: float = 10.0  # seconds between progress lines
+    min_interval: float = 10.0  # seconds between progress lines of one kind
     _last: float = field(default=float("-inf"), repr=False)
+    _kind: str = field(default="", repr=False)
 
     @property
     def cache_dir(self) -> Path:
@@ -44,9 +46,13 @@ class WorkerContext:
         return self.cache.cached_many(items, build)
 
     def progress(self, text: str) -> None:
+        """Lines of one kind (an epoch counter's: the same text up to its numbers) at most every
+        min_interval seconds; a line of a new kind (a new phase: training KD students, estimating
+        MI) at once, so the live view never shows a finished phase for the length of the next."""
         now = time.monotonic()
-        if self.report is not None and now - self._last >= self.min_interval:
-            self._last = now
+        kind = re.sub(r"\d+", "#", text)
+        if self.report is not None and (kind != self._kind or now - self._last >= self.min_interval):
+            self._last, self._kind = now, kind
             self.report(text)
 
 

@@ -90,3 +90,25 @@ def test_cosine_schedule_and_unknown_names():
         make_optimizer("rmsprop", [nn.Parameter(torch.zeros(1))], 0.1)
     with pytest.raises(ValueError, match="unknown schedule 'step'"):
         make_schedule("step", opt, 4)
+
+
+def test_live_progress_throttles_a_counter_but_never_hides_a_new_phase(tmp_path):
+    from cchsweep.cache import ArtifactCache
+    from cchsweep.execute import WorkerContext
+
+    shown = []
+    ctx = WorkerContext(ArtifactCache(tmp_path), "cpu", 1, None, shown.append, min_interval=3600)
+    ctx.progress("training 10 teachers and no-KD students")
+    for epoch in range(1, 201):
+        ctx.progress(f"10 teachers and no-KD students, epoch {epoch}/200")
+    ctx.progress("training 25 KD students")
+    ctx.progress("25 KD students, epoch 1/200")
+    ctx.progress("25 KD students, epoch 2/200")
+    ctx.progress("estimating MI: 25 artifacts, 25 estimates per quantity")
+    assert shown == ["training 10 teachers and no-KD students", "10 teachers and no-KD students, epoch 1/200",
+                     "training 25 KD students", "25 KD students, epoch 1/200",
+                     "estimating MI: 25 artifacts, 25 estimates per quantity"]
+    ctx.min_interval = 0.0  # past the interval, a counter's next line shows
+    ctx.progress("25 KD students, epoch 3/200")
+    ctx.progress("25 KD students, epoch 4/200")
+    assert shown[-2:] == ["25 KD students, epoch 3/200", "25 KD students, epoch 4/200"]
