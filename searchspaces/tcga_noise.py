@@ -57,8 +57,10 @@ SMOKE = dict(PAPER, epochs=20, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3)
 # determined on the gain: five seeds on 19 test patients cannot resolve the paper's sign change at
 # 40-60% noise (Table 5: +0.039 to -0.029).
 QUICK = dict(PAPER, **QUICK_MI)
-# paper: lmi at 300 epochs dominates (~15 s per estimate on 190 patients, ~180 of them)
-PAPER_COST = Cost(1800, False, "lmi at 300 epochs: ~15 s per estimate, ~180 estimates")
+# paper: measured alone on 2 cores (reproduce --profile paper --studies tcga_noise,tcga_fusion): 2,480 s.
+# lmi at 300 epochs dominates, and unevenly: the mRNA bundle's estimates stop early (602 s), the
+# RPPA bundle's run most of their 300 epochs (2,478 s), so one core idled for 31 minutes.
+PAPER_COST = Cost(2480, True, "50 trials, alone, in reproduce --profile paper; RPPA's bundle 4x mRNA's")
 
 PARAMS = {
     "cohort": Param(
