@@ -23,6 +23,13 @@ WITHIN = 0.10  # "calibrated" here: the mean estimate within 10% of the truth
 QUANTITY_KIND = {"i_ts": "representation pairs", "i_sl": "label pairs"}
 
 
+def in_words(table: pl.DataFrame) -> pl.DataFrame:
+    """A table with a `quantity` column as the page shows it: `pairs`, in QUANTITY_KIND's words."""
+    if "quantity" not in table.columns:
+        return table
+    return table.with_columns(pl.col("quantity").replace(QUANTITY_KIND)).rename({"quantity": "pairs"})
+
+
 def load_calibration(db_path: str | Path) -> pl.DataFrame:
     return read_sql(db_path, "SELECT * FROM mi_calibration")
 

@@ -162,7 +162,7 @@ def _calibration_note(db_path: str | Path, ok: pl.DataFrame) -> str | None:
 
 
 def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | None) -> Path:
-    from analysis.calibration import QUANTITY_KIND, by_shape, chart, load_calibration, summary, summary_lines
+    from analysis.calibration import by_shape, chart, in_words, load_calibration, summary, summary_lines
 
     cal = load_calibration(db_path)
     if cal.is_empty():
@@ -177,11 +177,6 @@ def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | N
         "(mean estimate - truth) / truth: -0.5 reads half the truth.</p>"
     )
     page.text("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in summary_lines(cal)) + "</ul>")
-
-    def in_words(table: pl.DataFrame) -> pl.DataFrame:  # the stored i_ts / i_sl are not the study's quantities
-        if "quantity" not in table.columns:
-            return table
-        return table.with_columns(pl.col("quantity").replace(QUANTITY_KIND)).rename({"quantity": "pairs"})
 
     page.table("summary", "Per estimator: relative bias over every calibrated shape", in_words(summary(cal)))
     caption = "Relative bias by pair (rows) and dimension (columns), averaged over true MI and n"

@@ -1,8 +1,9 @@
 """A training step as one CUDA graph, and TF32 matmuls: the two GPU options of the stacked engine.
 
 Both are opt-in (`CCHSWEEP_CUDA_GRAPHS=1`, `CCHSWEEP_TF32=1` in the environment of the process that
-trains, or train_stacked's `graphs=` / `tf32=`) until `benchmarks/gpu_check.sh` has shown on a GPU
-that they pay and keep results equal (graphs: to float rounding; TF32: within seed noise).
+trains, or train_stacked's `options=stack.Options(graphs=..., tf32=...)`) until
+`benchmarks/gpu_check.sh` has shown on a GPU that they pay and keep results equal (graphs: to
+float rounding; TF32: within seed noise).
 
 Why graphs: a stacked step (gather each member's batch, forward, loss, backward, optimizer step) is
 ~60 small kernels, so on a GPU it is bound by launching them, not by arithmetic (an H100 step of 32
