@@ -11,6 +11,9 @@ Prints one JSON line per measurement and a summary line ({"summary": true, ...})
                               (100-64-1, Adam, batch 500, n = 10,000, 300 epochs)
   synthetic_stacked_s_per_model    the stacked engine, the models of one paper-grid bundle
   synthetic_speedup
+  synthetic_floor_s_per_model the first layer's two matmuls alone (forward, weight gradient) at the stack's
+                              shape: what any exact engine must still compute per model on this device
+  synthetic_speedup_ceiling   per_trial / floor: the most any exact engine could gain here
   engine_graphs_s_per_student_epoch, engine_tf32_..., engine_graphs_tf32_... (GPU)
                               the same with one CUDA graph per step, TF32 matmuls, both; each with
                               speedup_vs_naive_<name>; synthetic_graphs_s_per_model likewise
@@ -195,6 +198,23 @@ def synthetic_models(device: str, k: int, epochs: int, graphs: bool = False):
     return per_trial, stacked, (time.perf_counter() - t0) / k * 300 / epochs if opts.replays else None
 
 
+def synthetic_floor(device: str, k: int) -> float:
+    """Per model, the arithmetic no exact engine can skip at the paper's synthetic settings: the first
+    layer's forward and weight gradient (the two [500, 100] x [100, 64] products of every step; the
+    rest of the network is ~1% of the FLOPs), run alone as one stack's bmm pair, 6,000 steps."""
+    x, w = torch.randn(k, 500, 100, device=device), torch.randn(k, 100, 64, device=device)
+    b, g = torch.randn(k, 1, 64, device=device), torch.randn(k, 500, 64, device=device)
+    reps = 50
+    for rep in range(reps + 5):
+        if rep == 5:
+            sync(device)
+            t0 = time.perf_counter()
+        torch.baddbmm(b, x, w)
+        torch.bmm(x.transpose(1, 2), g)
+    sync(device)
+    return (time.perf_counter() - t0) / reps / k * 6_000
+
+
 def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
     """Both MNIST paper grids' training, MI by KSG on 1,000 digits."""
     sets = ["--set", "mi_estimator=ksg", "--set", "mi_n=1000"]
@@ -285,10 +305,12 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - a failed capture: measure without it
         emit(measure="synthetic_graphs", error=f"{type(exc).__name__}: {exc}"[:300])
         per_trial, stacked, syn_graphs = synthetic_models(device, syn_k, syn_epochs)
+    floor = synthetic_floor(device, syn_k)
     emit(
         measure="synthetic_per_model_s",
         per_trial=per_trial,
         stacked=stacked,
+        floor=floor,
         stacked_graphs=syn_graphs,
         models=syn_k,
         epochs=syn_epochs,
@@ -306,6 +328,8 @@ def main() -> None:
         "synthetic_per_trial_s_per_model": round(per_trial, 3),
         "synthetic_stacked_s_per_model": round(stacked, 3),
         "synthetic_speedup": round(per_trial / stacked, 2),
+        "synthetic_floor_s_per_model": round(floor, 3),
+        "synthetic_speedup_ceiling": round(per_trial / floor, 1),
         "synthetic_models": syn_k,
     }
     for name, value in variants.items():

@@ -97,7 +97,7 @@ def plan_and_estimate(
     cpus = cpus or os.cpu_count() or 1
     todo = [t for t in plan.trials if t.key not in done]
     slots = max(1, int(cpus // plan.study.resources.cpu))
-    size = bundle_size or default_bundle_size(plan.study, len(todo), slots)
+    size = bundle_size or default_bundle_size(plan.study, todo, slots)
     groups = bundles(plan.study, todo, size)
     axes = "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in sorted(plan.grid.items()))
     lines = [

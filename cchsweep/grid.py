@@ -113,35 +113,113 @@ def _fmt(value: Any) -> str:
 MEMORY_BUDGET = 4 * 1024**3  # bytes per bundle: its data, models, optimizer state and activations
 
 
-def default_bundle_size(study: Study, n_points: int, slots: int) -> int:
-    """Spread the points over every free slot, so no worker idles (memory caps bundles further)."""
-    return 1 if study.bundle is None else max(1, -(-n_points // max(1, slots)))
+QUEUE_PER_SLOT = 3  # bundles per CPU worker: a queue that lets uneven bundle costs even out
 
 
-def bundles(study: Study, specs: Sequence[TrialSpec], size: int, budget: int = MEMORY_BUDGET) -> list[list[TrialSpec]]:
-    """Group grid points that may train together: equal in every parameter outside the study's
-    `bundle_vary` axes, ordered by those axes (so a bundle shares its outer ones, e.g. the seed),
-    at most `size` points and `budget` bytes (study.bundle_bytes) each, of even sizes. A study
-    without a bundle function runs one point per bundle."""
-    if study.bundle is None or size <= 1:
-        return [[s] for s in specs]
+def default_bundle_size(study: Study, specs: Sequence[TrialSpec], slots: int, gpu: bool = False) -> int:
+    """The bundle size a run uses unless told: every free slot busy, memory capping bundles further
+    (`bundles`, which also cuts them at the outermost vary axis it can).
+
+    On GPUs (a whole GPU per bundle, where big stacks pay) an even split over the slots. On CPUs,
+    where a stack gains little, the size whose bundles take the fewest waves of points over the
+    workers; of equals, when the grid holds points that can never share a bundle (another network
+    or data set, e.g. TCGA's two teacher modalities, whose bundles cost 4x each other), a queue of
+    QUEUE_PER_SLOT bundles per worker that evens their costs out, else the fewest bundles.
+    """
+    n = len(specs)
+    if study.bundle is None or n == 0:
+        return 1
+    slots = max(1, slots)
+    even = -(-n // slots)
+    if gpu:
+        return even
+    groups = _groups(study, specs)
+    lengths = {len(g) for g in groups}
+    sizes = {even} | {-(-length // c) for length in lengths for c in range(1, min(length, 64) + 1)}
+    best: tuple[tuple[int, int, int], int] | None = None
+    for size in sorted(s for s in sizes if s <= even):
+        packed = bundles(study, specs, size)
+        count = len(packed)
+        queue = 0 if len(groups) > 1 and count >= QUEUE_PER_SLOT * slots else 1
+        score = (-(-count // slots) * max(map(len, packed)), queue, count)
+        if best is None or score < best[0]:
+            best = (score, size)
+    return best[1] if best is not None else even
+
+
+def _groups(study: Study, specs: Sequence[TrialSpec]) -> list[list[TrialSpec]]:
+    """Points that may share a bundle (equal outside `bundle_vary`), each sorted by those axes."""
     vary = study.bundle_vary
     groups: dict[tuple, list[TrialSpec]] = {}
     for s in specs:
         fixed = tuple(sorted((k, repr(v)) for k, v in s.params.items() if k not in vary))
         groups.setdefault(fixed, []).append(s)
+    return [sorted(g, key=lambda s: tuple(s.params.get(k, 0) for k in vary)) for g in groups.values()]
+
+
+def _blocks(members: list[TrialSpec], axes: Sequence[str]) -> list[list[TrialSpec]]:
+    """Runs of consecutive points equal on `axes` (the outer vary axes)."""
     out: list[list[TrialSpec]] = []
-    for members in groups.values():
-        members = sorted(members, key=lambda s: tuple(s.params.get(k, 0) for k in vary))
-        target = -(-len(members) // -(-len(members) // size))  # even sizes, none above `size`
-        current: list[TrialSpec] = []
-        for spec in members:
-            if current and (len(current) >= target or _bytes(study, [*current, spec]) > budget):
-                out.append(current)
-                current = []
-            current.append(spec)
-        out.append(current)
+    for s in members:
+        if out and all(out[-1][0].params.get(a) == s.params.get(a) for a in axes):
+            out[-1].append(s)
+        else:
+            out.append([s])
     return out
+
+
+def _pack(blocks: list[list[TrialSpec]], size: int) -> list[list[TrialSpec]] | None:
+    """Consecutive blocks into the fewest bundles of at most `size` points, spread evenly by count
+    (greedy where even spreading would overfill one); None if a block is bigger than `size`."""
+    if max(map(len, blocks)) > size:
+        return None
+    count, filled = 0, size
+    for b in blocks:
+        if filled + len(b) > size:
+            count, filled = count + 1, 0
+        filled += len(b)
+    cuts = [-(-j * len(blocks) // count) for j in range(count + 1)]
+    spread = [sum(blocks[cuts[j] : cuts[j + 1]], []) for j in range(count)]
+    if max(map(len, spread)) <= size:
+        return spread
+    greedy: list[list[TrialSpec]] = []
+    for b in blocks:
+        if not greedy or len(greedy[-1]) + len(b) > size:
+            greedy.append([])
+        greedy[-1].extend(b)
+    return greedy
+
+
+def bundles(study: Study, specs: Sequence[TrialSpec], size: int, budget: int = MEMORY_BUDGET) -> list[list[TrialSpec]]:
+    """Group grid points that may train together: equal in every parameter outside the study's
+    `bundle_vary` axes, ordered by those axes (so a bundle shares its outer ones, e.g. the seed),
+    at most `size` points and `budget` bytes (study.bundle_bytes) each, of even sizes. Of the
+    packings into the fewest bundles `size` allows, the one cut at the outermost axis (whole seeds
+    where it can: points of one seed share its teachers, and two bundles that both need one wait
+    on each other's lock). A study without a bundle function runs one point per bundle."""
+    if study.bundle is None or size <= 1:
+        return [[s] for s in specs]
+    vary = study.bundle_vary
+    out: list[list[TrialSpec]] = []
+    for members in _groups(study, specs):
+        fewest = -(-len(members) // size)
+        for level in range(len(vary) + 1):  # level len(vary): single points, always packs
+            packed = _pack(_blocks(members, vary[:level]) if level < len(vary) else [[s] for s in members], size)
+            if packed is not None and len(packed) == fewest:
+                break
+        for group in packed or [members]:
+            out.extend(_under_budget(study, group, budget))
+    return out
+
+
+def _under_budget(study: Study, members: list[TrialSpec], budget: int) -> list[list[TrialSpec]]:
+    """`members` as one bundle if it fits the memory budget, else in the fewest even runs that do."""
+    for count in range(1, len(members) + 1):
+        cuts = [-(-j * len(members) // count) for j in range(count + 1)]
+        runs = [members[cuts[j] : cuts[j + 1]] for j in range(count)]
+        if all(_bytes(study, run) <= budget for run in runs):
+            return runs
+    return [[s] for s in members]
 
 
 def _bytes(study: Study, specs: Sequence[TrialSpec]) -> int:

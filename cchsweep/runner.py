@@ -102,7 +102,7 @@ def run_sweep(
     cpus = plan.study.resources.cpu
     slots = int(resources.get("GPU", 0) // gpu_fraction) if gpu_fraction else int(resources.get("CPU", 1) // cpus)
     if bundle_size is None:
-        bundle_size = default_bundle_size(plan.study, len(grid_todo), slots)
+        bundle_size = default_bundle_size(plan.study, grid_todo, slots, gpu=bool(gpu_fraction))
     groups = bundles(plan.study, grid_todo, bundle_size)
     run_id = new_run_id(plan.study.name)
     started = datetime.now(timezone.utc)

@@ -292,19 +292,23 @@ def _fit(recipe: Recipe, model: nn.Module, inputs: torch.Tensor, loss, seed: int
 
 
 class RowPool:
-    """Distinct tensors stored once, [M * n, ...] flat, and the row offset of each member's tensor."""
+    """Distinct tensors stored once, [M * n, ...] flat, and the row offset of each member's tensor.
+
+    Tensors are the same when they view the same memory the same way, so `x[tr]` taken once per
+    member (a new view each time) is stored once, not once per member."""
 
     def __init__(self, tensors: Sequence[torch.Tensor]):
-        ids: dict[int, int] = {}
+        ids: dict[tuple, int] = {}
         distinct: list[torch.Tensor] = []
         for t in tensors:
-            if id(t) not in ids:
-                ids[id(t)] = len(distinct)
+            if view_key(t) not in ids:
+                ids[view_key(t)] = len(distinct)
                 distinct.append(t)
         self.shared = len(distinct) == 1
+        self.distinct = len(distinct)
         self.data = distinct[0] if self.shared else torch.cat(distinct)
         n = distinct[0].shape[0]
-        self.offset = torch.tensor([ids[id(t)] * n for t in tensors], device=self.data.device)[:, None]
+        self.offset = torch.tensor([ids[view_key(t)] * n for t in tensors], device=self.data.device)[:, None]
 
     def gather(self, idx: torch.Tensor, shared_idx: bool, k: int) -> torch.Tensor:
         """Rows idx [K, B] of each member's tensor: [K, B, ...] (index_select: the fast CPU gather)."""
@@ -318,6 +322,11 @@ class RowPool:
         """Rows idx [K', B] of the tensors of `members` (a subset of the K, in order): [K', B, ...]."""
         flat = idx + self.offset[list(members)]
         return self.data.index_select(0, flat.reshape(-1)).view(*idx.shape, *self.data.shape[1:])
+
+
+def view_key(t: torch.Tensor) -> tuple:
+    """What makes two tensors the same values: the memory they view, and how they view it."""
+    return (t.device, t.dtype, t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape), t.stride())
 
 
 CPU_STACK_BYTES = 32 * 1024**2  # on a CPU, a stack's weights stay cache-sized (measured: see README)

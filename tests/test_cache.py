@@ -49,3 +49,39 @@ def test_key_is_the_config_not_its_order(tmp_path):
         cache.cached("k", cfg, lambda: calls.append(1) or {"x": torch.zeros(1)})
     assert len(calls) == 2
     assert [e.hit for e in cache.events] == [False, True, False]
+
+
+def _overlap(root, log, barrier, name, items):
+    cache = ArtifactCache(root)
+    barrier.wait()
+
+    def build(missing):
+        with open(log, "a") as f:
+            f.write(f"start {name} {','.join(items[i] for i in missing)}\n")
+        time.sleep(1.0)  # the other process arrives while this one builds
+        with open(log, "a") as f:
+            f.write(f"end {name}\n")
+        return [{"w": torch.tensor([ord(items[i])])} for i in missing]
+
+    values = cache.cached_many([("teacher", {"seed": s}) for s in items], build)
+    assert [int(v["w"]) for v in values] == [ord(s) for s in items]  # each its own artifact, whoever built it
+
+
+def test_bundles_sharing_an_artifact_build_their_own_at_once_and_wait_only_for_it(tmp_path):
+    # two bundles that share seed "b"'s teacher: each builds what only it needs (a, c) straight
+    # away, one of them "b" too, and the other waits for "b" alone, never for the whole of the other
+    log = tmp_path / "log.txt"
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_overlap, args=(tmp_path / "c", log, barrier, name, items))
+             for name, items in (("A", ["a", "b"]), ("B", ["b", "c"]))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    lines = log.read_text().splitlines()
+    assert [line.split()[0] for line in lines[:2]] == ["start", "start"]  # both built at once
+    built = [item for line in lines if line.startswith("start") for item in line.split()[2].split(",")]
+    assert sorted(built) == ["a", "b", "c"]  # each artifact built once
+    assert not list((tmp_path / "c").rglob("*.tmp"))

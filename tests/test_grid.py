@@ -72,7 +72,7 @@ def test_bundles_share_everything_but_their_vary_axes_within_size_and_memory():
     from searchspaces import STUDIES
 
     paper = plan(SIGMA12, "paper")  # 8 sigma12 x 10 seeds
-    assert default_bundle_size(SIGMA12, len(paper.trials), slots=2) == 40
+    assert default_bundle_size(SIGMA12, paper.trials, slots=2, gpu=True) == 40  # a GPU each: an even split
     two = bundles(SIGMA12, paper.trials, 40)
     assert [len(b) for b in two] == [40, 40]
     assert [sorted({t.params["seed"] for t in b}) for b in two] == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]]  # seed-major
@@ -89,6 +89,65 @@ def test_bundles_share_everything_but_their_vary_axes_within_size_and_memory():
     assert len(small) > 2 and all(SIGMA12.bundle_bytes([{**t.settings, **t.params} for t in b]) <= budget
                                   for b in small)
     fusion = STUDIES["tcga_fusion"]  # FusionNet stacks too: one bundle per teacher modality, seeds inside
-    groups = bundles(fusion, plan(fusion, "paper").trials, default_bundle_size(fusion, 10, slots=2))
+    groups = bundles(fusion, plan(fusion, "paper").trials, default_bundle_size(fusion, plan(fusion, "paper").trials,
+                                                                               slots=2, gpu=True))
     assert sorted((b[0].params["teacher_modality"], [t.params["seed"] for t in b]) for b in groups) == [
         ("mrna", [0, 1, 2, 3, 4]), ("rppa", [0, 1, 2, 3, 4])]
+
+
+def _seeds(group):
+    return sorted({t.params["seed"] for t in group})
+
+
+def test_cpu_bundles_queue_up_where_the_grid_mixes_networks_of_uneven_cost():
+    from cchsweep.grid import QUEUE_PER_SLOT, bundles, default_bundle_size
+    from searchspaces import STUDIES
+
+    # tcga_noise mixes two teacher modalities (never one bundle). RPPA's bundle cost ~4x mRNA's
+    # (measured), so one bundle each left a core idle for most of the run: now one (modality, seed)
+    # per bundle, a queue of ten for 2 workers. A GPU run keeps one big stack per modality.
+    tcga = STUDIES["tcga_noise"]
+    trials = plan(tcga, "paper").trials
+    groups = bundles(tcga, trials, default_bundle_size(tcga, trials, slots=2))
+    assert len(groups) == 10 >= QUEUE_PER_SLOT * 2
+    assert all(len(g) == 5 and len(_seeds(g)) == 1 and len({t.params["teacher_modality"] for t in g}) == 1
+               for g in groups)
+    assert len(bundles(tcga, trials, default_bundle_size(tcga, trials, slots=2, gpu=True))) == 2
+    # one network, points of even cost: the fewest bundles that fill the workers, as big stacks
+    for name, profile, sizes in (("mnist_blur", "paper", [50, 50]), ("mnist_blur", "quick", [3, 3]),
+                                 ("synthetic_sigma12", "paper", [40, 40])):
+        study = STUDIES[name]
+        trials = plan(study, profile).trials
+        assert [len(g) for g in bundles(study, trials, default_bundle_size(study, trials, slots=2))] == sizes
+    # more workers than a 2-way split needs: every worker gets work, bundles as even as the grid allows
+    mnist = STUDIES["mnist_blur"]
+    trials = plan(mnist, "paper").trials
+    groups = bundles(mnist, trials, default_bundle_size(mnist, trials, slots=16))
+    assert len(groups) >= 16 - 1 and max(map(len, groups)) - min(map(len, groups)) <= 1
+    assert sorted(t.key for g in groups for t in g) == sorted(t.key for t in trials)
+
+
+def test_a_bundle_cap_packs_whole_seeds_when_that_takes_no_more_bundles():
+    from cchsweep.grid import bundles
+    from searchspaces import STUDIES
+
+    mnist = STUDIES["mnist_blur"]
+    trials = plan(mnist, "paper").trials  # 5 seeds x 20 points
+    assert [_seeds(g) for g in bundles(mnist, trials, 40)] == [[0, 1], [2, 3], [4]]  # 3 bundles either way
+    halves = bundles(mnist, trials, 50)  # whole seeds would take 3: the cap's 2 cut seed 2 in half
+    assert [len(g) for g in halves] == [50, 50] and [_seeds(g) for g in halves] == [[0, 1, 2], [2, 3, 4]]
+    assert len(bundles(mnist, trials, 10)) == 10 and all(len(_seeds(g)) == 1 for g in bundles(mnist, trials, 10))
+
+
+def test_the_memory_budget_splits_a_bundle_evenly():
+    from cchsweep.grid import bundles
+    from searchspaces import STUDIES
+
+    mnist = STUDIES["mnist_blur"]
+    trials = plan(mnist, "paper").trials
+    seed_major = bundles(mnist, trials, 100, budget=10**12)[0]
+    assert len(seed_major) == 100  # one bundle where memory is no limit (the 4 GB default makes it 50 + 50)
+    budget = mnist.bundle_bytes([{**t.settings, **t.params} for t in seed_major[:30]])  # 30 points' bytes
+    groups = bundles(mnist, trials, 100, budget=budget)
+    assert [len(g) for g in groups] == [25, 25, 25, 25]  # the fewest even runs that fit: not 30, 30, 30, 10
+    assert all(mnist.bundle_bytes([{**t.settings, **t.params} for t in g]) <= budget for g in groups)

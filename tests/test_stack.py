@@ -19,7 +19,7 @@ from cchsweep.kd import (
     stacked_regression_kd_losses,
 )
 from cchsweep.models import MLP
-from cchsweep.stack import Member, Recipe, StackedNet, train_single, train_stacked
+from cchsweep.stack import Member, Recipe, RowPool, StackedNet, train_single, train_stacked
 from searchspaces import STUDIES
 
 
@@ -155,6 +155,19 @@ def test_stacked_members_must_share_their_row_count():
                       {"lam": 0.0})]
     with pytest.raises(ValueError, match="share their number of training rows"):
         train_stacked(recipe, members, "cpu")
+
+
+def test_row_pool_stores_each_distinct_view_once_and_gathers_each_members_rows():
+    x, other = torch.arange(60.0).reshape(20, 3), torch.arange(60.0, 90.0).reshape(10, 3)
+    tr = slice(0, 10)
+    views = [x[tr], x[tr], other, x[tr], x[10:]]  # x[tr] taken per member: three views, one tensor
+    pool = RowPool(views)
+    assert pool.distinct == 3 and pool.data.shape == (30, 3)
+    idx = torch.tensor([[0, 9], [1, 2], [3, 4], [5, 6], [7, 8]])
+    rows = pool.gather(idx, False, 5)
+    for k, v in enumerate(views):
+        assert torch.equal(rows[k], v[idx[k]])
+    assert RowPool([x[tr], x[tr].clone()]).distinct == 2  # equal values elsewhere in memory: not merged
 
 
 # --- whole trials: a bundle through the stacked engine vs each point through the reference trial ----------
