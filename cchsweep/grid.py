@@ -195,8 +195,9 @@ def bundles(study: Study, specs: Sequence[TrialSpec], size: int, budget: int = M
     `bundle_vary` axes, ordered by those axes (so a bundle shares its outer ones, e.g. the seed),
     at most `size` points and `budget` bytes (study.bundle_bytes) each, of even sizes. Of the
     packings into the fewest bundles `size` allows, the one cut at the outermost axis (whole seeds
-    where it can: points of one seed share its teachers, and two bundles that both need one wait
-    on each other's lock). A study without a bundle function runs one point per bundle."""
+    where it can: points of one seed share its teachers, which a seed cut in two builds in one
+    bundle while the other waits for them). A study without a bundle function runs one point per
+    bundle."""
     if study.bundle is None or size <= 1:
         return [[s] for s in specs]
     vary = study.bundle_vary
