@@ -32,7 +32,9 @@ STUDY = Study(
         "paper": Profile(
             grid=GRID,
             settings=dict(PAPER, mi_repeats=10),
-            cost=Cost(2_700, False, "300 latentmi estimates at 300 epochs on 190 patients, ~15 s each"),
+            # the mRNA half measured (its 5 points: 2,529 s on one core, 2026-11-30); RPPA's 861 patients
+            # scaled from it by rows (lmi's cost is linear in them: ~4.5x); the two over 2 cores
+            cost=Cost(7_000, False, "mRNA's half measured at 42 min on one core, RPPA's 861 patients ~4.5x that"),
         ),
         "smoke": Profile(
             grid={

@@ -59,8 +59,11 @@ SMOKE = dict(PAPER, epochs=20, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3)
 QUICK = dict(PAPER, **QUICK_MI)
 # paper: measured alone on 2 cores (reproduce --profile paper --studies tcga_noise,tcga_fusion): 2,480 s.
 # lmi at 300 epochs dominates, and unevenly: the mRNA bundle's estimates stop early (602 s), the
-# RPPA bundle's run most of their 300 epochs (2,478 s), so one core idled for 31 minutes.
-PAPER_COST = Cost(2480, True, "50 trials, alone, in reproduce --profile paper; RPPA's bundle 4x mRNA's")
+# RPPA bundle's run most of their 300 epochs (2,478 s), so one core idled for 31 minutes. The CPU planner
+# now queues 10 bundles (one modality and seed each): ~(602 + 2,478) / 2 s of work per core, ~30 min.
+PAPER_COST = Cost(
+    2480, True, "50 trials, alone, in the former 2 bundles, RPPA's 4x mRNA's; the 10 now should take ~30 min"
+)
 
 PARAMS = {
     "cohort": Param(
@@ -158,7 +161,7 @@ STUDY = Study(
         "quick": Profile(
             grid=_grid("brca", ["mrna", "rppa"], NOISE, SEEDS),
             settings=QUICK,
-            cost=Cost(393, True, "50 trials, alone, in reproduce --profile quick"),
+            cost=Cost(289, True, "50 trials, alone, in 10 bundles: 381 s in the former 2"),
         ),
     },
     trial=crossmodal_trial,
