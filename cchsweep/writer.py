@@ -108,7 +108,7 @@ class DuckDBWriter(Callback):
         number = self._bundle_numbers.setdefault(trial.trial_id, len(self._bundle_numbers) + 1)
         elapsed = time.monotonic() - self._started
         print(
-            f"[bundle {number}/{self.bundles} {elapsed:6.0f}s] {len(specs)} points: {text}",
+            f"[bundle {number}/{self.bundles} {elapsed:6.0f}s] {len(specs)} point{'s' * (len(specs) != 1)}: {text}",
             file=sys.stderr,
             flush=True,
         )

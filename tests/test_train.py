@@ -112,3 +112,22 @@ def test_live_progress_throttles_a_counter_but_never_hides_a_new_phase(tmp_path)
     ctx.progress("25 KD students, epoch 3/200")
     ctx.progress("25 KD students, epoch 4/200")
     assert shown[-2:] == ["25 KD students, epoch 3/200", "25 KD students, epoch 4/200"]
+
+
+def test_a_running_bundles_line_names_it_and_counts_its_points(capsys):
+    from types import SimpleNamespace
+
+    from cchsweep.record import PROGRESS_KEY
+    from cchsweep.writer import DuckDBWriter
+
+    writer = DuckDBWriter("unused.duckdb", "run", total=3, bundles=2)
+    writer.setup()
+    one = SimpleNamespace(trial_id="a", config={"bundle": [{"key": "k1"}]})
+    two = SimpleNamespace(trial_id="b", config={"bundle": [{"key": "k2"}, {"key": "k3"}]})
+    writer.on_trial_result(0, [], one, {PROGRESS_KEY: "training 1 KD student"})
+    writer.on_trial_result(0, [], two, {PROGRESS_KEY: "estimating MI"})
+    writer.on_trial_result(0, [], one, {PROGRESS_KEY: "estimating MI"})
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split("]", 1)[1] for line in lines] == [
+        " 1 point: training 1 KD student", " 2 points: estimating MI", " 1 point: estimating MI"]
+    assert [line[:12] for line in lines] == ["[bundle 1/2 ", "[bundle 2/2 ", "[bundle 1/2 "]
