@@ -3,7 +3,9 @@
 
 The estimate comes, in order of trust, from (1) this study's trials with the same profile and
 settings already in the database (their `seconds`, each a share of its bundle's wall time, were
-measured on the machine that ran them), else (2) the profile's recorded cost (`Profile.cost`: wall
+measured on the machine that ran them), when every trial left has stored ones of its group (equal
+outside `bundle_vary`: another group may be another network or data set, e.g. TCGA's RPPA
+pairing at ~4.5x mRNA's cost), else (2) the profile's recorded cost (`Profile.cost`: wall
 seconds of the whole profile on 2 CPU cores, measured end to end or estimated from unit costs,
 scaled to the trials left and the cores here), else nothing, said so. Settings changed with --set
 make (2) a rough guide, and it says that too. No GPU cost is recorded yet: on a GPU the CPU figure
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from cchsweep.grid import Plan, bundles, default_bundle_size
+from cchsweep.grid import Plan, TrialSpec, bundles, default_bundle_size
 from cchsweep.store import Store
 
 REFERENCE_CPUS = 2  # Profile.cost is for this many cores (the CI machine)
@@ -43,35 +45,51 @@ def stored_keys(db: Path, plan: Plan) -> set[str]:
         return set()
 
 
-def _history(db: Path, plan: Plan) -> tuple[int, float] | None:
-    """(trials, mean seconds) of this study's ok trials with the same profile and settings."""
+def _group(plan: Plan, params: dict) -> tuple:
+    """Trials that may share a bundle (equal outside bundle_vary) cost alike; others need not (TCGA's
+    RPPA pairing costs ~4.5x mRNA's). A study without bundles is one group."""
+    vary = plan.study.bundle_vary
+    if not vary:
+        return ()
+    return tuple(sorted((k, repr(v)) for k, v in params.items() if k not in vary))
+
+
+def _history(db: Path, plan: Plan) -> dict[tuple, list[float]]:
+    """Seconds of this study's ok trials with the same profile and settings, by group."""
     if not db.exists() or not plan.trials:
-        return None
+        return {}
     try:
         with Store(db).connect(read_only=True) as con:
             rows = con.execute(
-                "SELECT settings, seconds FROM trials WHERE study = ? AND profile = ? AND status = 'ok' "
+                "SELECT params, settings, seconds FROM trials WHERE study = ? AND profile = ? AND status = 'ok' "
                 "AND seconds IS NOT NULL",
                 [plan.study.name, plan.profile],
             ).fetchall()
     except duckdb.Error:  # not a results database: the run says so
-        return None
+        return {}
     settings = json.dumps(plan.trials[0].settings, sort_keys=True)
-    same = [s for text, s in rows if json.dumps(json.loads(text), sort_keys=True) == settings]
-    return (len(same), sum(same) / len(same)) if same else None
+    out: dict[tuple, list[float]] = {}
+    for params, text, seconds in rows:
+        if json.dumps(json.loads(text), sort_keys=True) == settings:
+            out.setdefault(_group(plan, json.loads(params)), []).append(seconds)
+    return out
 
 
-def estimate(plan: Plan, db: Path, n_todo: int, cpus: int) -> tuple[float | None, str]:
-    """(seconds or None, where the figure comes from) for n_todo of the plan's trials on `cpus` cores."""
+def estimate(plan: Plan, db: Path, todo: list[TrialSpec], cpus: int) -> tuple[float | None, str]:
+    """(seconds or None, where the figure comes from) for the `todo` trials on `cpus` cores."""
+    n_todo = len(todo)
     if n_todo == 0:
         return 0.0, "nothing to run"
     slots = max(1, int(cpus // plan.study.resources.cpu))
     history = _history(db, plan)
-    if history is not None:
-        n, mean = history
+    groups = [_group(plan, t.params) for t in todo]
+    if history and all(g in history for g in groups):  # stored trials like every one left
+        n = sum(len(history[g]) for g in set(groups))
+        seconds = sum(sum(history[g]) / len(history[g]) for g in groups)
         return (
-            n_todo * mean / slots,
-            f"{n} trials of this study, profile and settings already in {db.name} took {mean:.1f} s each",
+            seconds / slots,
+            f"{n} trials of this study, profile and settings already in {db.name} took "
+            f"{seconds / n_todo:.1f} s each on average",
         )
     cost = plan.study.profiles[plan.profile].cost
     if cost is None:
@@ -107,7 +125,7 @@ def plan_and_estimate(
     ]
     if plan.overridden:
         lines.append("overridden: " + ", ".join(f"{k}={v}" for k, v in sorted(plan.overridden.items())))
-    seconds, basis = estimate(plan, db, len(todo), cpus)
+    seconds, basis = estimate(plan, db, todo, cpus)
     if seconds is None or not todo:
         return [*lines, f"estimate: {basis}"], seconds
     gpu = " (a GPU is visible: the CPU figure is an upper bound, no GPU cost is recorded)" if _has_cuda() else ""

@@ -51,6 +51,28 @@ def test_the_estimate_uses_trials_already_measured_here(tmp_path):
     assert "none recorded for profile smoke" in plan_lines(other, db, set(), None, cpus=2)[-1]
 
 
+def test_stored_trials_speak_only_for_trials_that_could_share_their_bundle(tmp_path):
+    # tcga_estimators: the mRNA pairing's 5 trials stored (505 s each, as measured); RPPA's 861
+    # patients cost ~4.5x, so mRNA's time says nothing about RPPA's: the profile's cost is used
+    study = STUDIES["tcga_estimators"]
+    plan = grid.plan(study, "paper")
+    mrna = [t for t in plan.trials if t.params["teacher_modality"] == "mrna"]
+    store = Store(tmp_path / "r.duckdb")
+    store.ensure_schema()
+    store.write_trials([
+        TrialRecord(trial_key=t.key, study=plan.study.name, profile=plan.profile, params=t.params,
+                    settings=t.settings, task="classification", gain_metric="f1_weighted", kd_gain=0.0,
+                    seconds=505.0, run_id="r1")
+        for t in mrna])
+    done = {t.key for t in mrna}
+    line = plan_lines(plan, tmp_path / "r.duckdb", done, None, cpus=2)[-1]
+    assert "from the paper profile estimated from unit costs" in line and "already in" not in line
+    # one more mRNA seed to run (--seeds 6 adds seed 5 to both pairings; only mRNA's is asked here)
+    more = grid.plan(study, "paper", ["teacher_modality=mrna"], seeds=6)
+    line = plan_lines(more, tmp_path / "r.duckdb", done, None, cpus=2)[-1]
+    assert "5 trials of this study, profile and settings already in r.duckdb took 505.0 s each" in line
+
+
 @pytest.mark.parametrize("cpus,expected", [(2, "~10 min"), (8, "~2 min")])
 def test_the_estimate_scales_a_profiles_recorded_cost(tmp_path, cpus, expected):
     study = STUDIES["synthetic_sigma12"]
