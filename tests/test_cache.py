@@ -24,15 +24,21 @@ def _race(root, log, barrier):
         f.write(f"hit={cache.events[0].hit}\n")
 
 
-def test_racing_processes_build_once(tmp_path):
-    log = tmp_path / "log.txt"
-    barrier = mp.get_context("spawn").Barrier(4)
-    procs = [mp.get_context("spawn").Process(target=_race, args=(tmp_path / "c", log, barrier)) for _ in range(4)]
+def _run_all(target, argsets):
+    """Start one spawned process per argument tuple (each gets a shared barrier last), wait, check."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(len(argsets))
+    procs = [ctx.Process(target=target, args=(*args, barrier)) for args in argsets]
     for p in procs:
         p.start()
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
+
+
+def test_racing_processes_build_once(tmp_path):
+    log = tmp_path / "log.txt"
+    _run_all(_race, [(tmp_path / "c", log)] * 4)
     lines = log.read_text().split()
     assert lines.count("built") == 1
     assert sorted(line for line in lines if line.startswith("hit")) == ["hit=False", "hit=True", "hit=True", "hit=True"]
@@ -51,7 +57,7 @@ def test_key_is_the_config_not_its_order(tmp_path):
     assert [e.hit for e in cache.events] == [False, True, False]
 
 
-def _overlap(root, log, barrier, name, items):
+def _overlap(root, log, name, items, barrier):
     cache = ArtifactCache(root)
     barrier.wait()
 
@@ -71,15 +77,7 @@ def test_bundles_sharing_an_artifact_build_their_own_at_once_and_wait_only_for_i
     # two bundles that share seed "b"'s teacher: each builds what only it needs (a, c) straight
     # away, one of them "b" too, and the other waits for "b" alone, never for the whole of the other
     log = tmp_path / "log.txt"
-    ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(2)
-    procs = [ctx.Process(target=_overlap, args=(tmp_path / "c", log, barrier, name, items))
-             for name, items in (("A", ["a", "b"]), ("B", ["b", "c"]))]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(60)
-        assert p.exitcode == 0
+    _run_all(_overlap, [(tmp_path / "c", log, "A", ["a", "b"]), (tmp_path / "c", log, "B", ["b", "c"])])
     lines = log.read_text().splitlines()
     assert [line.split()[0] for line in lines[:2]] == ["start", "start"]  # both built at once
     built = [item for line in lines if line.startswith("start") for item in line.split()[2].split(",")]
