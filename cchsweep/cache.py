@@ -42,12 +42,12 @@ class ArtifactCache:
     ) -> list[Any]:
         """Every item's artifact; build(indices of absent ones) makes several in one call.
 
-        First the items no other process is building: their locks are taken without waiting and
-        the absent ones built together. Then the items another process held: their locks are
-        waited for (in sorted order: no deadlock between bundles asking for overlapping sets) and
-        whatever the other left absent is built. So two bundles sharing a seed's teacher build
-        their own in parallel and wait only for that one, never for each other's whole set. An
-        item listed twice is built once.
+        Items already written are read as they are. First the absent items no other process is
+        building: their locks are taken without waiting and those items built together. Then the
+        items another process held: their locks are waited for (in sorted order: no deadlock
+        between bundles asking for overlapping sets) and whatever the other left absent is built.
+        So two bundles sharing a seed's teacher build their own in parallel and wait only for that
+        one, never for each other's whole set. An item listed twice is built once.
         """
         keys = [config_hash(kind, config) for kind, config in items]
         paths = [Path(self.root) / kind / f"{key}.pt" for (kind, _), key in zip(items, keys)]
@@ -56,6 +56,9 @@ class ArtifactCache:
         taken: set[Path] = set()
         with ExitStack() as locks:
             for path in sorted(first):
+                if path.exists():  # written whole (renamed into place): readable without its lock
+                    taken.add(path)
+                    continue
                 path.parent.mkdir(parents=True, exist_ok=True)
                 lock = FileLock(str(path) + ".lock")
                 try:
