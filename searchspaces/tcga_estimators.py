@@ -32,9 +32,9 @@ STUDY = Study(
         "paper": Profile(
             grid=GRID,
             settings=dict(PAPER, mi_repeats=10),
-            # the mRNA half measured (its 5 points: 2,529 s on one core, 2026-11-30); RPPA's 861 patients
-            # scaled from it by rows (lmi's cost is linear in them: ~4.5x); the two over 2 cores
-            cost=Cost(7_000, False, "mRNA's half measured at 42 min on one core, RPPA's 861 patients ~4.5x that"),
+            # measured 2026-11-30 on one core each: mRNA's 5 points 2,529 s in one bundle; RPPA's (861
+            # patients) 2,068 and 2,098 s a point, bundles of one, 2 of 5 so far: ~12,950 s over 2 cores
+            cost=Cost(6_500, False, "mRNA's 5 points 42 min on one core, RPPA's ~35 min each (2 of 5 measured)"),
         ),
         "smoke": Profile(
             grid={
