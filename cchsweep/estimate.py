@@ -20,7 +20,7 @@ from pathlib import Path
 
 import duckdb
 
-from cchsweep.grid import Plan, TrialSpec, bundles, default_bundle_size
+from cchsweep.grid import Plan, TrialSpec, bundles, default_bundle_size, group_key
 from cchsweep.store import Store
 
 REFERENCE_CPUS = 2  # Profile.cost is for this many cores (the CI machine)
@@ -48,10 +48,7 @@ def stored_keys(db: Path, plan: Plan) -> set[str]:
 def _group(plan: Plan, params: dict) -> tuple:
     """Trials that may share a bundle (equal outside bundle_vary) cost alike; others need not (TCGA's
     RPPA pairing costs ~4.5x mRNA's). A study without bundles is one group."""
-    vary = plan.study.bundle_vary
-    if not vary:
-        return ()
-    return tuple(sorted((k, repr(v)) for k, v in params.items() if k not in vary))
+    return group_key(plan.study, params) if plan.study.bundle_vary else ()
 
 
 def _history(db: Path, plan: Plan) -> dict[tuple, list[float]]:

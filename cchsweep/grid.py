@@ -147,14 +147,23 @@ def default_bundle_size(study: Study, specs: Sequence[TrialSpec], slots: int, gp
     return best[1] if best is not None else even
 
 
+def group_key(study: Study, params: Mapping[str, Any]) -> tuple:
+    """Equal for points that may share a bundle: their parameters outside `bundle_vary`."""
+    return tuple(sorted((k, repr(v)) for k, v in params.items() if k not in study.bundle_vary))
+
+
 def _groups(study: Study, specs: Sequence[TrialSpec]) -> list[list[TrialSpec]]:
-    """Points that may share a bundle (equal outside `bundle_vary`), each sorted by those axes."""
-    vary = study.bundle_vary
+    """Points that may share a bundle, each group sorted by the `bundle_vary` axes."""
     groups: dict[tuple, list[TrialSpec]] = {}
     for s in specs:
-        fixed = tuple(sorted((k, repr(v)) for k, v in s.params.items() if k not in vary))
-        groups.setdefault(fixed, []).append(s)
-    return [sorted(g, key=lambda s: tuple(s.params.get(k, 0) for k in vary)) for g in groups.values()]
+        groups.setdefault(group_key(study, s.params), []).append(s)
+    return [sorted(g, key=lambda s: tuple(s.params.get(k, 0) for k in study.bundle_vary)) for g in groups.values()]
+
+
+def _even_runs(items: list, count: int) -> list[list]:
+    """`items` in `count` consecutive runs whose lengths differ by at most one, longer ones first."""
+    cuts = [-(-j * len(items) // count) for j in range(count + 1)]
+    return [items[cuts[j] : cuts[j + 1]] for j in range(count)]
 
 
 def _blocks(members: list[TrialSpec], axes: Sequence[str]) -> list[list[TrialSpec]]:
@@ -173,21 +182,13 @@ def _pack(blocks: list[list[TrialSpec]], size: int) -> list[list[TrialSpec]] | N
     (greedy where even spreading would overfill one); None if a block is bigger than `size`."""
     if max(map(len, blocks)) > size:
         return None
-    count, filled = 0, size
-    for b in blocks:
-        if filled + len(b) > size:
-            count, filled = count + 1, 0
-        filled += len(b)
-    cuts = [-(-j * len(blocks) // count) for j in range(count + 1)]
-    spread = [sum(blocks[cuts[j] : cuts[j + 1]], []) for j in range(count)]
-    if max(map(len, spread)) <= size:
-        return spread
     greedy: list[list[TrialSpec]] = []
     for b in blocks:
         if not greedy or len(greedy[-1]) + len(b) > size:
             greedy.append([])
         greedy[-1].extend(b)
-    return greedy
+    spread: list[list[TrialSpec]] = [sum(run, []) for run in _even_runs(blocks, len(greedy))]
+    return spread if max(map(len, spread)) <= size else greedy
 
 
 def bundles(study: Study, specs: Sequence[TrialSpec], size: int, budget: int = MEMORY_BUDGET) -> list[list[TrialSpec]]:
@@ -216,8 +217,7 @@ def bundles(study: Study, specs: Sequence[TrialSpec], size: int, budget: int = M
 def _under_budget(study: Study, members: list[TrialSpec], budget: int) -> list[list[TrialSpec]]:
     """`members` as one bundle if it fits the memory budget, else in the fewest even runs that do."""
     for count in range(1, len(members) + 1):
-        cuts = [-(-j * len(members) // count) for j in range(count + 1)]
-        runs = [members[cuts[j] : cuts[j + 1]] for j in range(count)]
+        runs = _even_runs(members, count)
         if all(_bytes(study, run) <= budget for run in runs):
             return runs
     return [[s] for s in members]
