@@ -111,6 +111,14 @@ class TrialContext(Protocol):
         """A line for the live progress (throttled by the engine)."""
 
 
+BASELINES = ("teacher or no-KD student", "teachers and no-KD students")  # what a bundle trains first
+
+
+def counted(n: int, one: str, many: str | None = None) -> str:
+    """'1 KD student', '25 KD students': a count for the live progress."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 TrialFn = Callable[[Mapping[str, Any], Mapping[str, Any], TrialContext], TrialOutput]
 # train(recipe, members, device) -> trained models: cchsweep.stack.train_stacked, or train_single (reference)
 TrainFn = Callable[..., list]

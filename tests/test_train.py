@@ -114,6 +114,15 @@ def test_live_progress_throttles_a_counter_but_never_hides_a_new_phase(tmp_path)
     assert shown[-2:] == ["25 KD students, epoch 3/200", "25 KD students, epoch 4/200"]
 
 
+def test_progress_counts_read_in_the_singular_for_one_model():
+    from cchsweep.study import BASELINES, counted
+
+    assert counted(1, "KD student") == "1 KD student"
+    assert counted(25, "KD student") == "25 KD students"
+    assert counted(1, *BASELINES) == "1 teacher or no-KD student"
+    assert counted(10, *BASELINES) == "10 teachers and no-KD students"
+
+
 def test_a_running_bundles_line_names_it_and_counts_its_points(capsys):
     from types import SimpleNamespace
 

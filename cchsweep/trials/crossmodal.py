@@ -32,7 +32,7 @@ from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
 from cchsweep.mi.triplet import MIRequest, cached_mi, mi_values
 from cchsweep.stack import Member, Recipe, train_single, train_stacked
-from cchsweep.study import MIValue, TrainFn, TrialContext, TrialOutput
+from cchsweep.study import BASELINES, MIValue, TrainFn, TrialContext, TrialOutput, counted
 from cchsweep.train import cpu_state, predict, represent, with_state
 
 ROLES = ("teacher", "student")
@@ -99,7 +99,7 @@ def no_kd_networks(
 
     def build(missing: list[int]) -> list[dict[str, torch.Tensor]]:
         members = [(roles[i][0].recipes[roles[i][1]], roles[i][0].member(roles[i][1])) for i in missing]
-        ctx.progress(f"training {len(members)} teachers and no-KD students")
+        ctx.progress(f"training {counted(len(members), *BASELINES)}")
         return [cpu_state(m) for m in train_grouped(train, members, _device(pairings[0]))]
 
     states = ctx.cached_many(items, build)
@@ -130,7 +130,7 @@ def run_bundle(
         t_logits = predict(teacher, p.teacher_noisy[0])  # the frozen teacher's soft targets, noisy input
         coefs = {"temperature": float(s["temperature"]), "lam": float(s["lam"])}
         kd_members.append((p.recipes["student"], p.member("student", t_logits, coefs)))
-    ctx.progress(f"training {len(kd_members)} KD students")
+    ctx.progress(f"training {counted(len(kd_members), 'KD student')}")
     kd_nets = train_grouped(train, kd_members, _device(pairings[0]))
     # every point's MI for every estimator: the missing estimates made together (lmi stacks them)
     requests, reps = [], []

@@ -30,7 +30,7 @@ from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import MIRequest, cached_mi, estimator_names, mi_values, triplet_pairs
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
-from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
+from cchsweep.study import BASELINES, Resources, TrainFn, TrialContext, TrialOutput, counted
 from cchsweep.train import cpu_state, predict, represent, with_state
 
 HIDDEN = [1024, 256]  # Table 11; the 256-unit layer is the representation H
@@ -132,7 +132,7 @@ def bundle(
                 student_seed = seed * 2 + 1
                 targets = {"y": y_tr, "teacher": no_teacher}
                 members.append(Member(student_seed, student_seed, mm[alpha, seed][0], targets, plain))
-        return [cpu_state(m) for m in _train(ctx, train, recipe, members, dev, "teachers and no-KD students")]
+        return [cpu_state(m) for m in _train(ctx, train, recipe, members, dev, BASELINES)]
 
     states = ctx.cached_many(items, build_baselines)
     nets = [with_state(recipe.build().to(dev), state) for state in states]
@@ -154,7 +154,7 @@ def bundle(
         )
         for s in pts
     ]
-    kd_models = _train(ctx, train, recipe, kd_members, dev, "KD students")
+    kd_models = _train(ctx, train, recipe, kd_members, dev, ("KD student", "KD students"))
 
     def mi_request(s: Mapping[str, Any], estimator: str) -> MIRequest:
         s = {**s, "mi_estimator": estimator}
@@ -203,9 +203,11 @@ ENGINE: dict[str, Any] = dict(
 )
 
 
-def _train(ctx: TrialContext, train: TrainFn, recipe: Recipe, members: list[Member], dev, what: str) -> list:
+def _train(
+    ctx: TrialContext, train: TrainFn, recipe: Recipe, members: list[Member], dev, what: tuple[str, str]
+) -> list:
     def on_epoch(epoch: int) -> None:
-        ctx.progress(f"{len(members)} {what}, epoch {epoch}/{recipe.epochs}")
+        ctx.progress(f"{counted(len(members), *what)}, epoch {epoch}/{recipe.epochs}")
 
-    ctx.progress(f"training {len(members)} {what}")
+    ctx.progress(f"training {counted(len(members), *what)}")
     return train(recipe, members, dev, on_epoch=on_epoch)

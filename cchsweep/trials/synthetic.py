@@ -26,7 +26,7 @@ from cchsweep.mi.gaussian import optimal_linear_mi
 from cchsweep.mi.triplet import MIRequest, cached_mi, estimator_names, mi_values, triplet_pairs
 from cchsweep.models import MLP
 from cchsweep.stack import Member, Recipe, reference_trial, train_stacked
-from cchsweep.study import Resources, TrainFn, TrialContext, TrialOutput
+from cchsweep.study import BASELINES, Resources, TrainFn, TrialContext, TrialOutput, counted
 from cchsweep.train import cpu_state, predict, represent, with_state
 
 DATA_KEYS = ("n_train", "n_test", "p", "sigma12", "sigma13", "sigma23", "seed")
@@ -85,7 +85,7 @@ def bundle(
             seed = d["seed"] * 2 + (role == "nokd")  # teacher seed*2, students seed*2+1 (init and order)
             x = d["x1"] if role == "teacher" else d["x2"]
             members.append(Member(seed, seed, x[tr], {"y": d["y"][tr], "teacher": d["y"][tr]}, {"lam": 0.0}))
-        ctx.progress(f"training {len(members)} teachers and no-KD students")
+        ctx.progress(f"training {counted(len(members), *BASELINES)}")
         return [cpu_state(m) for m in train(recipe, members, dev)]
 
     items = [(kind, d["cfg"]) for d in configs for kind in ("synthetic_teacher", "synthetic_nokd")]
@@ -103,7 +103,7 @@ def bundle(
         targets = {"y": d["y"][tr], "teacher": d["teacher_pred"]}
         kd_members.append(Member(seed, seed, d["x2"][tr], targets, {"lam": float(s["lam"])}))
     if kd_members:
-        ctx.progress(f"training {len(kd_members)} KD students")
+        ctx.progress(f"training {counted(len(kd_members), 'KD student')}")
     kd_models = dict(zip(map(id, kd_points), train(recipe, kd_members, dev)))
 
     # every point's MI triplet per estimator: the missing ones estimated together (lmi stacks them)

@@ -57,7 +57,7 @@ from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import COMPARED, MIRequest, cached_mi, estimator_names, mi_values, triplet_pairs
 from cchsweep.models import MLP, SeededDropout
 from cchsweep.stack import Member, Recipe, StackedLinear, copy_layers, reference_trial, stack_layers, train_stacked
-from cchsweep.study import TrainFn, TrialContext, TrialOutput
+from cchsweep.study import TrainFn, TrialContext, TrialOutput, counted
 from cchsweep.train import cpu_state, fit, predict, represent, with_state
 from cchsweep.trials import crossmodal
 
@@ -405,13 +405,13 @@ def fusion_bundle(
     items = [("tcga_fusion_direct", fp.key) for fp in fps]
 
     def build(missing: list[int]) -> list[dict[str, torch.Tensor]]:
-        ctx.progress(f"training {len(missing)} direct-fusion networks")
+        ctx.progress(f"training {counted(len(missing), 'direct-fusion network')}")
         nets = crossmodal.train_grouped(train, [(fps[i].recipe, fps[i].member()) for i in missing], dev)
         return [cpu_state(n) for n in nets]
 
     states = ctx.cached_many(items, build)
     directs = [with_state(fp.recipe.build().to(dev), st) for fp, st in zip(fps, states)]
-    ctx.progress(f"training {len(fps)} Fusion+KD networks")
+    ctx.progress(f"training {counted(len(fps), 'Fusion+KD network')}")
     kd_members = [(fp.recipe, fp.member(float(fp.s["temperature"]), float(fp.s["lam"]))) for fp in fps]
     kds = crossmodal.train_grouped(train, kd_members, dev)
     names = estimator_names(fps[0].s)
