@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cchsweep.errors import UsageError
 from cchsweep.study import Study
+
+MAX_TRIALS = 100_000  # grid points per run (the paper's largest grid has 1,440)
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
     if profile not in study.profiles:
         raise UsageError(f"study {study.name} has no profile {profile!r}; choose one of {', '.join(study.profiles)}")
     base = study.profiles[profile]
-    grid = {k: list(v) for k, v in base.grid.items()}
+    grid: dict[str, Sequence] = {k: list(v) for k, v in base.grid.items()}
     settings = dict(base.settings)
     overridden: dict[str, Any] = {}
     if seeds is not None:
@@ -52,7 +55,7 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
             raise UsageError(f"--seeds {seeds}: give at least 1 seed")
         if "seed" not in grid:
             raise UsageError(f"study {study.name} has no seed axis; drop --seeds")
-        grid["seed"] = list(range(seeds))
+        grid["seed"] = range(seeds)  # a list only once the grid's size is checked
     for item in overrides:
         name, values = _parse_override(study, item)
         if name in grid:
@@ -63,9 +66,16 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
             value = ",".join(dict.fromkeys(map(str, values))) if len(values) > 1 else values[0]  # many: "a,b"
             if value != settings[name]:
                 settings[name] = overridden[name] = value
-    specs = []
     names = sorted(grid)
-    for combo in itertools.product(*(grid[n] for n in names)):
+    points = math.prod(len(grid[n]) for n in names)
+    if points > MAX_TRIALS:  # checked before the grid is built: a billion seeds would fill the memory
+        raise UsageError(
+            f"the grid has {points:,} points ({' x '.join(f'{len(grid[n]):,} {n}' for n in names)}); "
+            f"a run holds at most {MAX_TRIALS:,}: give fewer --seeds or --set values"
+        )
+    axes = {n: list(v) for n, v in grid.items()}
+    specs = []
+    for combo in itertools.product(*(axes[n] for n in names)):
         params = dict(zip(names, combo))
         if study.validate is not None:
             try:
@@ -75,7 +85,7 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
         specs.append(
             TrialSpec(trial_key(study.name, profile, params, overridden), study.name, profile, params, settings)
         )
-    return Plan(study, profile, grid, settings, overridden, specs)
+    return Plan(study, profile, axes, settings, overridden, specs)
 
 
 def _parse_override(study: Study, item: str) -> tuple[str, list]:

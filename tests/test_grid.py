@@ -56,6 +56,7 @@ def test_overrides_and_seeds():
     (["epochs=1,2"], None, "takes one value"),
     (["mi_estimator=ouija"], None, "not one of"),
     ([], 0, "at least 1 seed"),
+    ([], 10**9, r"the grid has 2,000,000,000 points \(1 lam x 1,000,000,000 seed x 2 sigma12\); a run holds at most 100,000"),
 ])
 def test_bad_overrides_are_usage_errors(overrides, seeds, message):
     with pytest.raises(UsageError, match=message):
