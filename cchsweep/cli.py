@@ -30,7 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="run a study's grid with Ray Tune and store every trial in DuckDB")
     r.add_argument("study")
-    r.add_argument("--profile", default="paper", help="paper (the paper's grid and settings) or smoke (seconds on CPU)")
+    r.add_argument(
+        "--profile",
+        default="paper",
+        help="paper (the paper's grid and settings), quick (its design in minutes on a CPU, most studies) "
+        "or smoke (seconds on CPU)",
+    )
     r.add_argument("--db", default=DEFAULT_DB, help=f"results database (default ./{DEFAULT_DB})")
     r.add_argument("--storage", help="Tune state and artifact cache (default: beside --db, NAME.cchsweep/)")
     r.add_argument("--address", help="Ray cluster address, e.g. auto; default: an embedded local Ray")
