@@ -168,6 +168,25 @@ def check_switches() -> None:
             raise UsageError(str(exc)) from None
 
 
+def check_search_flags(args) -> None:
+    """--param, --range, --budget and --target belong to --search; the searched axis is not --set."""
+    given = [
+        flag
+        for flag, value, default in (
+            ("--param", args.param, None),
+            ("--range", args.value_range, None),
+            ("--budget", args.budget, 12),
+            ("--target", args.target, "mi_gap"),
+        )
+        if value != default
+    ]
+    if given and not args.search:
+        raise UsageError(f"{', '.join(given)} only apply to a search: add --search boundary, or drop them")
+    searched = [o for o in args.overrides if args.search and o.partition("=")[0].strip() == args.param]
+    if searched:
+        raise UsageError(f"--set {searched[0]}: the search chooses {args.param}'s values; drop this --set")
+
+
 def cmd_list(args) -> int:
     from searchspaces import STUDIES
 
@@ -188,7 +207,7 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cchsweep.grid import plan
-    from cchsweep.runner import check_reachable, check_writable, default_storage, run_sweep
+    from cchsweep.runner import check_reachable, check_writable, default_storage, gpu_per_trial, run_sweep
     from searchspaces import STUDIES
 
     if args.study not in STUDIES:
@@ -199,28 +218,38 @@ def cmd_run(args) -> int:
         raise UsageError(f"--max-failures {args.max_failures}: give 0 or more")
     if args.bundle_size is not None and args.bundle_size < 1:
         raise UsageError(f"--bundle-size {args.bundle_size}: give 1 or more grid points per bundle")
+    check_search_flags(args)
     the_plan = plan(STUDIES[args.study], args.profile, args.overrides, args.seeds)
     search = None
     if args.search:
         from cchsweep.search import make_search
 
         search = make_search(the_plan, args.param, args.value_range, args.budget, args.target)
+    if args.gpu != "auto":
+        gpu_per_trial(args.gpu, 0.0, {})  # a malformed --gpu is refused before anything starts
     db = Path(args.db).expanduser().absolute()
+    storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
+    check_writable(db, storage)  # a dry run checks what the run would: paths, cluster, data
+    check_reachable(args.address)
+    data_dir, missing = None, None
+    if the_plan.study.check_data is not None:
+        from cchsweep.data.paths import resolve_data_dir
+
+        try:
+            data_dir = resolve_data_dir(args.data_dir)
+            the_plan.study.check_data(data_dir, [{**t.settings, **t.params} for t in the_plan.trials])
+        except UsageError as exc:
+            if not args.dry_run:
+                raise
+            missing = str(exc)  # a dry run still estimates (before the data is fetched) and says so
     from cchsweep.estimate import plan_lines, stored_keys
 
     if args.dry_run:
         done = set() if args.force else stored_keys(db, the_plan)
         print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
+        if missing:
+            print(f"data: {missing} (the run would stop here)")
         return 0
-    storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
-    check_writable(db, storage)
-    check_reachable(args.address)
-    data_dir = None
-    if the_plan.study.check_data is not None:
-        from cchsweep.data.paths import resolve_data_dir
-
-        data_dir = resolve_data_dir(args.data_dir)
-        the_plan.study.check_data(data_dir)
     if search is None:  # what is about to run and how long it should take, once every check passed
         from cchsweep.store import Store
 

@@ -56,8 +56,12 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
         if "seed" not in grid:
             raise UsageError(f"study {study.name} has no seed axis; drop --seeds")
         grid["seed"] = range(seeds)  # a list only once the grid's size is checked
+    given: dict[str, str] = {}
     for item in overrides:
         name, values = _parse_override(study, item)
+        if name in given:
+            raise UsageError(f"--set {name} is given twice ({given[name]}, {item}): give it once, e.g. {name}=a,b")
+        given[name] = item
         if name in grid:
             grid[name] = values
         elif len(values) != 1 and not study.params[name].many:
@@ -93,17 +97,24 @@ def _parse_override(study: Study, item: str) -> tuple[str, list]:
         raise UsageError(f"--set {item!r} is malformed; write --set name=value or name=v1,v2")
     name, _, text = item.partition("=")
     name = name.strip()
+    if not name:
+        raise UsageError(f"--set {item!r} names no parameter; write --set name=value")
     if name not in study.params:
         raise UsageError(
             f"--set {name}: study {study.name} has no parameter {name!r}; it has {', '.join(sorted(study.params))}"
         )
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    if not parts:
+    parts = [p.strip() for p in text.split(",")]
+    if not any(parts):
         raise UsageError(f"--set {item!r} gives no value; write --set {name}=value")
+    if not all(parts):
+        raise UsageError(f"--set {item!r} has an empty value between commas; write --set {name}=v1,v2")
     try:
-        return name, [study.params[name].parse(name, p) for p in parts]
+        values = [study.params[name].parse(name, p) for p in parts]
     except ValueError as exc:
         raise UsageError(f"--set {item}: {exc}") from None
+    if len({repr(v) for v in values}) < len(values):
+        raise UsageError(f"--set {item} repeats a value; give each value once")
+    return name, values
 
 
 def trial_key(study: str, profile: str, params: Mapping[str, Any], overridden: Mapping[str, Any]) -> str:

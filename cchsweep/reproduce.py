@@ -61,7 +61,7 @@ def reproduce(
             data = resolve_data_dir(data_dir)
             for p in plans:
                 if p.study.check_data is not None:
-                    p.study.check_data(data)
+                    p.study.check_data(data, [{**t.settings, **t.params} for t in p.trials])
         Store(db).ensure_schema()
     out_stream = sys.stdout if dry_run else sys.stderr
     total, unknown_cost = 0.0, []

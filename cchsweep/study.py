@@ -6,6 +6,7 @@ trial functions can depend on it without import cycles.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ class Param:
             value = self.kind(text)
         except ValueError:
             raise ValueError(f"{name}={text!r} is not a valid {self.kind.__name__}") from None
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name}={text} is not a finite number")
         self.check(name, value)
         return value
 
@@ -142,8 +145,9 @@ class Study:
     closed_form: bool = False  # trials store closed-form MI beside the estimates (mi.truth)
     # fixed settings that also get a typed column in the `results` view (grid axes always do)
     columns: tuple[str, ...] = ()
-    # Run once in the driver before any trial: verify (or download) the data, raise UsageError.
-    check_data: Callable[[Path], None] | None = None
+    # Run once in the driver before any trial: verify (or download) the data the points (each trial's
+    # settings and parameters) read, raise UsageError.
+    check_data: Callable[[Path, list[Mapping[str, Any]]], None] | None = None
     # Run in the driver once the trials to run are known, before any starts: build derived data
     # they share (data_dir, cache_dir, each trial's settings and parameters), its progress shown here.
     prepare: Callable[[Path | None, Path, list[Mapping[str, Any]]], None] | None = None

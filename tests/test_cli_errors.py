@@ -3,7 +3,7 @@
 import duckdb
 import pytest
 
-from conftest import run_cli
+from conftest import SHARED_DATA, run_cli
 
 
 def assert_clean_error(out, message):
@@ -25,6 +25,16 @@ def assert_clean_error(out, message):
     (["run", "synthetic_sigma12", "--seeds", "two"], "invalid int value"),
     (["run", "synthetic_sigma12", "--bundle-size", "0"], "give 1 or more grid points per bundle"),
     (["frobnicate"], "invalid choice"),
+    (["run", "synthetic_sigma12", "--gpu", "garbage"], "--gpu 'garbage': give auto or a GPU fraction"),
+    (["run", "synthetic_sigma12", "--set", "lam=nan"], "lam=nan is not a finite number"),
+    (["run", "synthetic_sigma12", "--set", "lam=0.1", "--set", "lam=0.2"], "--set lam is given twice"),
+    (["run", "synthetic_sigma12", "--budget", "3"], "--budget only apply to a search: add --search boundary"),
+    (["run", "synthetic_sigma12", "--search", "boundary", "--param", "sigma12", "--range", "0:0.7",
+      "--set", "sigma12=0.2"], "the search chooses sigma12's values; drop this --set"),
+    (["run", "synthetic_sigma12", "--search", "boundary", "--param", "sigma12", "--range", "0:0.7",
+      "--budget", "1000000000"], "give 4 to 1,000 trials"),
+    (["run", "tcga_noise", "--profile", "smoke", "--set", "teacher_modality=bogus", "--data-dir", str(SHARED_DATA)],
+     "brca/bogus.csv (it has cnv, mrna, rppa)"),
 ])
 def test_bad_run_arguments(tmp_path, args, message):
     out = run_cli(*args, "--db", str(tmp_path / "r.duckdb"), cwd=tmp_path) if args[0] == "run" else \

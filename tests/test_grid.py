@@ -56,6 +56,12 @@ def test_overrides_and_seeds():
     (["epochs=1,2"], None, "takes one value"),
     (["mi_estimator=ouija"], None, "not one of"),
     ([], 0, "at least 1 seed"),
+    (["lam=nan"], None, "lam=nan is not a finite number"),
+    (["sigma12=0.1", "sigma12=0.2"], None, r"--set sigma12 is given twice \(sigma12=0.1, sigma12=0.2\)"),
+    (["sigma12=0.1,0.10"], None, "repeats a value"),
+    (["sigma12=0.1,,0.2"], None, "empty value between commas"),
+    (["sigma12=0.1,"], None, "empty value between commas"),
+    (["=0.3"], None, "names no parameter"),
     ([], 10**9, r"the grid has 2,000,000,000 points \(1 lam x 1,000,000,000 seed x 2 sigma12\); a run holds at most 100,000"),
 ])
 def test_bad_overrides_are_usage_errors(overrides, seeds, message):

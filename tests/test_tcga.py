@@ -241,8 +241,19 @@ def test_check_data_names_what_is_missing(tmp_path):
     (tmp_path / "tcga" / "kipan" / "labels.csv").unlink()
     with pytest.raises(UsageError) as info:
         tcga.check_data(tmp_path)
-    assert "brca/mrna.csv" in str(info.value) and "kipan/labels.csv" in str(info.value)
-    assert "rppa" not in str(info.value)
+    assert "brca/mrna.csv (it has cnv, rppa)" in str(info.value) and "kipan/labels.csv" in str(info.value)
+
+
+def test_check_data_reads_the_cohorts_and_modalities_the_points_name(tmp_path):
+    point = {"cohort": "brca", "teacher_modality": "mrna", "student_modality": "cnv"}
+    tcga.check_data(SHARED_DATA, [point])
+    with pytest.raises(UsageError, match=r"brca/bogus.csv \(it has cnv, mrna, rppa\)"):
+        tcga.check_data(SHARED_DATA, [point, {**point, "teacher_modality": "bogus"}])
+    with pytest.raises(UsageError, match="kipan/mrna.csv"):
+        tcga.check_data(SHARED_DATA, [{**point, "cohort": "kipan"}])
+    tcga.check_data(tmp_path, [{**point, "cohort": str(SHARED_DATA / "tcga" / "brca")}])  # a cohort by its path
+    with pytest.raises(UsageError, match=f"{tmp_path}/nowhere/"):
+        tcga.check_data(SHARED_DATA, [{**point, "cohort": str(tmp_path / "nowhere")}])
 
 
 # --- end to end through the real CLI ---------------------------------------------------------------

@@ -39,7 +39,7 @@ MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
 VARY = ("seed", "alpha", "gamma", "temperature", "lam")  # what may differ inside a bundle, outermost first
 
 
-def check_data(data_dir) -> None:
+def check_data(data_dir, points=None) -> None:
     """Run in the driver before any trial: MNIST verified (downloaded if allowed), BSDS500 present."""
     for split in ("train", "test"):
         load_mnist(data_dir, split)

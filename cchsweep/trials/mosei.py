@@ -75,7 +75,7 @@ MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
 # --- data -------------------------------------------------------------------------------------------
 
 
-def check_data(data_dir) -> None:
+def check_data(data_dir, points=None) -> None:
     """Driver-side: the pickle exists (its layout is validated when a trial first loads it)."""
     check_file(default_path(data_dir))
 

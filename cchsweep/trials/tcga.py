@@ -77,17 +77,24 @@ MI_SOURCES = ("fusion", "unimodal")
 # --- data -------------------------------------------------------------------------------------------
 
 
-def check_data(data_dir, needs: Mapping[str, tuple[str, ...]] = NEEDS) -> None:
-    """Driver-side: every cohort directory in `needs` exists with labels and its modality files."""
+def check_data(data_dir, points: Sequence[Mapping[str, Any]] | None = None) -> None:
+    """Driver-side: every cohort the points read (without points: every shipped one, NEEDS) exists,
+    with labels and the modality files they name (a --set cohort or modality is checked here, not
+    in each trial)."""
     root = Path(data_dir) / "tcga"
+    needs: dict[str, set[str]] = {c: set(m) for c, m in NEEDS.items()} if points is None else {}
+    for s in points or ():
+        needs.setdefault(s["cohort"], set()).update(s[k] for k in ("teacher_modality", "student_modality"))
     missing: list[str] = []
     for cohort, modalities in needs.items():
-        directory = root / cohort
+        directory = cohort_directory(Path(data_dir), cohort)
         if not directory.is_dir():
             missing.append(f"{directory}/")
             continue
         stems = {p.stem for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES}
-        missing += [f"{directory}/{m}.csv" for m in (*modalities, LABELS_STEM) if m not in stems]
+        absent = [m for m in (*sorted(modalities), LABELS_STEM) if m not in stems]
+        has = f" (it has {', '.join(sorted(stems - {LABELS_STEM})) or 'no modality'})" if absent else ""
+        missing += [f"{directory}/{m}.csv" + (has if i == len(absent) - 1 else "") for i, m in enumerate(absent)]
     if missing:
         raise UsageError(
             f"TCGA data missing: {', '.join(missing)}; put one CSV or Parquet per modality (first column "
