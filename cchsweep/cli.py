@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -168,6 +169,47 @@ def check_switches() -> None:
             raise UsageError(str(exc)) from None
 
 
+def check_out_dir(value: str | None, flag: str = "--out") -> Path | None:
+    """A report directory that can be made: refused before any work, not after it."""
+    if value is None:
+        return None
+    out = Path(value).expanduser()
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{flag} {out} is a file; give a directory for the report")
+    parent = next(p for p in (out, *out.absolute().parents) if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {out}: {parent} is not writable; choose another directory")
+    return out
+
+
+def check_advise_flags(args) -> None:
+    """Every advise flag checked before the MI estimates start (minutes), not after them."""
+    from cchsweep.runner import check_writable, default_storage
+
+    if not 1 <= args.repeats <= MAX_REPEATS:
+        raise UsageError(f"--repeats {args.repeats}: give 1 to {MAX_REPEATS} (2 or more give a standard error)")
+    if args.verify is not None:
+        from searchspaces import STUDIES
+
+        if not args.db:
+            raise UsageError("--verify stores its KD trials in the results database: add --db PATH")
+        if args.verify < 1:
+            raise UsageError(f"--verify {args.verify}: give the number of top teachers to verify, 1 or more")
+        if args.verify_seeds < 1:
+            raise UsageError(f"--verify-seeds {args.verify_seeds}: give 1 or more seeds (3 by default)")
+        if args.verify_profile not in STUDIES["tcga_noise"].profiles:
+            raise UsageError(
+                f"--verify-profile {args.verify_profile!r}: choose one of {', '.join(STUDIES['tcga_noise'].profiles)}"
+            )
+    if args.db:
+        db = Path(args.db).expanduser().absolute()
+        check_writable(db, default_storage(db))
+    check_out_dir(args.out)
+
+
+MAX_REPEATS = 1_000
+
+
 def check_search_flags(args) -> None:
     """--param, --range, --budget and --target belong to --search; the searched axis is not --set."""
     given = [
@@ -318,7 +360,9 @@ def cmd_reproduce(args) -> int:
     from cchsweep.reproduce import OFFLINE, reproduce
     from cchsweep.runner import default_storage
 
-    studies = [s.strip() for s in args.studies.split(",") if s.strip()] if args.studies else list(OFFLINE)
+    given = [s.strip() for s in args.studies.split(",") if s.strip()] if args.studies is not None else list(OFFLINE)
+    studies = list(dict.fromkeys(given))  # a study named twice runs once
+    check_out_dir(args.out)
     if not studies:
         raise UsageError("--studies is empty: name one or more studies, e.g. --studies tcga_noise,mnist_blur")
     db = Path(args.db).expanduser().absolute()
@@ -362,6 +406,11 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     if args.all == (args.study is not None):
         raise UsageError("give a study to report on, or --all for every stored study and the scorecard")
+    from searchspaces import STUDIES
+
+    if args.study is not None and args.study not in STUDIES:
+        raise UsageError(f"unknown study {args.study!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    check_out_dir(args.out)
     if args.all:
         from analysis.overview import write_all
 
@@ -379,9 +428,8 @@ def cmd_advise(args) -> int:
     from cchsweep.advise import advise_all, format_advice, format_consensus, store_advice, write_advice_report
     from cchsweep.raystart import new_run_id
 
-    if args.verify is not None and not args.db:
-        raise UsageError("--verify stores its KD trials in the results database: add --db PATH")
-    teachers = args.teachers.split(",") if args.teachers else None
+    check_advise_flags(args)
+    teachers = args.teachers.split(",") if args.teachers is not None else None
     estimators = [e.strip() for e in args.estimator.split(",") if e.strip()]
     results = advise_all(
         Path(args.data).expanduser(),

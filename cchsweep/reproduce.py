@@ -47,6 +47,8 @@ def reproduce(
     unknown = [s for s in studies if s not in STUDIES]
     if unknown:
         raise UsageError(f"unknown study {unknown[0]!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    if not any(profile in STUDIES[s].profiles for s in studies):
+        raise UsageError(f"no study here has a profile {profile!r}; reproduce runs quick or paper")
     missing = [s for s in studies if profile not in STUDIES[s].profiles]
     if missing:
         raise UsageError(f"study {missing[0]} has no profile {profile!r}; leave it out with --studies")

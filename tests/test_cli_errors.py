@@ -97,3 +97,28 @@ def test_list_shows_grid_sizes():
     assert line.split()[1:6] == ["Figure", "1", "80", "20", "4"]  # paper, quick, smoke trials
     line = next(l for l in out.stdout.splitlines() if l.startswith("mosei_noise"))
     assert " - " in line  # no quick profile (its data are not offline)
+
+
+def test_reports_and_advice_refuse_bad_flags_before_any_work(tmp_path):
+    a_file = tmp_path / "a_file"
+    a_file.write_text("not a directory")
+    brca = str(SHARED_DATA / "tcga" / "brca")
+    for args, message in [
+        (["report", "nosuch", "--db", str(tmp_path / "r.duckdb")], "unknown study 'nosuch'"),
+        (["report", "synthetic_sigma12", "--out", str(a_file)], f"--out {a_file} is a file"),
+        (["reproduce", "--studies", ""], "--studies is empty"),
+        (["reproduce", "--profile", "bogus", "--dry-run"], "no study here has a profile 'bogus'; reproduce runs quick"),
+        (["reproduce", "--studies", "tcga_noise", "--out", str(a_file)], f"--out {a_file} is a file"),
+        (["run", "mnist_blur", "--data-dir", str(a_file)], "is a file, not a directory"),
+        (["advise", brca, "--student", "cnv", "--teachers", ""], "no teacher modality given"),
+        (["advise", brca, "--student", "cnv", "--repeats", "1000000"], "--repeats 1000000: give 1 to 1000"),
+        (["advise", brca, "--student", "cnv", "--out", str(a_file)], f"--out {a_file} is a file"),
+        (["advise", brca, "--student", "cnv", "--verify", "1", "--verify-profile", "bogus", "--db",
+          str(tmp_path / "v.duckdb")], "--verify-profile 'bogus': choose one of"),
+        (["advise", brca, "--student", "cnv", "--verify", "0", "--db", str(tmp_path / "v.duckdb")],
+         "--verify 0: give the number of top teachers"),
+        (["advise", brca, "--student", "cnv", "--db", str(tmp_path / "nodir" / "v.duckdb")], "does not exist"),
+    ]:
+        out = run_cli(*args, cwd=tmp_path)
+        assert_clean_error(out, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no database, report or storage made

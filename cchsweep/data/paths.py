@@ -29,8 +29,9 @@ def resolve_data_dir(cli_value: str | None) -> Path:
         if value:
             path = Path(value).expanduser()
             if not path.is_dir():
+                problem = "is a file, not a directory" if path.exists() else "does not exist"
                 raise UsageError(
-                    f"data directory {path} (from {source}) does not exist; create it, fix the "
+                    f"data directory {path} (from {source}) {problem}; create it, fix the "
                     f"path, or leave {source} unset to use {default_data_dir()}"
                 )
             return path
