@@ -7,10 +7,12 @@ import csv
 import json
 import os
 import shlex
+import signal
 import sys
+import threading
 from pathlib import Path
 
-from cchsweep.errors import UsageError
+from cchsweep.errors import INTERRUPTS, UsageError, on_interrupt
 from cchsweep.schema import CALIBRATION_TASK
 
 DEFAULT_DB = "cchsweep.duckdb"
@@ -145,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    INTERRUPTS.clear()
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None  # Ctrl-C recorded too
     try:
         if args.command in ("run", "reproduce", "advise"):
             check_switches()
@@ -155,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cchsweep: interrupted; stored trials are kept, rerun the same command to finish", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
 
 
 def check_switches() -> None:

@@ -12,13 +12,17 @@ authentication (token auth, see README).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
 import uuid
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from cchsweep.errors import UsageError
+from cchsweep.errors import INTERRUPTS, UsageError
 
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -53,24 +57,47 @@ def start_ray(address: str | None = None):
         ray_constants.ENABLE_RAY_CLUSTER = False
 
     local: dict[str, Any] = {"_node_ip_address": LOOPBACK} if loopback else {}
-    try:
-        # "local" always starts a fresh embedded Ray; None would join whatever cluster this
-        # machine last started (ray start, or a test cluster), live or dead.
-        ray.init(
-            address=address or "local",
-            include_dashboard=False,
-            logging_level=logging.ERROR,
-            log_to_driver=False,
-            ignore_reinit_error=True,
-            **local,
-        )
-    except (ConnectionError, RuntimeError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UsageError(
-            f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
-            f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address"
-        ) from None
+    with _held_interrupt() as interrupted:
+        try:
+            # "local" always starts a fresh embedded Ray; None would join whatever cluster this
+            # machine last started (ray start, or a test cluster), live or dead.
+            ray.init(
+                address=address or "local",
+                include_dashboard=False,
+                logging_level=logging.ERROR,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+                **local,
+            )
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(
+                f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
+                f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address"
+            ) from None
+    if interrupted:
+        stop_ray(ray, address)
+        raise KeyboardInterrupt
     return ray
+
+
+@contextlib.contextmanager
+def _held_interrupt() -> Iterator[list[int]]:
+    """Ctrl-C during ray.init, recorded (errors.INTERRUPTS) and raised once it returns, not inside
+    Ray's startup, where it can be lost (see errors.check_interrupted)."""
+    caught: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield caught
+        return
+    def held(signum: int, frame: object) -> None:
+        caught.append(signum)
+        INTERRUPTS.append(signum)
+
+    previous = signal.signal(signal.SIGINT, held)
+    try:
+        yield caught
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def stop_ray(ray, address: str | None) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cchsweep import __version__
-from cchsweep.errors import UsageError
+from cchsweep.errors import UsageError, check_interrupted
 from cchsweep.grid import Plan, bundles, default_bundle_size
 from cchsweep.raystart import new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
@@ -90,6 +90,7 @@ def run_sweep(
     if grid_todo and plan.study.prepare is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         plan.study.prepare(data_dir, cache_dir, [{**t.settings, **t.params} for t in grid_todo])
+    check_interrupted()  # a Ctrl-C lost in an import or in ray.init stops the run here
     ray = start_ray(address) if todo else None
     resources = ray.cluster_resources() if ray else {}
     if ray is not None:
@@ -142,6 +143,7 @@ def run_sweep(
     print(f"run {run_id}: {line}", file=sys.stderr, flush=True)
     status = "failed"
     try:
+        check_interrupted()
         if todo:
             _fit(plan, groups, len(todo), run_id, db_path, storage, cpus, gpu_fraction, max_failures, data_dir, search)
         status = "finished"

@@ -122,3 +122,28 @@ def test_reports_and_advice_refuse_bad_flags_before_any_work(tmp_path):
         out = run_cli(*args, cwd=tmp_path)
         assert_clean_error(out, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"]  # no database, report or storage made
+
+
+def test_a_ctrl_c_that_library_code_swallows_still_stops_the_run():
+    """cli.main's handler records every SIGINT; the runner checks the record before Ray starts and
+    before the trials, so a KeyboardInterrupt that an import or ray.init caught still stops the run."""
+    import os
+    import signal
+    import time
+
+    from cchsweep import errors
+
+    errors.INTERRUPTS.clear()
+    previous = signal.signal(signal.SIGINT, errors.on_interrupt)
+    try:
+        errors.check_interrupted()  # nothing recorded: nothing raised
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+        except KeyboardInterrupt:
+            pass  # what a library's `except BaseException` (or a C extension) does with it
+        with pytest.raises(KeyboardInterrupt):
+            errors.check_interrupted()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        errors.INTERRUPTS.clear()

@@ -62,6 +62,28 @@ def test_ctrl_c_is_an_interrupted_run_and_the_rerun_finishes_it(tmp_path):
     assert q(db, "select count(*), count(distinct trial_key) from trials where status = 'ok'") == [(6, 6)]
 
 
+@pytest.mark.parametrize("delay", [0.0, 1.5])
+def test_ctrl_c_while_ray_starts_stops_the_run(tmp_path, delay):
+    """A Ctrl-C in the seconds between the plan and the first trial (imports, ray.init) used to be
+    lost there: the sweep ran to the end. Now it stops the run, as one line and exit code 130."""
+    db = tmp_path / "r.duckdb"
+    driver = subprocess.Popen([sys.executable, "-m", "cchsweep", *SMOKE, "--db", str(db)], cwd=tmp_path,
+                              start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    while not any(line.startswith("estimate:") for line in seen):  # the plan is printed: Ray starts next
+        seen.append(driver.stderr.readline())
+        assert seen[-1] or driver.poll() is None, seen
+    time.sleep(delay)
+    os.killpg(driver.pid, signal.SIGINT)  # a terminal's Ctrl-C: the driver and the Ray it started
+    _, err = driver.communicate(timeout=300)
+    assert driver.returncode == 130, err[-2000:]
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("cchsweep: interrupted")
+    assert not any(line.startswith("[1/4") for line in err.splitlines())  # no trial ran to the end
+    assert q(db, "select count(*) from trials where status = 'ok'") == [(0,)]
+    assert q(db, "select status from runs") in ([], [("interrupted",)])
+
+
 def test_queries_succeed_while_a_sweep_writes_and_two_sweeps_share_a_file(tmp_path):
     db = tmp_path / "r.duckdb"
     Store(db).ensure_schema()
