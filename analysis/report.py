@@ -77,7 +77,7 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
     frame = load_results(db_path, study)
     ok = frame.filter(pl.col("status") == "ok")
     if ok.is_empty():
-        raise UsageError(f"no rows for study {study} in DB; run `cchsweep run {study}` first")
+        raise UsageError(f"no ok trials of study {study} in {db_path}; run `cchsweep run {study} --db {db_path}` first")
     spec = _study_spec(study)
     out = Path(out_dir) / study
     out.mkdir(parents=True, exist_ok=True)
@@ -166,7 +166,9 @@ def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | N
 
     cal = load_calibration(db_path)
     if cal.is_empty():
-        raise UsageError(f"no rows for study {CALIBRATION} in DB; run `cchsweep run {CALIBRATION}` first")
+        raise UsageError(
+            f"no trials of study {CALIBRATION} in {db_path}; run `cchsweep run {CALIBRATION} --db {db_path}` first"
+        )
     out = out_dir / CALIBRATION
     out.mkdir(parents=True, exist_ok=True)
     page = _Page(out)

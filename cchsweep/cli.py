@@ -294,9 +294,16 @@ def cmd_run(args) -> int:
             missing = str(exc)  # a dry run still estimates (before the data is fetched) and says so
     from cchsweep.estimate import plan_lines, stored_keys
 
-    if args.dry_run:
+    if args.dry_run and search is not None:
+        others = "; ".join(f"{k} = {v}" for k, v in sorted(search.base.items()))
+        print(
+            f"plan: {args.study} ({args.profile}): a boundary search of {search.target} along {search.param} in "
+            f"[{search.lo:g}, {search.hi:g}], {search.budget} trials (Optuna TPE); the other axes at {others}"
+        )
+    elif args.dry_run:
         done = set() if args.force else stored_keys(db, the_plan)
         print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
+    if args.dry_run:
         if missing:
             print(f"data: {missing} (the run would stop here)")
         return 0

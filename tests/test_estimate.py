@@ -28,6 +28,23 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no database, no storage, no Ray
 
 
+def test_dry_run_checks_what_the_run_would_and_describes_a_search(tmp_path):
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--dry-run", "--db", str(tmp_path / "no" / "r.duckdb"))
+    assert out.returncode == 2 and "--db directory" in out.stderr and "does not exist" in out.stderr
+    out = run_cli("run", "mosei_teacher", "--profile", "smoke", "--dry-run", "--db", str(tmp_path / "r.duckdb"),
+                  "--data-dir", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].startswith("data: CMU-MOSEI features not found")  # estimated, then said
+    assert out.stdout.splitlines()[-1].endswith("(the run would stop here)")
+    out = run_cli("run", "synthetic_sigma12", "--search", "boundary", "--param", "sigma12", "--range", "0:0.7",
+                  "--budget", "8", "--dry-run", "--db", str(tmp_path / "r.duckdb"))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [
+        "plan: synthetic_sigma12 (paper): a boundary search of mi_gap along sigma12 in [0, 0.7], 8 trials "
+        "(Optuna TPE); the other axes at lam = 0.3; seed = 0"]
+    assert list(tmp_path.iterdir()) == []
+
+
 def _stored(db, plan, seconds):
     store = Store(db)
     store.ensure_schema()
