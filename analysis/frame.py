@@ -6,7 +6,8 @@ from pathlib import Path
 
 import polars as pl
 
-from cchsweep.schema import axis_columns, condition_axes
+from cchsweep.errors import UsageError
+from cchsweep.schema import SCHEMA_VERSION, axis_columns, condition_axes
 from cchsweep.store import Store
 
 
@@ -14,6 +15,12 @@ def read_sql(db_path: str | Path, sql: str, params: list | None = None) -> pl.Da
     """A query's rows as a polars frame, from a results database opened read-only (UsageError if none)."""
     store = Store(db_path)
     store.check_readable()
+    version = store.inspect()
+    if version is not None and version < SCHEMA_VERSION:  # its views predate the analysis: migrate first
+        raise UsageError(
+            f"{store.path} has cchsweep schema version {version}; reports read version {SCHEMA_VERSION}: "
+            f"any `cchsweep run ... --db {store.path}` migrates it first (keeping a backup), or use `cchsweep query`"
+        )
     with store.connect(read_only=True) as con:
         return con.sql(sql, params=params).pl()
 

@@ -301,7 +301,8 @@ def cmd_run(args) -> int:
             f"[{search.lo:g}, {search.hi:g}], {search.budget} trials (Optuna TPE); the other axes at {others}"
         )
     elif args.dry_run:
-        done = set() if args.force else stored_keys(db, the_plan)
+        stored = stored_keys(db, the_plan)  # refuses a damaged, foreign or unknown-version file, as run does
+        done = set() if args.force else stored
         print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
     if args.dry_run:
         if missing:

@@ -35,14 +35,13 @@ def minutes(seconds: float) -> str:
 
 
 def stored_keys(db: Path, plan: Plan) -> set[str]:
-    """The plan's keys already stored as ok; none where the file is absent or not a results database
-    (the run itself then says what is wrong with it)."""
-    if not db.exists():
+    """The plan's keys already stored as ok; none where the file is absent or a DuckDB file without
+    tables (the run creates the schema). A file the run would refuse (damaged, foreign, of an unknown
+    schema version) is refused here too, with the same UsageError, and keeps its bytes."""
+    store = Store(db)
+    if store.inspect() is None:  # read-only
         return set()
-    try:
-        return Store(db).done_keys([t.key for t in plan.trials])
-    except duckdb.Error:
-        return set()
+    return store.done_keys([t.key for t in plan.trials])
 
 
 def _group(plan: Plan, params: dict) -> tuple:

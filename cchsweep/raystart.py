@@ -89,6 +89,7 @@ def _held_interrupt() -> Iterator[list[int]]:
     if threading.current_thread() is not threading.main_thread():
         yield caught
         return
+
     def held(signum: int, frame: object) -> None:
         caught.append(signum)
         INTERRUPTS.append(signum)

@@ -53,17 +53,23 @@ def reproduce(
     if missing:
         raise UsageError(f"study {missing[0]} has no profile {profile!r}; leave it out with --studies")
     plans = [plan(STUDIES[s], profile) for s in studies]
-    if not dry_run:  # every check before anything is printed or run
-        check_writable(db, storage)
-        check_reachable(address)
-        data = None
-        if any(p.study.check_data is not None for p in plans):
-            from cchsweep.data.paths import resolve_data_dir
+    # every check before anything is printed or run; a dry run makes the same ones (missing data: a line)
+    check_writable(db, storage)
+    check_reachable(address)
+    data, data_missing = None, None
+    if any(p.study.check_data is not None for p in plans):
+        from cchsweep.data.paths import resolve_data_dir
 
+        try:
             data = resolve_data_dir(data_dir)
             for p in plans:
                 if p.study.check_data is not None:
                     p.study.check_data(data, [{**t.settings, **t.params} for t in p.trials])
+        except UsageError as exc:
+            if not dry_run:
+                raise
+            data_missing = str(exc)
+    if not dry_run:
         Store(db).ensure_schema()
     out_stream = sys.stdout if dry_run else sys.stderr
     total, unknown_cost = 0.0, []
@@ -78,6 +84,8 @@ def reproduce(
     line += f" (no estimate for {', '.join(unknown_cost)})" if unknown_cost else ""
     print(line, file=out_stream, flush=True)
     if dry_run:
+        if data_missing:
+            print(f"data: {data_missing} (the run would stop here)")
         return 0
     failed = 0
     for p in plans:

@@ -11,13 +11,19 @@ Contract (tests/test_store.py checks each point against a real file):
 - All SQL of the package lives here (and its DDL in schema.py, views.py); callers use methods.
 - Every call opens the file, does its work and closes it, so other processes (a reader
   running `cchsweep query`, a second sweep) get their turn; a locked file is retried briefly.
-- `query()` opens the file read-only.
+- `query()` opens the file read-only, without access to other files or extensions (no COPY TO, EXPORT,
+  INSTALL, ATTACH): `cchsweep query --format csv|json` is the way to export.
+- A file is looked at read-only before anything reads or writes it (`inspect()`): a damaged or
+  truncated file, a foreign DuckDB file, and an unknown (newer or non-integer) schema version are
+  refused with a UsageError, and the refused file keeps its bytes. `ensure_schema()`, the step
+  before every write, also reads every table once first; a damaged block met later is a UsageError too.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +39,22 @@ from cchsweep.schema import ADVICE_COLUMNS, SCHEMA_VERSION, TABLES, TRIAL_COLUMN
 from cchsweep.views import cch_views
 
 LOCK_RETRY_SECONDS = 10.0
+FILE_HEADER_BYTES = 3 * 4096  # a DuckDB file: its main header and two database headers, then whole blocks
+# A file another process holds ("Could not set lock on file ...: Conflicting lock is held in ..."); not
+# "lock" alone, which "block at location" of a damaged block's error holds too.
+LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+# What a DuckDB read of a damaged or truncated file raises (an IOException or a plain duckdb.Error).
+DAMAGE = re.compile(
+    r"could not read enough bytes|corrupt database file|corrupt wal|does not match stored checksum", re.IGNORECASE
+)
+# Settings of `query`'s connection: it reads the database and nothing else.
+SANDBOX: dict[str, str | bool | int | float | list[str]] = {
+    "enable_external_access": False,  # no COPY TO, EXPORT DATABASE, ATTACH, read_csv, INSTALL or LOAD
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "allow_community_extensions": False,
+    "lock_configuration": True,  # and no SET to undo the above
+}
 
 RUN_COLUMNS = (
     "run_id",
@@ -72,14 +94,17 @@ class Store:
         return self._axes
 
     @contextmanager
-    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    def connect(self, read_only: bool = False, sandbox: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A connection to the file (read-only: nothing in it changes; sandbox: nor anything outside it,
+        see SANDBOX). A damaged block met by the caller's SQL is a UsageError."""
         deadline = time.monotonic() + self.lock_retry_seconds
+        config = dict(SANDBOX) if sandbox else {}
         while True:
             try:
-                con = duckdb.connect(str(self.path), read_only=read_only)
+                con = duckdb.connect(str(self.path), read_only=read_only, config=config)
                 break
             except duckdb.IOException as exc:
-                if "lock" in str(exc).lower() and time.monotonic() < deadline:
+                if LOCKED.search(str(exc)) and time.monotonic() < deadline:
                     time.sleep(0.2)
                     continue
                 raise UsageError(_explain_open_error(self.path, exc)) from None
@@ -87,12 +112,16 @@ class Store:
                 raise UsageError(_explain_open_error(self.path, exc)) from None
         try:
             yield con
+        except duckdb.Error as exc:
+            if _is_damage(exc):
+                raise UsageError(_damaged(self.path, exc)) from None
+            raise
         finally:
             con.close()
 
     # --- schema -----------------------------------------------------------------------
     def ensure_schema(self) -> None:
-        version = self._version()
+        version = self.inspect(deep=True)  # read-only: a file it refuses keeps its bytes
         if version is not None and version < SCHEMA_VERSION:
             from cchsweep.migrate import migrate
 
@@ -112,9 +141,29 @@ class Store:
         con.execute(results_view(self.axes))
         con.execute(cch_views(self.axes))
 
-    def _version(self) -> int | None:
-        """The file's schema version; None for a new or empty file; UsageError for a foreign or newer one."""
-        with self.connect() as con:
+    def inspect(self, deep: bool = False) -> int | None:
+        """The file's schema version, looked up read-only; None for a missing file or a DuckDB file
+        without tables (a new database). UsageError for a damaged, foreign or unknown-version file.
+
+        A truncated file is found by its size: fewer bytes than the blocks its header counts in use.
+        `deep` (before a write) also reads every table and the primary-key index of each
+        single-column key, so a damaged block is found before anything is written.
+        """
+        if not self.path.exists():
+            return None
+        with self.connect(read_only=True) as con:
+            block_size, used = con.execute(
+                "SELECT block_size, used_blocks FROM pragma_database_size() WHERE database_name = current_database()"
+            ).fetchone() or (0, 0)
+            size = self.path.stat().st_size
+            if size < FILE_HEADER_BYTES + used * block_size:
+                raise UsageError(
+                    _damaged(
+                        self.path,
+                        f"{size:,} bytes, too few for the {used} blocks of {block_size:,} bytes its header "
+                        f"counts in use",
+                    )
+                )
             tables = {
                 r[0]
                 for r in con.execute(
@@ -129,22 +178,28 @@ class Store:
                     f"(no cchsweep_meta table); pass another --db path"
                 )
             row = con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone()
-        version = int(row[0]) if row else None
-        if version is None or not 1 <= version <= SCHEMA_VERSION:
-            raise UsageError(
-                f"{self.path} has cchsweep schema version {version}, this cchsweep reads versions 1 "
-                f"to {SCHEMA_VERSION}; use a new --db path or a newer cchsweep"
-            )
+            text = None if row is None or row[0] is None else str(row[0])
+            version = int(text) if text is not None and text.strip().isdigit() else None
+            if version is None or not 1 <= version <= SCHEMA_VERSION:
+                shown = text if version is not None or text is None else repr(text)
+                raise UsageError(
+                    f"{self.path} has cchsweep schema version {shown}, this cchsweep reads versions 1 "
+                    f"to {SCHEMA_VERSION}; use a new --db path or a newer cchsweep"
+                )
+            if deep:
+                _read_everything(con)
         return version
 
     def check_readable(self) -> None:
-        """Raise a UsageError unless the file exists and is a cchsweep database."""
+        """Raise a UsageError unless the file exists and is an intact cchsweep database of a version this
+        cchsweep reads (an older one too: reading does not migrate it)."""
         if not self.path.exists():
             raise UsageError(f"no results database at {self.path}; run a study first or pass --db")
-        with self.connect(read_only=True) as con:
-            tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "cchsweep_meta" not in tables:
-            raise UsageError(f"{self.path} is not a cchsweep database; pass another --db path")
+        if self.inspect() is None:
+            raise UsageError(
+                f"{self.path} is a DuckDB file but not a cchsweep database (no cchsweep_meta table); "
+                f"pass another --db path"
+            )
 
     # --- runs ---------------------------------------------------------------------------
     def start_run(self, run: dict[str, Any]) -> None:
@@ -284,13 +339,26 @@ class Store:
                 )
 
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
+        """Run SQL on a read-only, sandboxed connection (SANDBOX): (column names, rows)."""
         self.check_readable()
-        with self.connect(read_only=True) as con:
+        with self.connect(read_only=True, sandbox=True) as con:
             try:
                 cur = con.execute(sql)
+            except duckdb.PermissionException as exc:
+                raise UsageError(
+                    f"query only reads the results database, it writes no files and loads no extensions "
+                    f"({_first_line(exc)}); to export rows, use --format csv or --format json and redirect "
+                    f"the output, e.g. > rows.csv"
+                ) from None
             except duckdb.Error as exc:
-                first = str(exc).strip().splitlines()[0]
-                raise UsageError(f"SQL failed: {first}") from None
+                if _is_damage(exc):
+                    raise UsageError(_damaged(self.path, exc)) from None
+                raise UsageError(f"SQL failed: {_first_line(exc)}") from None
+            if cur is None:  # DuckDB runs nothing for empty SQL, ';' or a comment alone
+                raise UsageError(
+                    "the SQL ran no query (it is empty or only comments): give a SELECT, "
+                    "e.g. 'select * from results limit 10'"
+                )
             if cur.description is None:
                 return [], []
             return [d[0] for d in cur.description], cur.fetchall()
@@ -314,9 +382,50 @@ def _trial_value(record: TrialRecord, column: str) -> Any:
     return getattr(record, column)
 
 
+def _read_everything(con: duckdb.DuckDBPyConnection) -> None:
+    """Read every column of every table (DuckDB checks each block it reads), and probe the index of
+    each single-column primary key with a stored key (an index scan reads the index's blocks); a
+    damaged block raises here (see _is_damage)."""
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND NOT temporary"
+    ).fetchall()
+    for (table,) in tables:
+        con.execute(f"SELECT max(hash(COLUMNS(*))) FROM {_ident(table)}").fetchall()
+    keys = con.execute(
+        "SELECT table_name, constraint_column_names[1] FROM duckdb_constraints() "
+        "WHERE database_name = current_database() AND constraint_type = 'PRIMARY KEY' "
+        "AND len(constraint_column_names) = 1"
+    ).fetchall()
+    for table, column in keys:
+        row = con.execute(f"SELECT {_ident(column)} FROM {_ident(table)} LIMIT 1").fetchone()
+        if row is not None:
+            con.execute(f"SELECT count(*) FROM {_ident(table)} WHERE {_ident(column)} = ?", [row[0]]).fetchall()
+
+
+def _is_damage(exc: Exception) -> bool:
+    """A read of a damaged file: an IO error or DuckDB's own corruption error, not the SQL's fault."""
+    kinds = (duckdb.IOException, duckdb.InternalException, duckdb.SerializationException)
+    return (isinstance(exc, kinds) or type(exc) is duckdb.Error) and DAMAGE.search(str(exc)) is not None
+
+
+def _ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _damaged(path: Path, what: Exception | str) -> str:
+    detail = re.sub(r'\s*(from|in) file "[^"]*"', "", _first_line(what)) if isinstance(what, Exception) else what
+    return f"{path} is damaged or truncated ({detail}): restore it from a copy, or give a new --db path"
+
+
 def _explain_open_error(path: Path, exc: Exception) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "lock" in text.lower():
+    text = _first_line(exc)
+    if _is_damage(exc):
+        return _damaged(path, exc)
+    if LOCKED.search(text):
         return f"{path} is locked by another process; wait for it or pass another --db"
     if "not a valid duckdb" in text.lower() or "invalid" in text.lower() or "magic" in text.lower():
         return f"{path} is not a DuckDB database file; pass another --db path"
