@@ -74,8 +74,9 @@ class Prepared:
 
 def _modality_files(cohort_dir: Path) -> dict[str, Path]:
     if not cohort_dir.is_dir():
+        problem = "is a file, not a directory" if cohort_dir.exists() else "does not exist"
         raise UsageError(
-            f"cohort directory {cohort_dir} does not exist; pass a directory holding one CSV or "
+            f"cohort directory {cohort_dir} {problem}; pass a directory holding one CSV or "
             f"Parquet file per modality and labels.csv"
         )
     files: dict[str, Path] = {}
