@@ -63,6 +63,8 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
             raise UsageError(f"--set {name} is given twice ({given[name]}, {item}): give it once, e.g. {name}=a,b")
         given[name] = item
         if name in grid:
+            if len({repr(v) for v in values}) < len(values):  # a grid point twice (a many-setting dedupes)
+                raise UsageError(f"--set {item} repeats a value; give each value once")
             grid[name] = values
         elif len(values) != 1 and not study.params[name].many:
             raise UsageError(f"--set {item}: {name} is a fixed setting of this study and takes one value")
@@ -112,8 +114,6 @@ def _parse_override(study: Study, item: str) -> tuple[str, list]:
         values = [study.params[name].parse(name, p) for p in parts]
     except ValueError as exc:
         raise UsageError(f"--set {item}: {exc}") from None
-    if len({repr(v) for v in values}) < len(values):
-        raise UsageError(f"--set {item} repeats a value; give each value once")
     return name, values
 
 

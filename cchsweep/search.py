@@ -54,8 +54,10 @@ def make_search(plan: Plan, param: str | None, value_range: str | None, budget: 
         raise UsageError(f"--target {target!r}: choose one of {', '.join(TARGETS)}")
     if target == "mi_gap_truth" and not study.closed_form:
         raise UsageError(f"--target mi_gap_truth: {study.name} has no closed-form MI; use mi_gap or kd_gain")
-    if not 4 <= budget <= MAX_BUDGET:
-        raise UsageError(f"--budget {budget}: give 4 to {MAX_BUDGET:,} trials (a boundary takes tens)")
+    if budget < 4:
+        raise UsageError(f"--budget {budget}: give at least 4 trials")
+    if budget > MAX_BUDGET:
+        raise UsageError(f"--budget {budget}: give at most {MAX_BUDGET:,} trials (a boundary takes tens)")
     base = {name: values[0] for name, values in plan.grid.items() if name != param}
     for edge in (lo, hi):
         try:
