@@ -14,9 +14,8 @@ from cchsweep.store import Store
 def read_sql(db_path: str | Path, sql: str, params: list | None = None) -> pl.DataFrame:
     """A query's rows as a polars frame, from a results database opened read-only (UsageError if none)."""
     store = Store(db_path)
-    store.check_readable()
-    version = store.inspect()
-    if version is not None and version < SCHEMA_VERSION:  # its views predate the analysis: migrate first
+    version = store.check_readable()
+    if version < SCHEMA_VERSION:  # its views predate the analysis: migrate first
         raise UsageError(
             f"{store.path} has cchsweep schema version {version}; reports read version {SCHEMA_VERSION}: "
             f"any `cchsweep run ... --db {store.path}` migrates it first (keeping a backup), or use `cchsweep query`"

@@ -257,7 +257,14 @@ def cmd_list(args) -> int:
 
 def cmd_run(args) -> int:
     from cchsweep.grid import plan
-    from cchsweep.runner import check_reachable, check_writable, default_storage, gpu_per_trial, run_sweep
+    from cchsweep.runner import (
+        check_data,
+        check_reachable,
+        check_writable,
+        default_storage,
+        gpu_per_trial,
+        run_sweep,
+    )
     from searchspaces import STUDIES
 
     if args.study not in STUDIES:
@@ -281,30 +288,20 @@ def cmd_run(args) -> int:
     storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
     check_writable(db, storage)  # a dry run checks what the run would: paths, cluster, data
     check_reachable(args.address)
-    data_dir, missing = None, None
-    if the_plan.study.check_data is not None:
-        from cchsweep.data.paths import resolve_data_dir
-
-        try:
-            data_dir = resolve_data_dir(args.data_dir)
-            the_plan.study.check_data(data_dir, [{**t.settings, **t.params} for t in the_plan.trials])
-        except UsageError as exc:
-            if not args.dry_run:
-                raise
-            missing = str(exc)  # a dry run still estimates (before the data is fetched) and says so
+    data_dir, missing = check_data([the_plan], args.data_dir, args.dry_run)
     from cchsweep.estimate import plan_lines, stored_keys
 
-    if args.dry_run and search is not None:
-        others = "; ".join(f"{k} = {v}" for k, v in sorted(search.base.items()))
-        print(
-            f"plan: {args.study} ({args.profile}): a boundary search of {search.target} along {search.param} in "
-            f"[{search.lo:g}, {search.hi:g}], {search.budget} trials (Optuna TPE); the other axes at {others}"
-        )
-    elif args.dry_run:
-        stored = stored_keys(db, the_plan)  # refuses a damaged, foreign or unknown-version file, as run does
-        done = set() if args.force else stored
-        print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
     if args.dry_run:
+        if search is not None:
+            others = "; ".join(f"{k} = {v}" for k, v in sorted(search.base.items()))
+            print(
+                f"plan: {args.study} ({args.profile}): a boundary search of {search.target} along {search.param} "
+                f"in [{search.lo:g}, {search.hi:g}], {search.budget} trials (Optuna TPE); the other axes at {others}"
+            )
+        else:
+            stored = stored_keys(db, the_plan)  # refuses a damaged, foreign or unknown-version file, as run does
+            done = set() if args.force else stored
+            print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
         if missing:
             print(f"data: {missing} (the run would stop here)")
         return 0

@@ -40,7 +40,7 @@ def reproduce(
 ) -> int:
     from cchsweep.estimate import minutes, plan_and_estimate, stored_keys
     from cchsweep.grid import plan
-    from cchsweep.runner import check_reachable, check_writable, run_sweep
+    from cchsweep.runner import check_data, check_reachable, check_writable, run_sweep
     from cchsweep.store import Store
     from searchspaces import STUDIES
 
@@ -56,19 +56,7 @@ def reproduce(
     # every check before anything is printed or run; a dry run makes the same ones (missing data: a line)
     check_writable(db, storage)
     check_reachable(address)
-    data, data_missing = None, None
-    if any(p.study.check_data is not None for p in plans):
-        from cchsweep.data.paths import resolve_data_dir
-
-        try:
-            data = resolve_data_dir(data_dir)
-            for p in plans:
-                if p.study.check_data is not None:
-                    p.study.check_data(data, [{**t.settings, **t.params} for t in p.trials])
-        except UsageError as exc:
-            if not dry_run:
-                raise
-            data_missing = str(exc)
+    data, data_missing = check_data(plans, data_dir, dry_run)
     if not dry_run:
         Store(db).ensure_schema()
     out_stream = sys.stdout if dry_run else sys.stderr

@@ -51,6 +51,25 @@ def check_writable(db_path: Path, storage: Path) -> None:
         raise UsageError(f"--db {db_path} is read-only; choose another path")
 
 
+def check_data(plans: list[Plan], data_dir: str | None, dry_run: bool) -> tuple[Path | None, str | None]:
+    """The data directory the plans' studies read, checked for the points they will run: (the
+    directory, None), or for a dry run that still estimates without the data (None, what is missing)."""
+    if all(p.study.check_data is None for p in plans):
+        return None, None
+    from cchsweep.data.paths import resolve_data_dir
+
+    try:
+        data = resolve_data_dir(data_dir)
+        for p in plans:
+            if p.study.check_data is not None:
+                p.study.check_data(data, [{**t.settings, **t.params} for t in p.trials])
+    except UsageError as exc:
+        if not dry_run:
+            raise
+        return None, str(exc)
+    return data, None
+
+
 def run_sweep(
     plan: Plan,
     db_path: Path,

@@ -190,16 +190,18 @@ class Store:
                 _read_everything(con)
         return version
 
-    def check_readable(self) -> None:
-        """Raise a UsageError unless the file exists and is an intact cchsweep database of a version this
-        cchsweep reads (an older one too: reading does not migrate it)."""
+    def check_readable(self) -> int:
+        """The file's schema version; a UsageError unless the file exists and is an intact cchsweep
+        database of a version this cchsweep reads (an older one too: reading does not migrate it)."""
         if not self.path.exists():
             raise UsageError(f"no results database at {self.path}; run a study first or pass --db")
-        if self.inspect() is None:
+        version = self.inspect()
+        if version is None:
             raise UsageError(
                 f"{self.path} is a DuckDB file but not a cchsweep database (no cchsweep_meta table); "
                 f"pass another --db path"
             )
+        return version
 
     # --- runs ---------------------------------------------------------------------------
     def start_run(self, run: dict[str, Any]) -> None:
