@@ -265,10 +265,9 @@ def cmd_run(args) -> int:
         gpu_per_trial,
         run_sweep,
     )
-    from searchspaces import STUDIES
+    from searchspaces import STUDIES, check_known
 
-    if args.study not in STUDIES:
-        raise UsageError(f"unknown study {args.study!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    check_known([args.study])
     if args.force and args.resume:
         raise UsageError("--force reruns everything and --resume only what is missing: give one of them")
     if args.max_failures < 0:
@@ -295,7 +294,7 @@ def cmd_run(args) -> int:
         if search is not None:
             others = "; ".join(f"{k} = {v}" for k, v in sorted(search.base.items()))
             print(
-                f"plan: {args.study} ({args.profile}): a boundary search of {search.target} along {search.param} "
+                f"plan: {args.study} ({args.profile}): a boundary search of {search.what} along {search.param} "
                 f"in [{search.lo:g}, {search.hi:g}], {search.budget} trials (Optuna TPE); the other axes at {others}"
             )
         else:
@@ -355,7 +354,7 @@ def cmd_run(args) -> int:
         print(line)
     if search is not None:
         c = summary.crossing
-        what = f"{search.target} along {search.param} in [{search.lo:g}, {search.hi:g}]"
+        what = f"{search.what} along {search.param} in [{search.lo:g}, {search.hi:g}]"
         if c is None:
             print(f"boundary: {what}: no crossing among {summary.n_ok} trials (the sign never changed)")
         else:
@@ -419,10 +418,9 @@ def cmd_status(args) -> int:
 def cmd_report(args) -> int:
     if args.all == (args.study is not None):
         raise UsageError("give a study to report on, or --all for every stored study and the scorecard")
-    from searchspaces import STUDIES
+    from searchspaces import check_known
 
-    if args.study is not None and args.study not in STUDIES:
-        raise UsageError(f"unknown study {args.study!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    check_known([args.study] if args.study is not None else [])
     check_out_dir(args.out)
     if args.all:
         from analysis.overview import write_all

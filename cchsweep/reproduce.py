@@ -42,11 +42,9 @@ def reproduce(
     from cchsweep.grid import plan
     from cchsweep.runner import check_data, check_reachable, check_writable, run_sweep
     from cchsweep.store import Store
-    from searchspaces import STUDIES
+    from searchspaces import STUDIES, check_known
 
-    unknown = [s for s in studies if s not in STUDIES]
-    if unknown:
-        raise UsageError(f"unknown study {unknown[0]!r}; `cchsweep list` shows: {', '.join(STUDIES)}")
+    check_known(studies)
     if not any(profile in STUDIES[s].profiles for s in studies):
         raise UsageError(f"no study here has a profile {profile!r}; reproduce runs quick or paper")
     missing = [s for s in studies if profile not in STUDIES[s].profiles]

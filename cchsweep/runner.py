@@ -250,6 +250,7 @@ def _search_setup(plan, search, engine):
             "base": search.base,
             "param": search.param,
             "target": search.target,
+            "estimator": search.estimator,
             "mode": search.mode,
         },
     }
@@ -265,7 +266,7 @@ def _search_setup(plan, search, engine):
 def _search_crossing(store: Store, run_id: str, search):
     from analysis.boundary import crossing
 
-    points = store.points(run_id, search.param, search.target)
+    points = store.points(run_id, search.param, search.target, search.estimator)
     return crossing([p[0] for p in points], [p[1] for p in points])
 
 

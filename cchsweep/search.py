@@ -2,7 +2,9 @@
 
 Grids spend most trials far from the crossing. Here Ray Tune's OptunaSearch (TPE) minimises
 |target| over one float parameter, so its samples gather around the zero crossing, and
-analysis.boundary.crossing reads the answer off the evaluated points.
+analysis.boundary.crossing reads the answer off the evaluated points. A trial may estimate the MI
+with several estimators (the quick and paper profiles run lmi, KSG and MINE); the search follows one
+estimator's gap, the first of mi_estimator, and reads its crossing from that estimator's rows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass
 
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan, trial_key
+from cchsweep.mi.triplet import estimator_names
 from cchsweep.record import RESULT_KEY, TrialRecord, dump_records
 
 TARGETS = {
@@ -28,10 +31,16 @@ class BoundarySearch:
     budget: int
     target: str
     base: dict  # every other axis at its first profile value
+    estimator: str | None = None  # whose gap mi_gap follows, and whose rows the crossing reads
 
     @property
     def mode(self) -> str:
         return f"boundary:{self.param}:{self.target}"
+
+    @property
+    def what(self) -> str:
+        """The target in words: 'mi_gap (lmi)' names the estimator whose gap is searched."""
+        return f"{self.target} ({self.estimator})" if self.target == "mi_gap" and self.estimator else self.target
 
 
 MAX_BUDGET = 1_000
@@ -66,7 +75,9 @@ def make_search(plan: Plan, param: str | None, value_range: str | None, budget: 
                 study.validate({**plan.settings, **base, param: edge})
         except ValueError as exc:
             raise UsageError(f"--range {value_range}: {exc}") from None
-    return BoundarySearch(param, lo, hi, budget, target, base)
+    settings = {**plan.settings, **base}
+    estimator = estimator_names(settings)[0] if "mi_estimator" in settings else None
+    return BoundarySearch(param, lo, hi, budget, target, base, estimator)
 
 
 def search_trainable(config: dict) -> None:
@@ -77,7 +88,7 @@ def search_trainable(config: dict) -> None:
 
     spec = search_spec(config)
     record = run_spec(spec, config["engine"])
-    value = target_value(record, config["search"]["target"])
+    value = target_value(record, config["search"]["target"], config["search"]["estimator"])
     if value is None:
         raise RuntimeError(f"trial {spec['key']} has no {config['search']['target']}")
     tune.report({RESULT_KEY: dump_records([record]), "objective": abs(value)})
@@ -98,7 +109,8 @@ def search_spec(config: dict) -> dict:
     }
 
 
-def target_value(record: TrialRecord, target: str) -> float | None:
+def target_value(record: TrialRecord, target: str, estimator: str | None = None) -> float | None:
+    """The searched value of one trial: its KD gain, or one estimator's gap (estimated or closed-form)."""
     if target == "kd_gain":
         return record.kd_gain
-    return record.gap("truth" if target == "mi_gap_truth" else "value")
+    return record.gap("truth" if target == "mi_gap_truth" else "value", estimator)

@@ -312,13 +312,19 @@ class Store:
             )
         return rows
 
-    def points(self, run_id: str, param: str, target: str) -> list[tuple[float, float | None]]:
-        """(param, target) of a run's ok trials, from `results` (a boundary search's evaluations)."""
+    def points(
+        self, run_id: str, param: str, target: str, estimator: str | None = None
+    ) -> list[tuple[float, float | None]]:
+        """(param, target) of a run's ok trials, from `results` (a boundary search's evaluations):
+        one point per trial, from `estimator`'s rows where the trials estimated the MI (a trial with
+        several estimators has a row per estimator)."""
         if param not in self.axes or target not in ("mi_gap", "mi_gap_truth", "kd_gain"):
             raise ValueError(f"no such axis or target: {param}, {target}")
+        which = "" if estimator is None else " AND mi_estimator = ?"
         with self.connect(read_only=True) as con:
             return con.execute(
-                f"SELECT {param}, {target} FROM results WHERE run_id = ? AND status = 'ok'", [run_id]
+                f"SELECT {param}, {target} FROM results WHERE run_id = ? AND status = 'ok'{which}",
+                [run_id, *([] if estimator is None else [estimator])],
             ).fetchall()
 
     def run_table(self) -> tuple[list[str], list[tuple]]:

@@ -1,5 +1,8 @@
 """Every study, listed once. A study is one module: its grids, settings and trial function."""
 
+from collections.abc import Iterable
+
+from cchsweep.errors import UsageError
 from cchsweep.study import Study
 from searchspaces import (
     mi_calibration,
@@ -31,3 +34,10 @@ STUDIES: dict[str, Study] = {
         mi_calibration,
     )
 }
+
+
+def check_known(names: Iterable[str]) -> None:
+    """A one-line UsageError naming the first study that is not one of STUDIES."""
+    for name in names:
+        if name not in STUDIES:
+            raise UsageError(f"unknown study {name!r}; `cchsweep list` shows: {', '.join(STUDIES)}")

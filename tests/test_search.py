@@ -5,6 +5,10 @@ import pytest
 
 from analysis.boundary import crossing
 from cchsweep.mi.gaussian import optimal_linear_mi
+from cchsweep.record import TrialRecord
+from cchsweep.search import target_value
+from cchsweep.store import Store
+from cchsweep.study import MIValue
 from conftest import run_cli
 
 
@@ -26,6 +30,29 @@ def test_noisy_targets_widen_the_interval_and_repeats_are_averaged():
     assert (c.lo, c.hi) == (0.1, 0.3) and c.estimate == pytest.approx(0.1 + 0.2 / 3)
 
 
+def test_the_searched_gap_is_one_estimators():
+    """A trial with several estimators: the search's objective is the named estimator's gap (it
+    used to mix them: i_ts and i_sl of whichever estimator came last)."""
+    gaps = {"lmi": (1.0, 0.5), "ksg": (0.2, 0.9), "mine": (3.0, 1.0)}
+    mi = [MIValue(q, e, v, truth=t) for e, pair in gaps.items() for q, v, t in zip(("i_ts", "i_sl"), pair, (2.0, 1.5))]
+    record = TrialRecord("k", "synthetic_sigma12", "smoke", {}, {}, kd_gain=-0.25, mi=mi)
+    assert target_value(record, "mi_gap", "lmi") == pytest.approx(0.5)
+    assert target_value(record, "mi_gap", "ksg") == pytest.approx(-0.7)
+    assert target_value(record, "mi_gap", "mine") == pytest.approx(2.0)
+    assert target_value(record, "mi_gap_truth", "ksg") == pytest.approx(0.5)
+    assert target_value(record, "kd_gain", "ksg") == -0.25
+    only_lmi = TrialRecord("k", "synthetic_sigma12", "smoke", {}, {}, kd_gain=0.1, mi=mi[:2])
+    assert target_value(only_lmi, "mi_gap", "ksg") is None
+
+
+def test_a_search_follows_the_first_estimator_and_says_so(tmp_path):
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "x.duckdb"), "--search",
+                  "boundary", "--param", "sigma12", "--range", "0:0.7", "--budget", "4", "--set",
+                  "mi_estimator=ksg,lmi", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert "a boundary search of mi_gap (ksg) along sigma12 in [0, 0.7], 4 trials" in out.stdout
+
+
 @pytest.mark.slow
 def test_boundary_search_finds_the_closed_form_crossing_with_a_third_of_the_grid(tmp_path):
     truth_root = 0.4022
@@ -33,7 +60,7 @@ def test_boundary_search_finds_the_closed_form_crossing_with_a_third_of_the_grid
     db = tmp_path / "s.duckdb"
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--search", "boundary",
                   "--param", "sigma12", "--range", "0:0.7", "--budget", "12", "--target", "mi_gap_truth",
-                  "--set", "mi_epochs=1", cwd=tmp_path)
+                  "--set", "mi_epochs=1", "--set", "mi_estimator=lmi,ksg", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(l for l in out.stdout.splitlines() if l.startswith("boundary:"))
     estimate = float(line.split("sigma12 = ")[1].split(",")[0])
@@ -42,7 +69,13 @@ def test_boundary_search_finds_the_closed_form_crossing_with_a_third_of_the_grid
     with duckdb.connect(str(db), read_only=True) as con:
         rows = con.execute("select mode, count(*), count(distinct sigma12) from results group by mode").fetchall()
     assert rows[0][0] == "boundary:sigma12:mi_gap_truth"
-    assert rows[0][1] == 12 <= 80 // 3  # the paper grid has 80 trials
+    assert rows[0][1] == 2 * 12 and 12 <= 80 // 3  # a row per trial and estimator; the paper grid has 80 trials
+    (run_id,) = Store(db).query("select run_id from runs")[1][0]
+    points = Store(db).points(run_id, "sigma12", "mi_gap", "lmi")
+    assert len(points) == 12 == len({x for x, _ in points})  # one point per trial: lmi's rows alone
+    with duckdb.connect(str(db), read_only=True) as con:
+        lmi = con.execute("select sigma12, mi_gap from results where mi_estimator = 'lmi'").fetchall()
+    assert sorted(points) == sorted(lmi)
 
 
 @pytest.mark.parametrize("args, message", [
