@@ -78,7 +78,22 @@ def start_ray(address: str | None = None):
     if interrupted:
         stop_ray(ray, address)
         raise KeyboardInterrupt
+    if loopback:
+        check_loopback_nodes(ray, address)
     return ray
+
+
+def check_loopback_nodes(ray, address: str | None) -> None:
+    """The embedded Ray must have registered its node as 127.0.0.1: Ray rewrites a loopback node
+    address to the LAN address unless told not to (SINGLE_MACHINE_ENV), and its ports then bind to
+    the network. Should a Ray release stop honouring that, the run stops here, before any trial."""
+    outside = sorted({n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]} - {LOOPBACK})
+    if outside:
+        stop_ray(ray, address)
+        raise UsageError(
+            f"the local Ray registered its node at {', '.join(outside)}, not {LOOPBACK}: it would be reachable "
+            f"from the network, so the run stops; check {SINGLE_MACHINE_ENV} and this Ray version"
+        )
 
 
 @contextlib.contextmanager

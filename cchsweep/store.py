@@ -7,10 +7,12 @@ Contract (tests/test_store.py checks each point against a real file):
   study registry, so every registered axis is a `results` column.
 - `write_trials(records)` upserts a batch of TrialRecords in one transaction, keyed by
   trial_key: writing the same records again changes nothing, a newer record for a key replaces
-  the old one and its metrics, MI and cache rows. A failed trial is a row too (status 'error').
+  the old one and its metrics, MI and cache rows. A failed trial is a row too (status 'error'),
+  but an error never replaces a stored ok result (a failed --force rerun keeps the result).
 - All SQL of the package lives here (and its DDL in schema.py, views.py); callers use methods.
 - Every call opens the file, does its work and closes it, so other processes (a reader
-  running `cchsweep query`, a second sweep) get their turn; a locked file is retried briefly.
+  running `cchsweep query`, a second sweep) get their turn; a locked file is retried briefly, then
+  is a `DatabaseLocked` UsageError (the sweep's writer holds its records and tries again).
 - `query()` opens the file read-only, without access to other files or extensions (no COPY TO, EXPORT,
   INSTALL, ATTACH): `cchsweep query --format csv|json` is the way to export.
 - A file is looked at read-only before anything reads or writes it (`inspect()`): a damaged or
@@ -43,6 +45,13 @@ FILE_HEADER_BYTES = 3 * 4096  # a DuckDB file: its main header and two database 
 # A file another process holds ("Could not set lock on file ...: Conflicting lock is held in ..."); not
 # "lock" alone, which "block at location" of a damaged block's error holds too.
 LOCKED = re.compile(r"could not set lock|conflicting lock", re.IGNORECASE)
+
+
+class DatabaseLocked(UsageError):
+    """The file stayed locked by another process (a notebook, the DuckDB CLI, another writer)
+    for the whole retry time."""
+
+
 # What a DuckDB read of a damaged or truncated file raises (an IOException or a plain duckdb.Error).
 DAMAGE = re.compile(
     r"could not read enough bytes|corrupt database file|corrupt wal|does not match stored checksum", re.IGNORECASE
@@ -104,9 +113,11 @@ class Store:
                 con = duckdb.connect(str(self.path), read_only=read_only, config=config)
                 break
             except duckdb.IOException as exc:
-                if LOCKED.search(str(exc)) and time.monotonic() < deadline:
-                    time.sleep(0.2)
-                    continue
+                if LOCKED.search(str(exc)):
+                    if time.monotonic() < deadline:
+                        time.sleep(0.2)
+                        continue
+                    raise DatabaseLocked(_explain_open_error(self.path, exc)) from None
                 raise UsageError(_explain_open_error(self.path, exc)) from None
             except duckdb.Error as exc:
                 raise UsageError(_explain_open_error(self.path, exc)) from None
@@ -235,8 +246,21 @@ class Store:
             con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", [*fields.values(), run_id])
 
     # --- trials -------------------------------------------------------------------------
-    def write_trials(self, records: Sequence[TrialRecord]) -> None:
-        """Upsert trial records (with their metrics, MI and cache events) in one transaction."""
+    def write_trials(self, records: Sequence[TrialRecord]) -> list[str]:
+        """Upsert trial records (with their metrics, MI and cache events) in one transaction.
+
+        An error never replaces a stored result: an error record whose key is stored as ok (a
+        --force rerun that failed, or another run on the same file that had finished it) is not
+        written, and its key is returned, so the user's result stays with its metrics and MI."""
+        if not records:
+            return []
+        with self.transaction() as con:
+            kept = _ok_keys(con, [r.trial_key for r in records if r.status == "error"])
+            self._upsert(con, [r for r in records if not (r.status == "error" and r.trial_key in kept)])
+        return sorted(kept)
+
+    @staticmethod
+    def _upsert(con: duckdb.DuckDBPyConnection, records: Sequence[TrialRecord]) -> None:
         if not records:
             return
         keys = [[r.trial_key] for r in records]
@@ -255,20 +279,19 @@ class Store:
             for m in r.mi
         ]
         cache_rows = [[r.trial_key, e.kind, e.key, e.hit] for r in records for e in r.cache]
-        with self.transaction() as con:
-            for table in ("metrics", "mi", "cache_events"):
-                con.executemany(f"DELETE FROM {table} WHERE trial_key = ?", keys)
-            con.executemany(
-                f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
-                f"ON CONFLICT (trial_key) DO UPDATE SET {updates}",
-                trial_values,
-            )
-            if metric_rows:
-                con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
-            if mi_rows:
-                con.executemany("INSERT INTO mi VALUES (?, ?, ?, ?, ?, ?, ?, ?)", mi_rows)
-            if cache_rows:
-                con.executemany("INSERT INTO cache_events VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", cache_rows)
+        for table in ("metrics", "mi", "cache_events"):
+            con.executemany(f"DELETE FROM {table} WHERE trial_key = ?", keys)
+        con.executemany(
+            f"INSERT INTO trials ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+            f"ON CONFLICT (trial_key) DO UPDATE SET {updates}",
+            trial_values,
+        )
+        if metric_rows:
+            con.executemany("INSERT INTO metrics VALUES (?, ?, ?, ?)", metric_rows)
+        if mi_rows:
+            con.executemany("INSERT INTO mi VALUES (?, ?, ?, ?, ?, ?, ?, ?)", mi_rows)
+        if cache_rows:
+            con.executemany("INSERT INTO cache_events VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", cache_rows)
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -287,11 +310,7 @@ class Store:
         if not self.path.exists() or not keys:
             return set()
         with self.connect(read_only=True) as con:
-            found = con.execute(
-                "SELECT trial_key FROM trials WHERE status = 'ok' AND trial_key IN (SELECT unnest(?::VARCHAR[]))",
-                [list(keys)],
-            ).fetchall()
-        return {r[0] for r in found}
+            return _ok_keys(con, keys)
 
     def run_counts(self, run_id: str) -> dict[str, int]:
         """Trials a run completed, by status: the writer's own count at the end of the experiment,
@@ -427,6 +446,16 @@ def _first_line(exc: Exception) -> str:
 def _damaged(path: Path, what: Exception | str) -> str:
     detail = re.sub(r'\s*(from|in) file "[^"]*"', "", _first_line(what)) if isinstance(what, Exception) else what
     return f"{path} is damaged or truncated ({detail}): restore it from a copy, or give a new --db path"
+
+
+def _ok_keys(con: duckdb.DuckDBPyConnection, keys: Sequence[str]) -> set[str]:
+    """The subset of `keys` stored with status 'ok'."""
+    if not keys:
+        return set()
+    found = con.execute(
+        "SELECT trial_key FROM trials WHERE status = 'ok' AND trial_key IN (SELECT unnest(?::VARCHAR[]))", [list(keys)]
+    ).fetchall()
+    return {r[0] for r in found}
 
 
 def _explain_open_error(path: Path, exc: Exception) -> str:

@@ -3,6 +3,10 @@
 TrialRecords arrive with trial results (or are made here for errors) and are flushed in batches, one transaction
 per flush, opening the file only for the flush so readers get in between. The connection
 is never held by the object: callbacks are pickled into Tune's experiment state.
+
+Another process may hold the file (a notebook's connection, the DuckDB CLI). While the sweep runs, a
+flush that meets the lock keeps its records and tries again at a later step (the sweep goes on); at the
+end the writer waits for the lock up to FINAL_WAIT_SECONDS, saying so, before it gives up.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ from pathlib import Path
 from ray.tune import Callback
 
 from cchsweep.record import PROGRESS_KEY, RESULT_KEY, TrialRecord, load_records
-from cchsweep.store import Store
+from cchsweep.store import DatabaseLocked, Store
+
+RUN_WAIT_SECONDS = 1.0  # while trials run: a locked file costs the Tune loop at most this per step
+FINAL_WAIT_SECONDS = 600.0  # at the end: the records exist nowhere else
 
 
 class DuckDBWriter(Callback):
@@ -44,6 +51,7 @@ class DuckDBWriter(Callback):
         self._bundle_numbers: dict[str, int] = {}
         self.n_ok = 0
         self.n_error = 0
+        self._locked = False  # a flush met another process's lock and holds its records
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if PROGRESS_KEY in result and self.show_progress:
@@ -83,19 +91,44 @@ class DuckDBWriter(Callback):
         if self._buffer and (
             len(self._buffer) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds
         ):
-            self.flush()
+            try:
+                self.flush(RUN_WAIT_SECONDS)
+            except DatabaseLocked:  # keep the records; the next flush tries again
+                self._last_flush = time.monotonic()
+                if not self._locked:
+                    self._locked = True
+                    self._say(f"{self.db_path} is locked by another process: results are held until it is free")
 
     def on_experiment_end(self, trials, **info):
-        self.flush()
+        try:
+            self.flush(RUN_WAIT_SECONDS)
+        except DatabaseLocked:
+            self._say(
+                f"waiting up to {FINAL_WAIT_SECONDS / 60:.0f} min for the lock on {self.db_path} to write "
+                f"{len(self._buffer)} results: close the other process's connection"
+            )
+            self.flush(FINAL_WAIT_SECONDS)
         # What this run completed, which the trials table alone cannot tell once another run on
         # the same file has rewritten some of the same keys.
-        Store(self.db_path).finish_run(self.run_id, n_ok=self.n_ok, n_error=self.n_error)
+        Store(self.db_path, FINAL_WAIT_SECONDS).finish_run(self.run_id, n_ok=self.n_ok, n_error=self.n_error)
 
-    def flush(self):
+    def flush(self, wait: float = FINAL_WAIT_SECONDS) -> None:
+        """Write the buffered records, waiting up to `wait` seconds for another process's lock."""
         if self._buffer:
-            Store(self.db_path).write_trials(self._buffer)
+            kept = Store(self.db_path, wait).write_trials(self._buffer)
             self._buffer = []
+            if self._locked:
+                self._locked = False
+                self._say(f"{self.db_path} is free again: the held results are written")
+            if kept:
+                self._say(
+                    f"kept the stored result of {len(kept)} point{'s' * (len(kept) != 1)} whose rerun failed "
+                    f"(an error never replaces a result), e.g. {kept[0]}"
+                )
         self._last_flush = time.monotonic()
+
+    def _say(self, text: str) -> None:
+        print(f"run {self.run_id}: {text}", file=sys.stderr, flush=True)
 
     def _add(self, record: TrialRecord) -> None:
         self._buffer.append(record)

@@ -76,3 +76,34 @@ def test_advise_listens_on_loopback_only(tmp_path):
                                     "--teachers", "mrna", "--estimator", "ksg", "--repeats", "1"], tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert_loopback_only(seen)
+
+
+class _RayRegisteredAt:
+    """What check_loopback_nodes reads of the `ray` module: its node table (and shutdown)."""
+
+    def __init__(self, *addresses):
+        self.addresses, self.stopped = addresses, False
+
+    def nodes(self):
+        return [{"NodeManagerAddress": a, "Alive": True} for a in self.addresses] + [
+            {"NodeManagerAddress": "10.0.0.9", "Alive": False}  # a dead node is not listening
+        ]
+
+    def is_initialized(self):
+        return True
+
+    def shutdown(self):
+        self.stopped = True
+
+
+def test_a_node_registered_off_loopback_stops_the_run():
+    from cchsweep.errors import UsageError
+    from cchsweep.raystart import check_loopback_nodes
+
+    fine = _RayRegisteredAt("127.0.0.1")
+    check_loopback_nodes(fine, None)
+    assert not fine.stopped
+    lan = _RayRegisteredAt("127.0.0.1", "192.168.1.20")
+    with pytest.raises(UsageError, match=r"registered its node at 192\.168\.1\.20, not 127\.0\.0\.1"):
+        check_loopback_nodes(lan, None)
+    assert lan.stopped  # the embedded Ray it started is shut down, not left listening

@@ -63,6 +63,19 @@ def test_upserts_are_idempotent_and_replace_children(store):
     assert predicts is True and seed == 0 and sigma12 == 0.1
 
 
+def test_an_error_never_replaces_a_stored_result(store):
+    """A failed --force rerun (or another run's failure of a key this file has) keeps the result."""
+    store.write_trials([make_row(), make_row("s/smoke/seed=1", seed=1, status="error")])
+    kept = store.write_trials([make_row(status="error"), make_row("s/smoke/seed=1", seed=1, status="error")])
+    assert kept == ["s/smoke/seed=0"]
+    rows = store.query("select trial_key, status, kd_gain from trials order by trial_key")[1]
+    assert rows == [("s/smoke/seed=0", "ok", pytest.approx(0.1)), ("s/smoke/seed=1", "error", None)]
+    assert count(store, "select count(*) from metrics where trial_key = 's/smoke/seed=0'") == 3
+    assert count(store, "select count(*) from mi where trial_key = 's/smoke/seed=0'") == 3
+    assert store.write_trials([make_row("s/smoke/seed=1", seed=1)]) == []  # a result replaces an error
+    assert store.done_keys(["s/smoke/seed=0", "s/smoke/seed=1"]) == {"s/smoke/seed=0", "s/smoke/seed=1"}
+
+
 def test_failed_trial_is_a_row_with_its_error(store):
     store.write_trials([make_row(status="error")])
     status, error, gain = store.query("select status, error, kd_gain from results")[1][0]
