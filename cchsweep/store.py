@@ -133,18 +133,22 @@ class Store:
     # --- schema -----------------------------------------------------------------------
     def ensure_schema(self) -> None:
         version = self.inspect(deep=True)  # read-only: a file it refuses keeps its bytes
-        if version is not None and version < SCHEMA_VERSION:
+        if version is None:
+            with self.connect() as con:  # one read-write process at a time: no other creates it now
+                if not con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'cchsweep_meta'").fetchall():
+                    con.begin()
+                    con.execute(TABLES)
+                    con.execute("INSERT INTO cchsweep_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
+                    self.create_views(con)
+                    con.commit()
+                    return
+            version = self.inspect(deep=True)  # another run created it since: check it as any file
+            assert version is not None
+        if version < SCHEMA_VERSION:
             from cchsweep.migrate import migrate
 
             migrate(self, version)
         with self.connect() as con:
-            if version is None:
-                con.begin()
-                con.execute(TABLES)
-                con.execute("INSERT INTO cchsweep_meta VALUES ('schema_version', ?)", [str(SCHEMA_VERSION)])
-                self.create_views(con)
-                con.commit()
-                return
             # Views hold no data: (re)create them so the file gains this release's views and columns.
             self.create_views(con)
 

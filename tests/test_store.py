@@ -147,3 +147,24 @@ def test_query_errors_are_one_line(store):
     assert "\n" not in str(err.value)
     with pytest.raises(UsageError, match="no results database"):
         Store(store.path.with_name("missing.duckdb")).query("select 1")
+
+
+def test_two_runs_creating_one_new_file_both_go_on(tmp_path):
+    """The second of two runs that both found no file (inspect() None) used to fail creating the
+    tables the first had just made (a CatalogException traceback); it now takes the file as it is."""
+    path = tmp_path / "new.duckdb"
+
+    class Late(Store):
+        """A run whose inspect() answered before the other run created the schema."""
+
+        def inspect(self, deep=False):
+            version = super().inspect(deep)
+            if version is None and not path.exists():
+                Store(path).ensure_schema()  # the other run, between this run's look and its write
+                Store(path).write_trials([make_row()])
+            return version
+
+    Late(path).ensure_schema()
+    store = Store(path)
+    assert store.query("select value from cchsweep_meta")[1] == [(str(SCHEMA_VERSION),)]
+    assert store.done_keys(["s/smoke/seed=0"]) == {"s/smoke/seed=0"}  # the other run's row is kept
