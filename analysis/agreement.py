@@ -5,7 +5,9 @@ also the MI estimator, so estimators are never pooled. Per condition the seeds a
 BOTH sides of the test carry their uncertainty (cchsweep.rules: a mean decides a sign only beyond
 2 SE from zero, on at least 2 seeds):
 
-- n_seeds            number of completed trials (status 'ok', finite gap and kd_gain);
+- n_seeds            number of completed grid trials (status 'ok', finite gap and kd_gain; a boundary
+                     search's trials, mode 'boundary:...', are one seed each at values of its own
+                     choosing, so they enter no condition);
 - gain_se, gap_se    std(ddof=1) / sqrt(n_seeds) over the seeds (null for a single seed);
 - gain_undetermined  n_seeds < 2 or |gain_mean| <= 2 * gain_se: KD's effect is not resolved;
 - gap_undetermined   n_seeds < 2 or |gap_mean| <= 2 * gap_se: the predictor makes no call
@@ -115,7 +117,8 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
     """One row per condition: gap_source, the condition keys, then CONDITION_STATS (see module doc)."""
     if gap not in frame.columns or "kd_gain" not in frame.columns:
         return pl.DataFrame(schema={"gap_source": pl.String})
-    ok = frame.filter((pl.col("status") == "ok") & _finite(gap) & _finite("kd_gain"))
+    grid = pl.col("mode") == "grid" if "mode" in frame.columns else pl.lit(True)
+    ok = frame.filter((pl.col("status") == "ok") & grid & _finite(gap) & _finite("kd_gain"))
     keys = condition_keys(frame)
     n = pl.len()
     table = ok.group_by(keys).agg(

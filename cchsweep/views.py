@@ -5,7 +5,8 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
 - `cch_conditions`: one row per gap_source ('estimated' from mi_gap, 'closed_form' from
   mi_gap_truth), study, profile, settings, every axis column except seed, and mi_estimator,
   with n_seeds, gain_mean, gain_se, gap_mean, gap_se, gain_undetermined, gap_undetermined,
-  undetermined (either), agrees. Only status 'ok' rows with a finite kd_gain and gap. NULL axis
+  undetermined (either), agrees. Only status 'ok' grid rows (not a boundary search's) with a
+  finite kd_gain and gap. NULL axis
   columns group together, as wanted. Conditions judged by several estimators get a
   mi_estimator = '(consensus)' row too.
 - `cch_agreement`: one row per gap_source, mi_estimator and study, plus study = '(all)' per
@@ -49,7 +50,7 @@ def cch_views(axes: Mapping[str, str]) -> str:
         _CCH_VIEWS.format(
             base=base,
             keys=keys,
-            source_cols=f"{keys}, status, kd_gain",
+            source_cols=f"{keys}, status, mode, kd_gain",
             z95=Z95,
             gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
             gap_undetermined=undetermined_sql("gap_mean", "gap_se", "n_seeds"),
@@ -73,7 +74,8 @@ WITH src AS (
         avg(gap) AS gap_mean,
         stddev_samp(gap) / sqrt(count(*)) AS gap_se
     FROM src
-    WHERE status = 'ok' AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
+    WHERE status = 'ok' AND mode = 'grid'
+        AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
     GROUP BY gap_source, {keys}
 ), sides AS (
     SELECT *, {gain_undetermined} AS gain_undetermined, {gap_undetermined} AS gap_undetermined

@@ -230,10 +230,10 @@ def test_verdict_line():
 
 # --- the SQL views against the Python functions ----------------------------------------------
 
-def db_row(key, study, params, gain, gaps, truth_gap=None, status="ok", settings=None):
+def db_row(key, study, params, gain, gaps, truth_gap=None, status="ok", settings=None, mode="grid"):
     """A Store.write_trials row; gaps maps estimator -> estimated I(H_T;H_S) - I(H_S;Y), truth_gap the closed form."""
     row = {"trial_key": key, "run_id": "r1", "study": study, "profile": "smoke", "params": params,
-           "settings": settings or {"epochs": 3}, "status": status}
+           "settings": settings or {"epochs": 3}, "status": status, "mode": mode}
     if status != "ok":
         row["error"] = "RuntimeError: boom"
         return row
@@ -269,6 +269,9 @@ def db_rows():
         rows.append(db_row(f"g3/{noise}", "g3", {"noise": noise, "seed": 0}, 0.1 - noise, {"latentmi": 0.2 - noise},
                            truth_gap=noise))
     rows.append(db_row("g1/failed", "g1", {"sigma12": 0.1, "lam": 0.3, "seed": 5}, None, {}, status="error"))
+    for sigma12 in (0.1, 0.1234):  # a boundary search's trials: on a grid condition and off it; in neither test
+        rows.append(db_row(f"g1/{sigma12}/search", "g1", {"sigma12": sigma12, "lam": 0.3, "seed": 0}, 5.0,
+                           {"latentmi": -5.0, "ksg": -5.0}, truth_gap=-5.0, mode="boundary:sigma12:mi_gap"))
     return rows
 
 
@@ -303,6 +306,7 @@ def test_conditions_view_matches_python(db):
     assert set(keys) >= {"gap_source", "study", "settings", "sigma12", "lam", "gamma", "temperature", "noise"}
     # estimated: g1 8 conditions x 2 estimators + their consensus, g2 8, g3 3; closed form: g1 8 x 3, g3 3
     assert sql.height == python.height == (16 + 8) + 8 + 3 + (16 + 8) + 3
+    assert set(sql.filter(pl.col("study") == "g1")["n_seeds"]) == {3}  # no boundary trial joined a condition
     joined = python.join(sql, on=keys, how="inner", nulls_equal=True, suffix="_sql")
     assert joined.height == python.height
     stats = ["n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "gain_undetermined", "gap_undetermined",
