@@ -53,16 +53,22 @@ def check_writable(db_path: Path, storage: Path) -> None:
 
 def check_data(plans: list[Plan], data_dir: str | None, dry_run: bool) -> tuple[Path | None, str | None]:
     """The data directory the plans' studies read, checked for the points they will run: (the
-    directory, None), or for a dry run that still estimates without the data (None, what is missing)."""
+    directory, None), or for a dry run that still estimates without the data (None, what is missing).
+    A dry run downloads and creates nothing: what a real run would download is a `data:` line on
+    stdout, said here, where a real run would be downloading it (once, though studies share it)."""
     if all(p.study.check_data is None for p in plans):
         return None, None
     from cchsweep.data.paths import resolve_data_dir
 
+    said: list[str] = []
     try:
         data = resolve_data_dir(data_dir)
         for p in plans:
             if p.study.check_data is not None:
-                p.study.check_data(data, [{**t.settings, **t.params} for t in p.trials])
+                for line in p.study.check_data(data, [{**t.settings, **t.params} for t in p.trials], dry_run=dry_run):
+                    if line not in said:
+                        print(f"data: {line}", flush=True)
+                        said.append(line)
     except UsageError as exc:
         if not dry_run:
             raise

@@ -114,6 +114,19 @@ class TrialContext(Protocol):
         """A line for the live progress (throttled by the engine)."""
 
 
+class CheckData(Protocol):
+    """A study's data check, run once in the driver before any trial."""
+
+    def __call__(self, data_dir: Path, points: list[Mapping[str, Any]], *, dry_run: bool = False) -> list[str]:
+        """Verify the data the points (each trial's settings and parameters) read, or raise UsageError.
+
+        A run downloads what is missing where allowed and returns []. A dry run, which touches nothing,
+        downloads and creates nothing: it verifies what is there and returns one line per data set a
+        real run would download, so the user sees that it will rather than that it would stop.
+        """
+        ...
+
+
 BASELINES = ("teacher or no-KD student", "teachers and no-KD students")  # what a bundle trains first
 
 
@@ -146,8 +159,8 @@ class Study:
     # fixed settings that also get a typed column in the `results` view (grid axes always do)
     columns: tuple[str, ...] = ()
     # Run once in the driver before any trial: verify (or download) the data the points (each trial's
-    # settings and parameters) read, raise UsageError.
-    check_data: Callable[[Path, list[Mapping[str, Any]]], None] | None = None
+    # settings and parameters) read, raise UsageError. See CheckData for a dry run.
+    check_data: CheckData | None = None
     # Run in the driver once the trials to run are known, before any starts: build derived data
     # they share (data_dir, cache_dir, each trial's settings and parameters), its progress shown here.
     prepare: Callable[[Path | None, Path, list[Mapping[str, Any]]], None] | None = None

@@ -15,11 +15,14 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import SHARED_DATA, run_cli
 
+from cchsweep import grid
 from cchsweep.data import bsds500
 from cchsweep.data.mnist import FILES, load_mnist
 from cchsweep.errors import UsageError
-from conftest import SHARED_DATA, run_cli
+from cchsweep.runner import check_data
+from searchspaces import STUDIES
 
 MNIST_NAMES = sorted(spec.filename for spec in FILES.values())
 DAMAGED_IMAGE = "test/100007.jpg"
@@ -173,3 +176,71 @@ def test_a_damaged_local_image_is_refused_by_name(tmp_path):
     (tmp_path / "bsds500" / "val" / "101085.jpg").unlink()
     with pytest.raises(UsageError, match=r"BSDS500 image val/101085.jpg is missing from"):
         bsds500.load_images(tmp_path)
+
+
+def _served(server) -> dict:
+    """The URL settings of a run fetching from the test server."""
+    return {"CCHSWEEP_MNIST_URLS": server.url("mnist/"), bsds500.URLS_ENV: server.url("bsds/" + bsds500.ARCHIVE)}
+
+
+def test_a_dry_run_on_an_empty_data_dir_downloads_and_creates_nothing(tmp_path, server):
+    """README: a dry run touches nothing. Data a real run would fetch are said, not fetched."""
+    data = tmp_path / "data"
+    data.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("CCHSWEEP_DATA", "CCHSWEEP_OFFLINE")}
+    env.update(_served(server), NO_PROXY="127.0.0.1,localhost")
+    before = len(server.requests)
+    out = run_cli("run", "mnist_blur", "--profile", "smoke", "--data-dir", str(data),
+                  "--db", str(tmp_path / "r.duckdb"), "--dry-run", env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[:2] == [
+        f"data: MNIST (4 files, 11 MB) not in {data / 'mnist'} (a real run would download it first, from "
+        f"{server.url('mnist/')})",
+        f"data: BSDS500 (500 images, 37 MB) not in {data} (a real run would download it first, from "
+        f"{server.url('bsds/' + bsds500.ARCHIVE)})",
+    ]
+    assert lines[2].startswith("plan: mnist_blur (smoke): ") and lines[-1].startswith("estimate: ")
+    assert "downloading" not in out.stderr and len(server.requests) == before  # nothing fetched
+    assert list(data.iterdir()) == [] and [p.name for p in tmp_path.iterdir()] == ["data"]  # nothing created
+
+
+def test_a_run_still_downloads_what_its_dry_run_said(tmp_path, server, online, monkeypatch, capsys):
+    """The driver's data check of a real run fetches what the dry run said it would, and a dry run
+    then has nothing to say (the files it finds are verified, and mnist_alpha shares them)."""
+    for name, value in _served(server).items():
+        monkeypatch.setenv(name, value)
+    plans = [grid.plan(STUDIES[s], "smoke") for s in ("mnist_blur", "mnist_alpha")]
+    assert check_data(plans, str(tmp_path), dry_run=True) == (tmp_path, None)
+    said = capsys.readouterr()
+    assert said.out.count("data: MNIST ") == 1 and said.out.count("data: BSDS500 ") == 1  # once for both studies
+    assert list(tmp_path.iterdir()) == []
+    assert check_data(plans, str(tmp_path), dry_run=False) == (tmp_path, None)
+    assert "downloading MNIST" in capsys.readouterr().err
+    assert _tree(tmp_path) == sorted([f"mnist/{n}" for n in MNIST_NAMES] + [f"bsds500/{n}" for n in bsds500.manifest()])
+    assert check_data(plans, str(tmp_path), dry_run=True) == (tmp_path, None)
+    assert capsys.readouterr().out == ""
+
+
+def test_a_dry_run_stops_where_the_run_would(tmp_path, online, monkeypatch):
+    """Present data are verified, and data that could not be downloaded (forbidden, or nowhere to
+    write them) make the stop line, as before: nothing of it is downloaded or created."""
+    monkeypatch.setenv("CCHSWEEP_MNIST_URLS", "http://127.0.0.1:9/")  # nothing listens: never to be asked
+    plans = [grid.plan(STUDIES["mnist_blur"], "smoke")]
+    (tmp_path / "mnist").write_text("a file where the directory would go")
+    data, missing = check_data(plans, str(tmp_path), dry_run=True)
+    assert data is None and "MNIST (4 files, 11 MB) not in" in missing and "is a file, not a directory" in missing
+    (tmp_path / "mnist").unlink()
+    shutil.copytree(SHARED_DATA / "mnist", tmp_path / "mnist")
+    (tmp_path / "mnist").chmod(0o755)
+    labels = tmp_path / "mnist" / "t10k-labels-idx1-ubyte.gz"
+    labels.chmod(0o644)
+    labels.write_bytes(b"not gzip")
+    _, missing = check_data(plans, str(tmp_path), dry_run=True)
+    assert missing.startswith(f"MNIST file {labels} is corrupt")
+    monkeypatch.setenv("CCHSWEEP_OFFLINE", "1")
+    labels.unlink()
+    _, missing = check_data(plans, str(tmp_path), dry_run=True)
+    assert missing.startswith("MNIST not found: expected t10k-labels-idx1-ubyte.gz in")
+    assert "unset $CCHSWEEP_OFFLINE" in missing
+    assert _tree(tmp_path) == [f"mnist/{n}" for n in MNIST_NAMES if n != labels.name]

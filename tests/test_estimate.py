@@ -40,7 +40,7 @@ def test_dry_run_checks_what_the_run_would_and_describes_a_search(tmp_path):
                   "--budget", "8", "--dry-run", "--db", str(tmp_path / "r.duckdb"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines() == [
-        "plan: synthetic_sigma12 (paper): a boundary search of mi_gap along sigma12 in [0, 0.7], 8 trials "
+        "plan: synthetic_sigma12 (paper): a boundary search of mi_gap (lmi) along sigma12 in [0, 0.7], 8 trials "
         "(Optuna TPE); the other axes at lam = 0.3; seed = 0"]
     assert list(tmp_path.iterdir()) == []
 

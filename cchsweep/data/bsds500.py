@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
-from cchsweep.data.paths import downloads_allowed, missing_data_error
+from cchsweep.data.paths import downloads_allowed, missing_data_error, would_download
 from cchsweep.errors import UsageError
 
 SPLITS = ("train", "val", "test")
@@ -57,17 +57,40 @@ def load_images(data_dir: Path, *, allow_download: bool | None = None) -> list[t
     found = _local(data_dir)
     if found is None:
         if not downloads_allowed(allow_download):
-            raise missing_data_error(
-                "BSDS500 images",
-                data_dir,
-                ["bsds500/{train,val,test}/*.jpg", f"or {ARCHIVE}"],
-                f"download {ARCHIVE} from {ARCHIVE_URL} (or the BIDS/BSDS500 GitHub mirror) into that "
-                "directory, point --data-dir/$CCHSWEEP_DATA at a directory holding bsds500/, or allow "
-                "downloads (unset $CCHSWEEP_OFFLINE)",
-            )
+            raise _missing_error(data_dir)
         download(data_dir)
         found = _local(data_dir)
         assert found is not None  # download() put every verified image in place
+    return _verified_all(found)
+
+
+def check_images(data_dir: Path) -> str | None:
+    """For a dry run, which must neither download nor create anything: a local copy verified image by
+    image (~0.1 s, so a damaged one stops the dry run as it would the run), then None, or what a real
+    run would download; UsageError when it could not (downloads forbidden)."""
+    data_dir = Path(data_dir)
+    found = _local(data_dir)
+    if found is not None:
+        _verified_all(found)
+        return None
+    if not downloads_allowed():
+        raise _missing_error(data_dir)
+    return would_download("BSDS500 (500 images, 37 MB)", data_dir, sources())
+
+
+def _missing_error(data_dir: Path) -> UsageError:
+    return missing_data_error(
+        "BSDS500 images",
+        data_dir,
+        ["bsds500/{train,val,test}/*.jpg", f"or {ARCHIVE}"],
+        f"download {ARCHIVE} from {ARCHIVE_URL} (or the BIDS/BSDS500 GitHub mirror) into that "
+        "directory, point --data-dir/$CCHSWEEP_DATA at a directory holding bsds500/, or allow "
+        "downloads (unset $CCHSWEEP_OFFLINE)",
+    )
+
+
+def _verified_all(found) -> list[tuple[str, bytes]]:
+    """Every manifest image of a local copy, (name, bytes), each checked against its SHA-256."""
     where, read = found
     return [(name, verified(name, read(name), where)) for name in manifest()]
 

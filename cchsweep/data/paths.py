@@ -7,7 +7,7 @@ have (possibly read-only, e.g. a shared mount) or lets the loaders download into
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from cchsweep.errors import UsageError
@@ -53,3 +53,30 @@ def missing_data_error(what: str, directory: Path, names: Iterable[str], todo: s
     """One line naming the expected location and files, and what the user should do."""
     listed = ", ".join(names)
     return UsageError(f"{what} not found: expected {listed} in {directory}; {todo}")
+
+
+def would_download(what: str, directory: Path, urls: Sequence[str]) -> str:
+    """A dry run's report of data a real run would fetch before it starts, as nothing may be fetched
+    or created now: what, where it would go and from where, so a download is not mistaken for a stop.
+    UsageError when a real run could not write there, since it would then stop instead."""
+    _check_creatable(directory, what)
+    fallback = " or a fallback" if len(urls) > 1 else ""
+    return f"{what} not in {directory} (a real run would download it first, from {urls[0]}{fallback})"
+
+
+def _check_creatable(directory: Path, what: str) -> None:
+    """The directory exists and is writable, or its nearest existing ancestor is a writable directory
+    (a real run creates the rest): checked without creating anything."""
+    existing = Path(directory).absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        problem = f"{existing} is a file, not a directory"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        problem = f"{existing} is not writable"
+    else:
+        return
+    raise UsageError(
+        f"{what} not in {directory}, and a real run could not download it there: {problem}; "
+        "fix that, or point --data-dir/$CCHSWEEP_DATA at a directory holding the data"
+    )

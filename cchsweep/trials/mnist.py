@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from cchsweep.data import bsds500
 from cchsweep.data.blur import gaussian_blur
-from cchsweep.data.mnist import load_mnist
+from cchsweep.data.mnist import check_mnist, load_mnist
 from cchsweep.data.mnistm import build_mnistm, load_bsds_luma
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
@@ -39,11 +40,15 @@ MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
 VARY = ("seed", "alpha", "gamma", "temperature", "lam")  # what may differ inside a bundle, outermost first
 
 
-def check_data(data_dir, points=None) -> None:
-    """Run in the driver before any trial: MNIST verified (downloaded if allowed), BSDS500 present."""
+def check_data(data_dir, points=None, *, dry_run: bool = False) -> list[str]:
+    """Run in the driver before any trial: MNIST verified (downloaded if allowed), BSDS500 present.
+    A dry run downloads nothing: it verifies what is there and says what a real run would download."""
+    if dry_run:
+        return [line for line in (check_mnist(data_dir), bsds500.check_images(data_dir)) if line]
     for split in ("train", "test"):
         load_mnist(data_dir, split)
     load_bsds_luma(data_dir)
+    return []
 
 
 def prepare(data_dir, cache_dir, points) -> None:

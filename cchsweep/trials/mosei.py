@@ -75,9 +75,11 @@ MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
 # --- data -------------------------------------------------------------------------------------------
 
 
-def check_data(data_dir, points=None) -> None:
-    """Driver-side: the pickle exists (its layout is validated when a trial first loads it)."""
+def check_data(data_dir, points=None, *, dry_run: bool = False) -> list[str]:
+    """Driver-side: the pickle exists (its layout is validated when a trial first loads it). Nothing
+    is ever downloaded, so a dry run checks the same and [] is returned."""
     check_file(default_path(data_dir))
+    return []
 
 
 def _fingerprint(path: Path) -> dict:

@@ -77,10 +77,10 @@ MI_SOURCES = ("fusion", "unimodal")
 # --- data -------------------------------------------------------------------------------------------
 
 
-def check_data(data_dir, points: Sequence[Mapping[str, Any]] | None = None) -> None:
+def check_data(data_dir, points: Sequence[Mapping[str, Any]] | None = None, *, dry_run: bool = False) -> list[str]:
     """Driver-side: every cohort the points read (without points: every shipped one, NEEDS) exists,
     with labels and the modality files they name (a --set cohort or modality is checked here, not
-    in each trial)."""
+    in each trial). Nothing is ever downloaded, so a dry run checks the same and [] is returned."""
     root = Path(data_dir) / "tcga"
     needs: dict[str, set[str]] = {c: set(m) for c, m in NEEDS.items()} if points is None else {}
     for s in points or ():
@@ -100,6 +100,7 @@ def check_data(data_dir, points: Sequence[Mapping[str, Any]] | None = None) -> N
             f"TCGA data missing: {', '.join(missing)}; put one CSV or Parquet per modality (first column "
             f"'patient') and labels.csv (patient,subtype) under {root}/<cohort>/, or pass another --data-dir"
         )
+    return []
 
 
 def cohort_directory(data_dir: Path | None, cohort: str) -> Path:
