@@ -57,22 +57,38 @@ def verify(
     frame = load_results(db_path, study="tcga_noise").filter(
         pl.col("trial_key").is_in([t.key for t in the_plan.trials]) & (pl.col("status") == "ok")
     )
-    realised = (
-        frame.group_by("teacher_modality")
-        .agg(
-            pl.col("kd_gain").mean().alias("realised_gain"),
-            (pl.col("kd_gain").std() / pl.col("kd_gain").count().sqrt()).alias("realised_gain_se"),
-            pl.col("seed").n_unique().alias("seeds"),
-        )
-        .rename({"teacher_modality": "teacher"})
-    )
-    out = advice.table.select("rank", "teacher", "gap", "gap_se", "verdict").join(realised, on="teacher", how="inner")
     if summary.n_error:
         print(
             f'verify: {summary.n_error} KD trials failed; see `cchsweep query "select trial_key, error from trials '
             f"where status = 'error'\"`"
         )
-    # as in the sign-agreement test: a gain within 2 SE of zero (or one seed) decides nothing
+    return verification_table(advice.table, frame)
+
+
+def realised_gains(trials: pl.DataFrame) -> pl.DataFrame:
+    """Per teacher_modality of the ok KD trials: realised_gain (mean kd_gain), realised_gain_se
+    (std(ddof=1) / sqrt(n), null for one trial, as analysis.agreement) and seeds (distinct seeds)."""
+    return (
+        trials.group_by("teacher_modality")
+        .agg(
+            pl.col("kd_gain").mean().alias("realised_gain"),
+            (pl.col("kd_gain").std(ddof=1) / pl.col("kd_gain").count().sqrt()).alias("realised_gain_se"),
+            pl.col("seed").n_unique().alias("seeds"),
+        )
+        .rename({"teacher_modality": "teacher"})
+    )
+
+
+def verification_table(table: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
+    """The advice table's predicted gap beside the realised gain of each verified teacher, by rank.
+
+    sign_agrees: (gap > 0) == (realised_gain > 0), null where the gain is undetermined (cchsweep.rules:
+    within 2 SE of zero, or fewer than 2 seeds), as in the sign-agreement test. The gap side is not
+    tested for determinacy: a control with an undetermined verdict still gets a yes/no.
+    """
+    out = table.select("rank", "teacher", "gap", "gap_se", "verdict").join(
+        realised_gains(trials), on="teacher", how="inner"
+    )
     undetermined = undetermined_expr("realised_gain", "realised_gain_se", "seeds")
     return out.with_columns(
         pl.when(~undetermined)
