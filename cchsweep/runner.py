@@ -117,42 +117,46 @@ def run_sweep(
         plan.study.prepare(data_dir, cache_dir, [{**t.settings, **t.params} for t in grid_todo])
     check_interrupted()  # a Ctrl-C lost in an import or in ray.init stops the run here
     ray = start_ray(address) if todo else None
-    resources = ray.cluster_resources() if ray else {}
-    if ray is not None:
-        check_storage_is_shared(ray.nodes(), storage, shared_storage)
-    # A bundle trains its models as stacks on one device: it asks for a whole GPU where there is one
-    # (studies that use no GPU, such as TCGA's 64-unit networks, keep asking for none).
-    bundled = plan.study.bundle is not None and search is None
-    wanted = 1.0 if bundled and plan.study.resources.gpu > 0 else plan.study.resources.gpu
-    gpu_fraction = gpu_per_trial(gpu, wanted, resources)
-    cpus = plan.study.resources.cpu
-    slots = int(resources.get("GPU", 0) // gpu_fraction) if gpu_fraction else int(resources.get("CPU", 1) // cpus)
-    if bundle_size is None:
-        bundle_size = default_bundle_size(plan.study, grid_todo, slots, gpu=bool(gpu_fraction))
-    groups = bundles(plan.study, grid_todo, bundle_size)
-    run_id = new_run_id(plan.study.name)
-    started = datetime.now(timezone.utc)
-    commit, dirty = _git_state()
-    store.start_run(
-        {
-            "run_id": run_id,
-            "study": plan.study.name,
-            "profile": plan.profile,
-            "started_at": started,
-            "status": "running",
-            "n_trials": len(todo) + len(done),
-            "n_skipped": len(done),
-            "cchsweep_version": __version__,
-            "git_commit": commit,
-            "git_dirty": dirty,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "ray_address": address,
-            "cluster_resources": resources,
-            "storage": str(storage),
-            "command": command,
-        }
-    )
+    try:
+        resources = ray.cluster_resources() if ray else {}
+        if ray is not None:
+            check_storage_is_shared(ray.nodes(), storage, shared_storage)
+        # A bundle trains its models as stacks on one device: it asks for a whole GPU where there is one
+        # (studies that use no GPU, such as TCGA's 64-unit networks, keep asking for none).
+        bundled = plan.study.bundle is not None and search is None
+        wanted = 1.0 if bundled and plan.study.resources.gpu > 0 else plan.study.resources.gpu
+        gpu_fraction = gpu_per_trial(gpu, wanted, resources)
+        cpus = plan.study.resources.cpu
+        slots = int(resources.get("GPU", 0) // gpu_fraction) if gpu_fraction else int(resources.get("CPU", 1) // cpus)
+        if bundle_size is None:
+            bundle_size = default_bundle_size(plan.study, grid_todo, slots, gpu=bool(gpu_fraction))
+        groups = bundles(plan.study, grid_todo, bundle_size)
+        run_id = new_run_id(plan.study.name)
+        started = datetime.now(timezone.utc)
+        commit, dirty = _git_state()
+        store.start_run(
+            {
+                "run_id": run_id,
+                "study": plan.study.name,
+                "profile": plan.profile,
+                "started_at": started,
+                "status": "running",
+                "n_trials": len(todo) + len(done),
+                "n_skipped": len(done),
+                "cchsweep_version": __version__,
+                "git_commit": commit,
+                "git_dirty": dirty,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "ray_address": address,
+                "cluster_resources": resources,
+                "storage": str(storage),
+                "command": command,
+            }
+        )
+    except BaseException:  # the embedded Ray this call started does not outlive a refused run
+        stop_ray(ray, address)
+        raise
     if todo:
         per_trial = f"{cpus:g} CPU" + (f" + {gpu_fraction:g} GPU" if gpu_fraction else "")
         cluster = f"{resources.get('CPU', 0):g} CPUs" + (
@@ -176,12 +180,14 @@ def run_sweep(
         status = "interrupted"
         raise
     finally:
-        counts = store.run_counts(run_id)
-        if status == "finished" and counts.get("ok", 0) + counts.get("error", 0) < len(todo):
-            status = "interrupted"  # Ray Tune catches Ctrl-C itself, stops the trials and returns normally
-        finished = datetime.now(timezone.utc)
-        store.finish_run(run_id, status=status, finished_at=finished)
-        stop_ray(ray, address)
+        try:
+            counts = store.run_counts(run_id)
+            if status == "finished" and counts.get("ok", 0) + counts.get("error", 0) < len(todo):
+                status = "interrupted"  # Ray Tune catches Ctrl-C itself, stops the trials and returns normally
+            finished = datetime.now(timezone.utc)
+            store.finish_run(run_id, status=status, finished_at=finished)
+        finally:  # even when the file stays locked past the writer's wait
+            stop_ray(ray, address)
     summary = RunSummary(
         run_id,
         len(todo) + len(done),
