@@ -298,8 +298,7 @@ def cmd_run(args) -> int:
                 f"in [{search.lo:g}, {search.hi:g}], {search.budget} trials (Optuna TPE); the other axes at {others}"
             )
         else:
-            stored = stored_keys(db, the_plan)  # refuses a damaged, foreign or unknown-version file, as run does
-            done = set() if args.force else stored
+            done = stored_keys(db, the_plan, args.force)  # refuses a damaged, foreign or newer file, as run does
             print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)))
         if missing:
             print(f"data: {missing} (the run would stop here)")
@@ -308,7 +307,7 @@ def cmd_run(args) -> int:
         from cchsweep.store import Store
 
         Store(db).ensure_schema()  # a foreign or newer file is refused here, in one line
-        done = set() if args.force else stored_keys(db, the_plan)
+        done = stored_keys(db, the_plan, args.force)
         print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)), file=sys.stderr, flush=True)
     summary = run_sweep(
         the_plan,

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from cchsweep.errors import UsageError
 from cchsweep.grid import Plan, TrialSpec, bundles, default_bundle_size, group_key
 from cchsweep.store import Store
 
@@ -34,14 +35,41 @@ def minutes(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def stored_keys(db: Path, plan: Plan) -> set[str]:
+def stored_keys(db: Path, plan: Plan, force: bool = False) -> set[str]:
     """The plan's keys already stored as ok; none where the file is absent or a DuckDB file without
     tables (the run creates the schema). A file the run would refuse (damaged, foreign, of an unknown
-    schema version) is refused here too, with the same UsageError, and keeps its bytes."""
+    schema version) is refused here too, with the same UsageError, and keeps its bytes; so are points
+    stored with other settings (check_same_settings), unless `force` reruns every point."""
     store = Store(db)
     if store.inspect() is None:  # read-only
         return set()
+    if force:  # every point reruns: none is done, and none is refused
+        return set()
+    check_same_settings(store, plan)
     return store.done_keys([t.key for t in plan.trials])
+
+
+def check_same_settings(store: Store, plan: Plan) -> None:
+    """A stored point counts as done only if it ran with the plan's settings. A key names the grid
+    point and the --set changes, not the profile's own settings, which a release may change (the
+    smoke profile went from 30 epochs to 10): such points are refused in one line, not skipped as
+    done, and not replaced, which would lose the user's results unasked."""
+    wanted = json.loads(json.dumps(plan.settings))  # as stored: JSON types
+    stored = store.stored_settings([t.key for t in plan.trials])
+    other = {k: s for k, s in stored.items() if s != wanted}
+    if not other:
+        return
+    key, settings = next(iter(sorted(other.items())))
+    changes = "; ".join(
+        f"{n} {settings.get(n, '(unset)')} now {wanted.get(n, '(unset)')}"
+        for n in sorted(set(settings) | set(wanted))
+        if settings.get(n) != wanted.get(n)
+    )
+    raise UsageError(
+        f"{len(other)} of {plan.study.name}'s {plan.profile} points are stored in {store.path} with other "
+        f"settings than this profile's ({changes}; e.g. {key}): `cchsweep run {plan.study.name} --profile "
+        f"{plan.profile} --force` reruns and replaces them, or give another --db"
+    )
 
 
 def _group(plan: Plan, params: dict) -> tuple:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from cchsweep import __version__
 from cchsweep.errors import UsageError, check_interrupted
+from cchsweep.estimate import check_same_settings
 from cchsweep.grid import Plan, bundles, default_bundle_size
 from cchsweep.raystart import new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
@@ -107,6 +108,8 @@ def run_sweep(
             file=sys.stderr,
         )
     keys = [t.key for t in plan.trials]
+    if not (force or search):
+        check_same_settings(store, plan)
     done = set() if force or search else store.done_keys(keys)
     grid_todo = [t for t in plan.trials if t.key not in done] if search is None else []
     todo = grid_todo if search is None else list(range(search.budget))

@@ -316,6 +316,18 @@ class Store:
         with self.connect(read_only=True) as con:
             return _ok_keys(con, keys)
 
+    def stored_settings(self, keys: Sequence[str]) -> dict[str, dict]:
+        """The settings each of `keys` stored as 'ok' ran with (the keys not stored are absent)."""
+        if not self.path.exists() or not keys:
+            return {}
+        with self.connect(read_only=True) as con:
+            rows = con.execute(
+                "SELECT trial_key, settings FROM trials WHERE status = 'ok' "
+                "AND trial_key IN (SELECT unnest(?::VARCHAR[]))",
+                [list(keys)],
+            ).fetchall()
+        return {key: json.loads(text) for key, text in rows}
+
     def run_counts(self, run_id: str) -> dict[str, int]:
         """Trials a run completed, by status: the writer's own count at the end of the experiment,
         else (a run cut short) the rows that still name this run, recorded now."""

@@ -6,7 +6,7 @@ from dataclasses import replace
 import pytest
 
 from cchsweep import grid
-from cchsweep.estimate import plan_lines
+from cchsweep.estimate import plan_lines, stored_keys
 from cchsweep.record import TrialRecord
 from cchsweep.reproduce import OFFLINE
 from cchsweep.store import Store
@@ -123,3 +123,22 @@ def test_a_quick_profiles_recorded_cost_is_for_its_grid():
         cost = STUDIES[name].profiles["quick"].cost
         timed = re.search(r"(\d+) trials", cost.note)
         assert timed is not None and int(timed.group(1)) == len(plan.trials), (name, cost.note, len(plan.trials))
+
+
+def test_points_stored_with_other_settings_are_refused_not_skipped(tmp_path):
+    """A key names the point and the --set changes, not the profile's settings, which a release may
+    change: points stored under older settings are neither counted done nor replaced unasked."""
+    db = tmp_path / "r.duckdb"
+    plan = grid.plan(STUDIES["synthetic_sigma12"], "smoke")
+    older = replace(plan, trials=[replace(t, settings={**t.settings, "epochs": 30}) for t in plan.trials])
+    _stored(db, older, seconds=3.0)
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert ("2 of synthetic_sigma12's smoke points are stored in " in out.stderr
+            and "with other settings than this profile's (epochs 30 now 10; e.g. synthetic_sigma12/smoke/" in out.stderr
+            and "`cchsweep run synthetic_sigma12 --profile smoke --force` reruns and replaces them, or give another --db"
+            in out.stderr)
+    forced = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run", "--force")
+    assert forced.returncode == 0 and "0 already stored, 4 to run" in forced.stdout
+    _stored(db, plan, seconds=3.0)  # the same points at this profile's settings: done, as before
+    assert stored_keys(db, plan) == {t.key for t in plan.trials[:2]}
