@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from cchsweep.cache import ArtifactCache
+from cchsweep.mi.triplet import estimator_names
 from cchsweep.raystart import worker_device
 from cchsweep.record import PROGRESS_KEY, RESULT_KEY, CacheEvent, TrialRecord, dump_records
 
@@ -165,10 +166,18 @@ def _attribute(cache: ArtifactCache, points: Sequence[Mapping[str, Any]]) -> lis
     out: list[list[CacheEvent]] = [[] for _ in points]
     seen: set[tuple[str, str]] = set()
     for event, config in zip(cache.events, cache.configs):
-        users = [i for i, p in enumerate(points) if all(p[k] == v for k, v in config.items() if k in p)] or [0]
+        users = [i for i, p in enumerate(points) if all(_agrees(p, k, v) for k, v in config.items() if k in p)] or [0]
         for i in users:
             charged = (event.kind, event.key) in seen
             if not any(e.kind == event.kind and e.key == event.key for e in out[i]):
                 out[i].append(CacheEvent(event.kind, event.key, hit=event.hit or charged))
                 seen.add((event.kind, event.key))
     return out
+
+
+def _agrees(point: Mapping[str, Any], name: str, value: Any) -> bool:
+    """A point's setting agrees with an artifact's: equal, or for mi_estimator one of the point's
+    estimators (an MI artifact is one estimator's; a point lists every estimator it runs)."""
+    if name == "mi_estimator":
+        return str(value) in estimator_names(point)
+    return point[name] == value

@@ -83,3 +83,21 @@ def test_bundles_sharing_an_artifact_build_their_own_at_once_and_wait_only_for_i
     built = [item for line in lines if line.startswith("start") for item in line.split()[2].split(",")]
     assert sorted(built) == ["a", "b", "c"]  # each artifact built once
     assert not list((tmp_path / "c").rglob("*.tmp"))
+
+
+def test_a_points_cache_events_include_each_of_its_estimators_artifacts(tmp_path):
+    """Points run several estimators (mi_estimator 'lmi,ksg'); each MI artifact is one estimator's.
+    Each point is charged its own MI artifacts: every one used to fall back to the first point."""
+    from cchsweep.execute import _attribute
+
+    cache = ArtifactCache(tmp_path)
+    points = [{"sigma12": s, "seed": 0, "mi_estimator": "lmi,ksg"} for s in (0.1, 0.7)]
+    for s in (0.1, 0.7):
+        for estimator in ("lmi", "ksg"):
+            cache.cached("synthetic_mi", {"sigma12": s, "seed": 0, "mi_estimator": estimator}, lambda: 1.0)
+    cache.cached("synthetic_mi", {"sigma12": 0.1, "seed": 0, "mi_estimator": "lmi"}, lambda: 1.0)  # reused
+    events = _attribute(cache, points)
+    assert [len(e) for e in events] == [2, 2]
+    keys = [{e.key for e in point} for point in events]
+    assert not keys[0] & keys[1]  # each point its own two artifacts
+    assert all(not e.hit for point in events for e in point)  # each built once, by its own point
