@@ -37,6 +37,13 @@ def per_trial(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.unique("trial_key", keep="first", maintain_order=True)
 
 
+def grid_trials(frame: pl.DataFrame) -> pl.DataFrame:
+    """The rows of the grid's trials (mode 'grid'). A boundary search's trials (mode 'boundary:PARAM:TARGET')
+    are one seed each at sampled values of one axis: in seed statistics they would pose as extra conditions,
+    or as a second trial of a grid seed where a sample lands on a grid value."""
+    return frame.filter(pl.col("mode") == "grid") if "mode" in frame.columns else frame
+
+
 def has_values(frame: pl.DataFrame, column: str) -> bool:
     return column in frame.columns and frame[column].null_count() < frame.height
 
@@ -58,7 +65,12 @@ def paper_lookup(mapping: dict, key):
 
 
 def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
-    """keys, then per value: <v> (mean over seeds), <v>_se, and n_seeds; sorted by keys."""
+    """keys, then per value: <v> (mean over seeds), <v>_se, and n_seeds; sorted by keys.
+
+    Rows that share the keys and a seed are averaged as one seed, so the keys must hold every column
+    that tells two trials of a seed apart and is not meant to be pooled: a frame of several profiles or
+    settings needs them among the keys (analysis.frame.condition_columns gives the full condition), or
+    a quick trial and a smoke trial of seed 0 become one "seed" whose mean is neither's."""
     seed = ["seed"] if "seed" in frame.columns else []
     by_seed = frame.group_by(keys + seed).agg(pl.col(v).cast(pl.Float64).fill_nan(None).mean() for v in values)
     out = by_seed.group_by(keys).agg(

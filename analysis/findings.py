@@ -2,26 +2,38 @@
 they agree -- the summary table of `cchsweep reproduce`.
 
 The measured side is the KD gain per condition (mean and SE over seeds, one row per trial: the gain
-does not depend on the MI estimator). A condition's sign is *determined* when its mean gain is
-more than 2 SE from zero with 2 or more seeds (analysis.agreement's rule). Where the paper gives a
-gain per condition (Tables 1, 5, 13, 20), the finding is how many determined conditions carry the
-paper's sign: "yes" when all of them do and they are at least half of the conditions, "partly"
-when all do but most conditions are undetermined or when most do, "no" otherwise, and "n/a" when
-none is determined. The synthetic studies are judged on where the gain changes sign along sigma12
-(Figure 1: the closed-form CCH crossing is 0.402, the exact small-lambda risk crossing 0.356).
+does not depend on the MI estimator). A condition is what analysis.agreement groups by: study,
+profile, settings and every axis but the seed (analysis.frame.condition_columns), over the grid's
+trials only (a boundary search's are one seed each at sampled values). The text names a condition
+by the paper's axes, adding the profile (and the settings that differ) where the rows hold several
+and any other axis that varies. `cchsweep reproduce` judges the profile it ran (findings_frame's
+`profile`); `report --all` judges every stored one.
+
+A condition's sign is *determined* when its mean gain is more than 2 SE from zero with 2 or more
+seeds (analysis.agreement's rule). Where the paper gives a gain per condition (Tables 1, 5, 13,
+20), the finding is how many determined conditions carry the paper's sign: "yes" when all of them
+do and they are at least half of the conditions, "partly" when all do but most conditions are
+undetermined or when most do, "no" otherwise, and "n/a" when none is determined. The synthetic
+studies are judged on where the gain changes sign along sigma12, per lambda and setup (Figure 1:
+the closed-form CCH crossing is 0.402, the exact small-lambda risk crossing 0.356).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
-from analysis.charts import paper_lookup, per_trial, seed_stats
+from analysis.charts import grid_trials, paper_lookup, per_trial, seed_stats
+from analysis.frame import condition_columns, load_results
 from cchsweep.rules import undetermined_expr
 
 SIGN_CHANGE = (0.3, 0.5)  # where Figure 1's gain should change sign along sigma12
+SETUP = ["profile", "settings"]
+AXIS_WORDS = {"lam": "lambda"}  # how the text names an axis (the others by their column name)
 
 
 @dataclass(frozen=True)
@@ -32,11 +44,53 @@ class Finding:
     agree: str  # yes, partly, no, n/a
 
 
-def gains(ok: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """keys, kd_gain (mean over seeds), kd_gain_se, n_seeds and `determined` per condition."""
-    stats = seed_stats(per_trial(ok), keys, ["kd_gain"])
+def gains(ok: pl.DataFrame) -> pl.DataFrame:
+    """Per condition (its columns, as analysis.agreement groups), kd_gain (mean over seeds), kd_gain_se,
+    n_seeds and `determined`, from the grid's trials. A hand-picked key such as (gamma, T) would pool the
+    trials of other profiles and settings, and seed_stats would average a smoke and a quick seed 0 as one."""
+    trials = per_trial(grid_trials(ok))
+    stats = seed_stats(trials, condition_columns(trials), ["kd_gain"])
     undetermined = undetermined_expr("kd_gain", "kd_gain_se", "n_seeds")
     return stats.with_columns(determined=~undetermined)
+
+
+def _axes(table: pl.DataFrame) -> list[str]:
+    """The condition's axes in `table` (its columns but study, profile and settings)."""
+    return [c for c in condition_columns(table) if c not in ("study", *SETUP)]
+
+
+def _varying(table: pl.DataFrame, axes: list[str]) -> list[str]:
+    """Those of `axes` with several values in one profile and settings: the text must name them, as the
+    setup's name tells setups apart."""
+    if table.is_empty() or not axes:
+        return []
+    counts = table.group_by(SETUP).agg(pl.col(a).n_unique() for a in axes)
+    return [a for a in axes if (counts[a] > 1).any()]
+
+
+def _setup_names(table: pl.DataFrame) -> dict[tuple, str]:
+    """(profile, settings) -> the words that name it in the text: none when the rows hold one setup, else
+    the profile, with the settings that differ between that profile's setups (e.g. 'quick epochs=50')."""
+    setups = table.select(SETUP).unique().sort(SETUP).rows()
+    if len(setups) < 2:
+        return {s: "" for s in setups}
+    names = {}
+    for profile, settings in setups:
+        others = [json.loads(s or "{}") for p, s in setups if p == profile]
+        mine = json.loads(settings or "{}")
+        differ = sorted({k for o in others for k in {*o, *mine} if o.get(k) != mine.get(k)})
+        names[(profile, settings)] = " ".join([profile, *(f"{k}={mine.get(k)}" for k in differ)])
+    return names
+
+
+def _value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _prefix(r: dict, setups: dict[tuple, str], axes: list[str]) -> str:
+    """The setup's name and the named axes of row r, as words before the condition's own label."""
+    words = [setups.get((r["profile"], r["settings"]), ""), *(f"{AXIS_WORDS.get(a, a)} {_value(r[a])}" for a in axes)]
+    return " ".join(w for w in words if w)
 
 
 def _verdict(k: int, n: int, n_all: int | None = None) -> str:
@@ -49,7 +103,9 @@ def _verdict(k: int, n: int, n_all: int | None = None) -> str:
 
 
 def _against_paper(study: str, ok: pl.DataFrame, keys: list[str], paper: dict, claim: str) -> Finding:
-    table = gains(ok, keys)
+    """Each condition's gain sign against the paper's number at its `keys` (the paper's axes)."""
+    table = gains(ok)
+    setups, named = _setup_names(table), [a for a in _varying(table, _axes(table)) if a not in keys]
     rows = [
         (r, paper_lookup(paper, tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]))
         for r in table.iter_rows(named=True)
@@ -58,8 +114,8 @@ def _against_paper(study: str, ok: pl.DataFrame, keys: list[str], paper: dict, c
     det = [(r, p) for r, p in rows if r["determined"]]
     k = sum((r["kd_gain"] > 0) == (p > 0) for r, p in det)
     cells = ", ".join(
-        f"{'/'.join(f'{r[c]:g}' if isinstance(r[c], float) else str(r[c]) for c in keys)}: "
-        f"{r['kd_gain']:+.3f}"
+        " ".join(w for w in (_prefix(r, setups, named), "/".join(_value(r[c]) for c in keys)) if w)
+        + f": {r['kd_gain']:+.3f}"
         + (f" ± {r['kd_gain_se']:.3f}" if r["kd_gain_se"] is not None else "")
         + ("" if r["determined"] else " (undetermined)")
         for r, _ in rows
@@ -86,12 +142,17 @@ def _crossing(table: pl.DataFrame) -> tuple[str, bool | None]:
 
 
 def _synthetic(study: str, ok: pl.DataFrame) -> Finding:
+    """Where the gain changes sign along sigma12, judged per series: each setup and value of the other axes
+    (lambda in synthetic_lambda), named in the text where the rows hold several."""
     claim = "KD's gain goes from negative to positive as sigma12 grows, changing sign in [0.3, 0.5]"
-    lams = sorted(per_trial(ok)["lam"].unique().to_list())
+    table = gains(ok)
+    others = [a for a in _axes(table) if a != "sigma12"]
+    setups, named = _setup_names(table), _varying(table, others)
     texts, calls = [], []
-    for lam in lams:
-        text, inside = _crossing(gains(ok.filter(pl.col("lam") == lam), ["sigma12"]))
-        texts.append((f"lambda {lam:g}: " if len(lams) > 1 else "") + text)
+    for part in table.sort([*SETUP, *others], nulls_last=True).partition_by([*SETUP, *others], maintain_order=True):
+        text, inside = _crossing(part)
+        prefix = _prefix(part.row(0, named=True), setups, named)
+        texts.append((f"{prefix}: " if prefix else "") + text)
         calls.append(inside)
     judged = [c for c in calls if c is not None]
     return Finding(study, claim, "; ".join(texts), _verdict(sum(judged), len(judged)))
@@ -130,20 +191,29 @@ def _tcga_fusion(ok: pl.DataFrame, ref: dict) -> Finding:
 def _estimators(study: str, ok: pl.DataFrame) -> Finding:
     """Table 2's claim: estimators differ in value but agree on the ordering I(H_T;H_S) vs I(H_S;Y)."""
     claim = "absolute MI values differ by estimator; the sign of I(H_T;H_S) - I(H_S;Y) agrees across them"
-    keys = ["teacher_modality", "student_modality"]
+    keys = [*SETUP, "teacher_modality", "student_modality"]
     rows = ok.filter(pl.col("mi_gap").is_not_null()).group_by([*keys, "mi_estimator"]).agg(pl.col("mi_gap").mean())
+    rows = rows.sort(keys)
+    setups = _setup_names(rows)
     parts, agree = [], []
-    for (t, s), part in rows.group_by(keys, maintain_order=True):
+    for (profile, settings, t, s), part in rows.group_by(keys, maintain_order=True):
         signs = {e: g for e, g in part.select("mi_estimator", "mi_gap").iter_rows()}
         agree.append(len({g > 0 for g in signs.values()}) == 1)
-        parts.append(f"{t} -> {s}: " + ", ".join(f"{e} {g:+.3f}" for e, g in sorted(signs.items())))
+        name = setups.get((profile, settings), "")
+        parts.append(
+            f"{name + ' ' if name else ''}{t} -> {s}: " + ", ".join(f"{e} {g:+.3f}" for e, g in sorted(signs.items()))
+        )
     return Finding(study, claim, "; ".join(parts), _verdict(sum(agree), len(agree)))
 
 
 def finding(study: str, ok: pl.DataFrame, reference: dict) -> Finding:
-    """The study's finding from its completed rows (`ok`) and its registry reference."""
+    """The study's finding from its completed rows (`ok`) and its registry reference: the grid's trials
+    only (a boundary search's sample one axis, one seed each, and are no part of the design)."""
     if ok.is_empty():
         return Finding(study, "", "no completed trials", "n/a")
+    ok = grid_trials(ok)
+    if ok.is_empty():
+        return Finding(study, "", "no completed grid trials (only a boundary search's)", "n/a")
     if study in ("synthetic_sigma12", "synthetic_lambda"):
         return _synthetic(study, ok)
     if study == "mnist_blur":
@@ -161,23 +231,25 @@ def finding(study: str, ok: pl.DataFrame, reference: dict) -> Finding:
     return Finding(study, "no paper finding", f"{per_trial(ok).height} trials", "n/a")
 
 
-def findings_frame(db_path: str | Path, studies: list[str]) -> pl.DataFrame:
-    """One row per study: study, paper, measured, agree (Finding's fields)."""
-    from analysis.frame import load_results
+def findings_frame(db_path: str | Path, studies: list[str], profile: str | None = None) -> pl.DataFrame:
+    """One row per study: study, paper, measured, agree (Finding's fields); of `profile`'s rows where given
+    (what `reproduce --profile` ran: a smoke run in the same database is not its finding)."""
     from searchspaces import STUDIES
 
     rows = []
     for study in studies:
         frame = load_results(db_path, study)
         ok = frame.filter(pl.col("status") == "ok") if not frame.is_empty() else frame
+        if profile is not None and not ok.is_empty():
+            ok = ok.filter(pl.col("profile") == profile)
         reference = dict(STUDIES[study].reference) if study in STUDIES else {}
         rows.append(asdict(finding(study, ok, reference)))
     return pl.DataFrame(rows, schema=["study", "paper", "measured", "agree"])
 
 
-def finding_table(db_path: str | Path, studies: list[str]) -> str:
-    """The findings as text: a line per study."""
+def finding_table(db_path: str | Path, studies: list[str], profile: str | None = None) -> str:
+    """The findings as text: a line per study (of `profile`'s rows where given)."""
     lines = ["paper vs measured:"]
-    for r in findings_frame(db_path, studies).iter_rows(named=True):
+    for r in findings_frame(db_path, studies, profile).iter_rows(named=True):
         lines.append(f"  {r['study']}: {r['agree']}. paper: {r['paper']}. measured: {r['measured']}")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ from analysis.charts import (
     gain_axis_chart,
     gain_gap_chart,
     gain_title,
+    grid_trials,
     has_values,
     long_stats,
     mean_se_chart,
@@ -101,7 +102,7 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
     section = SECTIONS.get(study)
     with alt.data_transformers.disable_max_rows():
         if section is not None:
-            for suffix, label, part in _setups(ok):
+            for suffix, label, part in _setups(grid_trials(ok)):  # a boundary search's trials are no seeds
                 page.text(f"<h2>{_e(spec.get('reproduces', 'Figures'))}{_e(label)}</h2>")
                 section(page, part, suffix, spec.get("reference", {}))
         _generic(page, ok)

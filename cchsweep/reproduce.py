@@ -90,6 +90,6 @@ def reproduce(
     page = write_all(db, out)
     from analysis.findings import finding_table
 
-    print(finding_table(db, [p.study.name for p in plans]))
+    print(finding_table(db, [p.study.name for p in plans], profile=profile))
     print(f"report: {page}")
     return 1 if failed else 0

@@ -40,7 +40,11 @@ def tcga_noise_rows():
                       "seed": seed}
             rows.append(row("tcga_noise", params, f1_metrics(nokd, nokd + gain + 0.01 * seed), mi, "f1_weighted",
                             gain + 0.01 * seed, profile="paper"))
-    return rows
+    # a boundary search's trial on the grid point (mrna, noise 0, seed 0), far off: no seed of any table cell
+    search = row("tcga_noise", {**rows[0].params}, f1_metrics(0.45, 0.15), [("i_ts", 0.1, None), ("i_sl", 0.28, None),
+                 ("i_tl", 1.1, None)], "f1_weighted", -0.30, profile="paper")
+    search.trial_key, search.mode = rows[0].trial_key + "/search", "boundary:noise:mi_gap"
+    return [*rows, search]
 
 
 def tcga_fusion_rows():
