@@ -15,7 +15,7 @@ from cchsweep import __version__
 from cchsweep.errors import UsageError, check_interrupted
 from cchsweep.estimate import check_same_settings
 from cchsweep.grid import Plan, bundles, default_bundle_size
-from cchsweep.raystart import new_run_id, start_ray, stop_ray
+from cchsweep.raystart import is_loopback, new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
 
 if TYPE_CHECKING:
@@ -123,14 +123,17 @@ def run_sweep(
     try:
         resources = ray.cluster_resources() if ray else {}
         if ray is not None:
-            check_storage_is_shared(ray.nodes(), storage, shared_storage)
+            if warning := check_storage_is_shared(ray.nodes(), storage, shared_storage, not is_loopback(address)):
+                print(warning, file=sys.stderr)
         # A bundle trains its models as stacks on one device: it asks for a whole GPU where there is one
         # (studies that use no GPU, such as TCGA's 64-unit networks, keep asking for none).
         bundled = plan.study.bundle is not None and search is None
         wanted = 1.0 if bundled and plan.study.resources.gpu > 0 else plan.study.resources.gpu
         gpu_fraction = gpu_per_trial(gpu, wanted, resources)
         cpus = plan.study.resources.cpu
-        slots = int(resources.get("GPU", 0) // gpu_fraction) if gpu_fraction else int(resources.get("CPU", 1) // cpus)
+        slots, note = worker_slots(resources, gpu_fraction, cpus)
+        if note and bundle_size is None and grid_todo:
+            print(note, file=sys.stderr)
         if bundle_size is None:
             bundle_size = default_bundle_size(plan.study, grid_todo, slots, gpu=bool(gpu_fraction))
         groups = bundles(plan.study, grid_todo, bundle_size)
@@ -285,6 +288,24 @@ def _search_crossing(store: Store, run_id: str, search):
     return crossing([p[0] for p in points], [p[1] for p in points])
 
 
+AUTOSCALE_GPUS = 4  # ray_cluster.yaml: up to 4 one-GPU workers
+
+
+def worker_slots(resources: dict, gpu_fraction: float, cpus: float) -> tuple[int, str | None]:
+    """How many trials (bundles) run at once, which sizes the bundles, and a line to say when that
+    is a guess. GPUs asked for and none up yet: an autoscaling cluster adds them as trials wait;
+    planned for none, the grid would be one bundle holding one GPU while the others idle."""
+    if not gpu_fraction:
+        return int(resources.get("CPU", 1) // cpus), None
+    slots = int(resources.get("GPU", 0) // gpu_fraction)
+    if slots:
+        return slots, None
+    return max(1, int(AUTOSCALE_GPUS // gpu_fraction)), (
+        f"no GPU in the cluster yet: bundles sized for {AUTOSCALE_GPUS} GPUs as the autoscaler adds them "
+        f"(ray_cluster.yaml's max_workers); --bundle-size sets another size"
+    )
+
+
 def gpu_per_trial(choice: str, study_fraction: float, resources: dict) -> float:
     """'auto': the study's GPU fraction where the cluster has GPUs now, else none; or a number.
 
@@ -302,14 +323,25 @@ def gpu_per_trial(choice: str, study_fraction: float, resources: dict) -> float:
     return value
 
 
-def check_storage_is_shared(nodes: list[dict], storage: Path, declared_shared: bool) -> None:
-    """Trials on other machines must see the artifact cache: refuse a local path on a multi-host cluster."""
+def check_storage_is_shared(
+    nodes: list[dict], storage: Path, declared_shared: bool, remote: bool = False
+) -> str | None:
+    """Trials on other machines must see the artifact cache: refuse a local path on a multi-host cluster.
+    On a joined (`remote`) cluster of one host, a line of warning: an autoscaler may add hosts later."""
     hosts = {n.get("NodeManagerAddress") for n in nodes if n.get("Alive")}
-    if len(hosts) > 1 and not declared_shared:
+    if declared_shared:
+        return None
+    if len(hosts) > 1:
         raise UsageError(
             f"the cluster spans {len(hosts)} hosts but --storage {storage} is a local path; put it "
             f"on a filesystem every node mounts (NFS) and pass --shared-storage"
         )
+    if remote:
+        return (
+            f"the cluster has one host now; workers an autoscaler adds later would not see --storage {storage}: "
+            f"put it on a filesystem every node mounts and pass --shared-storage"
+        )
+    return None
 
 
 def check_reachable(address: str | None, timeout: float = 5.0) -> None:

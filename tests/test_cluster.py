@@ -9,7 +9,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from cchsweep.errors import UsageError
-from cchsweep.runner import check_storage_is_shared, gpu_per_trial
+from cchsweep.runner import AUTOSCALE_GPUS, check_storage_is_shared, gpu_per_trial, worker_slots
 from conftest import q, run_cli
 
 LOOPBACK = {"node_ip_address": "127.0.0.1"}
@@ -107,4 +107,17 @@ def test_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
         check_storage_is_shared(two_hosts, tmp_path, declared_shared=False)
     check_storage_is_shared(two_hosts, tmp_path, declared_shared=True)
     dead = [{"NodeManagerAddress": "10.0.0.1", "Alive": True}, {"NodeManagerAddress": "10.0.0.2", "Alive": False}]
-    check_storage_is_shared(dead, tmp_path, declared_shared=False)
+    assert check_storage_is_shared(dead, tmp_path, declared_shared=False) is None
+    # a joined cluster of one host now: an autoscaler may add hosts that would not see the cache
+    warning = check_storage_is_shared(dead, tmp_path, declared_shared=False, remote=True)
+    assert warning.startswith("the cluster has one host now; workers an autoscaler adds later would not see")
+    assert check_storage_is_shared(dead, tmp_path, declared_shared=True, remote=True) is None
+
+
+def test_bundles_are_planned_for_the_gpus_an_autoscaler_will_add():
+    """--gpu 0.25 on a cluster whose GPU workers are not up yet: sized for none, the grid was one bundle."""
+    assert worker_slots({"CPU": 4.0, "GPU": 2.0}, 0.25, 1.0) == (8, None)
+    slots, note = worker_slots({"CPU": 4.0}, 0.25, 1.0)
+    assert slots == AUTOSCALE_GPUS * 4 == 16 and note.startswith("no GPU in the cluster yet: bundles sized for 4 GPUs")
+    assert worker_slots({"CPU": 4.0}, 0.0, 1.0) == (4, None)  # CPU trials: one per core
+    assert worker_slots({"CPU": 4.0}, 8.0, 1.0)[0] == 1
