@@ -23,7 +23,7 @@ The per-cohort learning rate and temperature (Tables 19, 21) make the paper's gr
 so each cohort is its own profile (one profile = one paper table's configuration):
   paper        BRCA (Tables 20, 21): teacher {mRNA, RPPA} -> CNV, lr 0.04, T 4, 5 seeds;
   paper_kipan  KIPAN (Tables 8, 19): teacher RPPA -> CNV (no mRNA offline), lr 0.007, T 1, 5 seeds;
-  smoke        BRCA, teacher {mRNA, RPPA} -> CNV, 20 epochs, latentmi capped, 1 seed.
+  smoke        BRCA, teacher {mRNA, RPPA} -> CNV, 20 epochs, lmi alone at 10 epochs with lr 1e-3, 1 seed.
 """
 
 from cchsweep.mi.triplet import DEFAULT_ESTIMATORS, QUICK_MI

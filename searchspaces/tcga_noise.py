@@ -14,10 +14,11 @@ the other cohorts.
 Pairings are not a cartesian product (KIPAN has no mRNA), and cchsweep.grid.plan takes the product
 of the axes and aborts the whole plan when `validate` rejects a point. So each profile holds one
 product-shaped set of pairings, with cohort / teacher_modality / student_modality as real axes
-(typed columns in `trials`):
+(stored as JSON in `trials.params`, each a typed column of the `results` view):
   paper        BRCA, teacher {mRNA, RPPA} -> CNV, 5 noise levels x 5 seeds (50 trials);
   paper_kipan  KIPAN, RPPA -> CNV, 5 noise levels x 5 seeds (25 trials), Table 17's settings;
-  smoke        BRCA mRNA -> CNV, noise {0, 0.8}, 1 seed, 20 epochs, latentmi capped (seconds on CPU).
+  smoke        BRCA mRNA -> CNV, noise {0, 0.8}, 1 seed, 20 epochs, lmi alone at 10 epochs with lr 1e-3
+               (seconds on CPU).
 Run both paper profiles into one --db: the cache and the results view are shared.
 """
 
@@ -34,8 +35,9 @@ SMOKE_NOISE = [0.0, 0.8]
 
 # --- settings ---------------------------------------------------------------------------------
 # Table 17 (stated for BRCA and LIHC; KIPAN assumed the same). Batch size 0 = full batch (the paper
-# gives none; see the trial). MI: latentmi with its own defaults (300 epochs, lr 1e-4), one estimate,
-# on the representations of all train+test patients (mi_split "all"; "test" = held-out rows only).
+# gives none; see the trial). MI: lmi at latentmi's defaults (300 epochs, lr 1e-4), KSG and MINE (their
+# own defaults), one estimate each, on the representations of all train+test patients (mi_split
+# "all"; "test" = held-out rows only).
 PAPER = dict(
     test_fraction=0.1,
     n_features=100,

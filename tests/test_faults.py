@@ -3,7 +3,6 @@
 import os
 import subprocess
 import sys
-import time
 
 import duckdb
 import pytest
@@ -48,10 +47,10 @@ def test_a_bundle_that_keeps_failing_gives_each_key_an_error_row_and_the_rest_co
 
 
 def test_unreachable_address_and_old_schema_are_clean_errors(tmp_path):
-    t0 = time.monotonic()
+    # no time bound here: a hang fails on run_cli's timeout
     out = run_cli(*SMOKE, "--db", str(tmp_path / "r.duckdb"), "--address", "127.0.0.1:9")
     assert out.returncode == 2 and "cannot reach a Ray cluster at --address 127.0.0.1:9" in out.stderr
-    assert "Traceback" not in out.stderr and time.monotonic() - t0 < 60
+    assert "Traceback" not in out.stderr
     assert not (tmp_path / "r.duckdb").exists()
     old = tmp_path / "old.duckdb"
     Store(old).ensure_schema()

@@ -208,8 +208,22 @@ def test_fusion_bundle_equals_the_per_point_reference(tmp_path):
     for got, ref in zip(bundled, reference):
         for model in ("teacher", "nokd", "kd"):
             assert abs(got.metrics[model]["acc"] - ref.metrics[model]["acc"]) <= 1 / n_test + 1e-9
+        # MI (KSG on the direct-fusion encoders, which both paths train alike): measured equal to the
+        # last digit. 1e-3 bounds the stack's rounding (a 1e-7 nudge to the reference's initial weights
+        # moves I_TS by up to 6e-3, measured); the seeds' values lie 0.02-0.05 apart, so MI from
+        # another seed's networks would show.
+        got_mi = {(m.quantity, m.estimator): m.value for m in got.mi}
+        ref_mi = {(m.quantity, m.estimator): m.value for m in ref.mi}
+        assert got_mi.keys() == ref_mi.keys() == {(name, "ksg") for name in ("i_ts", "i_sl", "i_tl")}
+        for pair, value in ref_mi.items():
+            assert got_mi[pair] == pytest.approx(value, abs=1e-3), pair
+    seed_mi = {pt["seed"]: {m.quantity: m.value for m in r.mi} for pt, r in zip(points, reference)}
+    assert min(abs(seed_mi[0][name] - seed_mi[1][name]) for name in ("i_ts", "i_sl", "i_tl")) > 10 * 1e-3
     assert [b.kd_gain for b in bundled][0::2] == [0.0, 0.0]  # lam = 0 is direct fusion in the stack too
-    built = lambda ctx: sorted(e.key for e in ctx.cache.events if e.kind == "tcga_fusion_direct" and not e.hit)
+
+    def built(ctx):
+        return sorted(e.key for e in ctx.cache.events if e.kind == "tcga_fusion_direct" and not e.hit)
+
     assert len(built(bctx)) == 2 and built(bctx) == built(rctx)
 
 
@@ -217,8 +231,11 @@ def test_fusion_bundle_equals_the_per_point_reference(tmp_path):
 
 def test_profiles_cover_the_offline_pairings():
     noise, fusion = STUDIES["tcga_noise"], STUDIES["tcga_fusion"]
-    pairs = lambda study, profile: {(t.params["cohort"], t.params["teacher_modality"], t.params["student_modality"])
-                                    for t in plan(study, profile).trials}
+
+    def pairs(study, profile):
+        return {(t.params["cohort"], t.params["teacher_modality"], t.params["student_modality"])
+                for t in plan(study, profile).trials}
+
     assert pairs(noise, "paper") | pairs(noise, "paper_kipan") == {
         ("brca", "mrna", "cnv"), ("brca", "rppa", "cnv"), ("kipan", "rppa", "cnv")}
     assert len(plan(noise, "paper").trials) == 50 and len(plan(noise, "paper_kipan").trials) == 25
@@ -275,7 +292,10 @@ def test_noise_smoke_end_to_end(tmp_path):
     assert q(db, "select count(distinct teacher_acc), count(distinct nokd_f1_weighted), count(distinct i_sl), "
                  "count(distinct i_ts) from results") == [(1, 1, 1, 2)]
     for row in q(db, "select teacher_acc, nokd_acc, kd_acc, i_ts, i_sl, i_tl, mi_n_samples from results"):
-        assert all(0.0 <= v <= 1.0 for v in row[:3])
+        # Every model learned the subtypes: at most 3 of the 19 test patients wrong, where always
+        # answering the commonest subtype (LumA, 9 of 19) scores 0.47. Measured: 18 or 19 right;
+        # a 1e-7 nudge to the initial weights changes none of them.
+        assert min(row[:3]) >= 16 / 19 - 1e-9
         assert all(-0.3 < v < 1.5 for v in row[3:6])  # I(H; Y) <= H(Y) <= log 3 nats, up to estimator noise
         assert row[6] == 190
     # the report's Table 5 holds the same numbers beside the paper's
