@@ -65,7 +65,9 @@ QUICK_SEEDS = [0, 1, 2, 3, 4]
 QUICK_COST = Cost(481, True, "20 trials, alone, in reproduce --profile quick")
 
 # paper on a CPU: 240 models at ~2.35 s, but 720 lmi estimates at 300 epochs on 5,000 rows (~390 s
-# each on one core) dominate: ~39 h on 2 cores. A GPU job.
+# each on one core) dominate: ~39 h on 2 cores. A GPU job. Without lmi (--set mi_estimator=ksg,mine)
+# it ran in 3,924 s on 2 shared cores: the gain's sign changes between sigma12 0.3 and 0.4 and the
+# closed-form gap agrees in 6/7 determined conditions (README, "Paper profiles, measured: synthetic").
 PAPER_COST = Cost(141_500, False, "720 lmi estimates at ~390 s per core dominate")
 
 PARAMS = {
