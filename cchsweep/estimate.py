@@ -39,26 +39,25 @@ def stored_keys(db: Path, plan: Plan, force: bool = False) -> set[str]:
     """The plan's keys already stored as ok; none where the file is absent or a DuckDB file without
     tables (the run creates the schema). A file the run would refuse (damaged, foreign, of an unknown
     schema version) is refused here too, with the same UsageError, and keeps its bytes; so are points
-    stored with other settings (check_same_settings), unless `force` reruns every point."""
+    stored with other settings (done_with_same_settings), unless `force` reruns every point."""
     store = Store(db)
     if store.inspect() is None:  # read-only
         return set()
     if force:  # every point reruns: none is done, and none is refused
         return set()
-    check_same_settings(store, plan)
-    return store.done_keys([t.key for t in plan.trials])
+    return done_with_same_settings(store, plan)
 
 
-def check_same_settings(store: Store, plan: Plan) -> None:
-    """A stored point counts as done only if it ran with the plan's settings. A key names the grid
-    point and the --set changes, not the profile's own settings, which a release may change (the
-    smoke profile went from 30 epochs to 10): such points are refused in one line, not skipped as
-    done, and not replaced, which would lose the user's results unasked."""
+def done_with_same_settings(store: Store, plan: Plan) -> set[str]:
+    """The plan's keys stored as ok, each checked to have run with the plan's settings. A key names
+    the grid point and the --set changes, not the profile's own settings, which a release may change
+    (the smoke profile went from 30 epochs to 10): such points are refused in one line, not skipped
+    as done, and not replaced, which would lose the user's results unasked."""
     wanted = json.loads(json.dumps(plan.settings))  # as stored: JSON types
     stored = store.stored_settings([t.key for t in plan.trials])
     other = {k: s for k, s in stored.items() if s != wanted}
     if not other:
-        return
+        return set(stored)
     key, settings = next(iter(sorted(other.items())))
     changes = "; ".join(
         f"{n} {settings.get(n, '(unset)')} now {wanted.get(n, '(unset)')}"

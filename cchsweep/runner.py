@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from cchsweep import __version__
 from cchsweep.errors import UsageError, check_interrupted
-from cchsweep.estimate import check_same_settings
+from cchsweep.estimate import done_with_same_settings
 from cchsweep.grid import Plan, bundles, default_bundle_size
 from cchsweep.raystart import is_loopback, new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
@@ -107,10 +107,7 @@ def run_sweep(
             f"--resume: no unfinished run of {plan.study.name} in {db_path}; running the trials not yet stored",
             file=sys.stderr,
         )
-    keys = [t.key for t in plan.trials]
-    if not (force or search):
-        check_same_settings(store, plan)
-    done = set() if force or search else store.done_keys(keys)
+    done = set() if force or search else done_with_same_settings(store, plan)
     grid_todo = [t for t in plan.trials if t.key not in done] if search is None else []
     todo = grid_todo if search is None else list(range(search.budget))
 
