@@ -7,7 +7,7 @@ from pathlib import Path
 import polars as pl
 
 from cchsweep.errors import UsageError
-from cchsweep.schema import SCHEMA_VERSION, axis_columns, condition_axes
+from cchsweep.schema import SCHEMA_VERSION, VIEWS_SINCE, axis_columns, condition_axes
 from cchsweep.store import Store
 
 
@@ -15,9 +15,10 @@ def read_sql(db_path: str | Path, sql: str, params: list | None = None) -> pl.Da
     """A query's rows as a polars frame, from a results database opened read-only (UsageError if none)."""
     store = Store(db_path)
     version = store.check_readable()
-    if version < SCHEMA_VERSION:  # its views predate the analysis: migrate first
+    if version < VIEWS_SINCE:  # its views predate the analysis: migrate first
+        shown = str(SCHEMA_VERSION) if VIEWS_SINCE == SCHEMA_VERSION else f"{VIEWS_SINCE} to {SCHEMA_VERSION}"
         raise UsageError(
-            f"{store.path} has cchsweep schema version {version}; reports read version {SCHEMA_VERSION}: "
+            f"{store.path} has cchsweep schema version {version}; reports read versions {shown}: "
             f"any `cchsweep run ... --db {store.path}` migrates it first (keeping a backup), or use `cchsweep query`"
         )
     with store.connect(read_only=True) as con:

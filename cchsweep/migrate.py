@@ -14,6 +14,10 @@ estimators' rows; its rows are copied over unchanged.
 
 v3 -> v4: an ok trial of task 'calibration' may have no kd_gain; `trials` is rebuilt with the
 relaxed CHECK and its rows copied over unchanged.
+
+v4 -> v5: `cache_events` is keyed by (trial_key, kind, artifact_key), so a point of several MI
+estimators keeps the use of each estimator's artifact (v4 kept the first of a kind); its rows are
+copied over unchanged.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cchsweep.schema import ADVICE_DDL, SCHEMA_VERSION, TRIAL_COLUMNS, TRIALS_DDL
+from cchsweep.schema import ADVICE_DDL, CACHE_EVENTS_DDL, SCHEMA_VERSION, TRIAL_COLUMNS, TRIALS_DDL
 
 V1_AXES = (
     "gamma",
@@ -46,7 +50,7 @@ VIEWS = ("cch_scorecard", "mi_calibration", *V1_VIEWS)  # every view a file may 
 
 def migrate(store, version: int) -> Path:
     """Upgrade store's file from `version` to SCHEMA_VERSION; returns the backup's path."""
-    if version not in (1, 2, 3):
+    if version not in (1, 2, 3, 4):
         raise RuntimeError(f"no migration from schema version {version}")
     backup = _backup(store.path, version)
     print(
@@ -60,7 +64,9 @@ def migrate(store, version: int) -> Path:
             _v1_to_v2(con)
         if version <= 2:
             _v2_to_v3(con)
-        _v3_to_v4(con)
+        if version <= 3:
+            _v3_to_v4(con)
+        _v4_to_v5(con)
         con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         store.create_views(con)
     return backup
@@ -104,6 +110,14 @@ def _v3_to_v4(con) -> None:
     con.execute(TRIALS_DDL)
     con.execute("INSERT INTO trials SELECT * FROM trials_v3")
     con.execute("DROP TABLE trials_v3")
+
+
+def _v4_to_v5(con) -> None:
+    """cache_events with the v5 key: rebuilt, as DuckDB cannot alter a key."""
+    con.execute("ALTER TABLE cache_events RENAME TO cache_events_v4")
+    con.execute(CACHE_EVENTS_DDL)
+    con.execute("INSERT INTO cache_events SELECT * FROM cache_events_v4")
+    con.execute("DROP TABLE cache_events_v4")
 
 
 def _backup(path: Path, version: int) -> Path:

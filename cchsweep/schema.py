@@ -1,4 +1,4 @@
-"""The results schema, version 4. README.md documents it; bump SCHEMA_VERSION on any change and
+"""The results schema, version 5. README.md documents it; bump SCHEMA_VERSION on any change and
 add its migration to cchsweep/migrate.py.
 
 A trial's grid point is stored as JSON (`trials.params`), so a study with a new axis needs no DDL.
@@ -13,7 +13,10 @@ from collections.abc import Iterable, Mapping
 
 # v3: advice is keyed by (run_id, teacher, estimator): several estimators per run
 # v4: an ok trial of task 'calibration' (MI estimators on known MI, no KD) has no kd_gain
-SCHEMA_VERSION = 4
+# v5: cache_events keyed by (trial_key, kind, artifact_key): a point of several estimators uses one
+#     MI artifact of one kind per estimator, and v4 kept only the first
+SCHEMA_VERSION = 5
+VIEWS_SINCE = 4  # the oldest version whose views the analysis reads as they are (v5 changed a key only)
 CALIBRATION_TASK = "calibration"
 
 SQL_TYPES = {int: "INTEGER", float: "DOUBLE", str: "VARCHAR"}
@@ -101,6 +104,16 @@ CREATE TABLE trials (
 );
 """
 
+CACHE_EVENTS_DDL = """
+CREATE TABLE cache_events (
+    trial_key VARCHAR NOT NULL,
+    kind VARCHAR NOT NULL,
+    artifact_key VARCHAR NOT NULL,
+    hit BOOLEAN NOT NULL,
+    PRIMARY KEY (trial_key, kind, artifact_key)
+);
+"""
+
 TABLES = (
     f"""
 CREATE TABLE cchsweep_meta (
@@ -147,14 +160,7 @@ CREATE TABLE mi (
     n_samples INTEGER,
     PRIMARY KEY (trial_key, quantity, estimator)
 );
-CREATE TABLE cache_events (
-    trial_key VARCHAR NOT NULL,
-    kind VARCHAR NOT NULL,
-    artifact_key VARCHAR NOT NULL,
-    hit BOOLEAN NOT NULL,
-    PRIMARY KEY (trial_key, kind)
-);
-"""
+{CACHE_EVENTS_DDL}"""
     + ADVICE_DDL
 )
 

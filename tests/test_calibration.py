@@ -154,7 +154,7 @@ def test_a_v3_file_is_migrated_and_takes_calibration_rows(tmp_path, capsys):
             con.execute("INSERT INTO trials (trial_key, run_id, study, profile, params, settings, mode, status, task) "
                         "VALUES ('c', 'r', 'mi_calibration', 'smoke', '{}', '{}', 'grid', 'ok', 'calibration')")
     Store(path).ensure_schema()
-    assert "from results schema v3 to v4" in capsys.readouterr().err
+    assert f"from results schema v3 to v{SCHEMA_VERSION}" in capsys.readouterr().err
     with duckdb.connect(str(path)) as con:
         assert con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone() == (
             str(SCHEMA_VERSION),)

@@ -88,13 +88,16 @@ def test_rerun_skips_stored_trials_and_force_reruns_from_cache(sweep):
 def test_concurrent_trials_share_one_teacher_per_seed(sweep):
     d, _, _ = sweep
     db = d / "lambda.duckdb"
-    out = run_cli("run", "synthetic_lambda", "--profile", "smoke", "--set", "mi_estimator=ksg", "--db", str(db), cwd=d)
+    out = run_cli("run", "synthetic_lambda", "--profile", "smoke", "--set", "mi_estimator=ksg,mine", "--db", str(db),
+                  cwd=d)
     assert out.returncode == 0, out.stderr[-2000:]
-    # 2 sigma12 x 2 lambda x 1 seed: two teachers, each built once and reused by the other lambda
+    # 2 sigma12 x 2 lambda x 1 seed: two teachers, each built once and reused by the other lambda;
+    # one MI artifact per estimator, each recorded (schema v4 kept one MI event per trial)
     assert q(db, "select kind, count(*) filter (where not hit), count(*) filter (where hit) from cache_events "
                  "group by kind order by kind") == [
-        ("synthetic_mi", 2, 2), ("synthetic_nokd", 2, 2), ("synthetic_teacher", 2, 2)]
-    assert q(db, "select count(distinct lam), count(*) from results") == [(2, 4)]
+        ("synthetic_mi", 4, 4), ("synthetic_nokd", 2, 2), ("synthetic_teacher", 2, 2)]
+    assert q(db, "select count(distinct artifact_key) from cache_events where kind = 'synthetic_mi'") == [(4,)]
+    assert q(db, "select count(distinct lam), count(distinct trial_key), count(*) from results") == [(2, 4, 8)]
 
 
 def test_a_failing_trial_becomes_an_error_row(sweep):

@@ -1,4 +1,4 @@
-"""Schema v4: study axes without DDL; v1 and v2 files of earlier releases migrated with nothing lost.
+"""Schema v5: study axes without DDL; v1, v2 and v4 files of earlier releases migrated with nothing lost.
 
 `tests/data/v1.duckdb.gz` was written by cchsweep at commit 98f0157 (schema v1): a real smoke sweep
 of synthetic_sigma12 (4 trials), a real boundary search (4 trials), a real `advise` (1 row), and
@@ -15,7 +15,7 @@ import pytest
 from analysis.agreement import conditions
 from analysis.frame import load_results
 from cchsweep.record import TrialRecord
-from cchsweep.schema import ADVICE_DDL, SCHEMA_VERSION, axis_columns
+from cchsweep.schema import ADVICE_DDL, CACHE_EVENTS_DDL, SCHEMA_VERSION, axis_columns
 from cchsweep.store import Store
 from cchsweep.study import Param, Profile, Study
 from conftest import ROOT, q
@@ -194,3 +194,43 @@ def test_a_v2_file_is_migrated_and_advice_takes_several_estimators(tmp_path, cap
         assert con.execute("SELECT count(*), count(DISTINCT estimator) FROM advice").fetchone() == (4, 2)
         with pytest.raises(duckdb.ConstraintException):
             con.execute("INSERT INTO advice SELECT * FROM advice LIMIT 1")
+
+
+def _v4_file(path):
+    """A version-4 file as that release left it: cache_events keyed by (trial_key, kind), with rows."""
+    from test_agreement import db_row
+
+    store = Store(path)
+    store.ensure_schema()
+    store.write_trials([TrialRecord.from_dict(db_row("g1/0", "g1", {"sigma12": 0.1, "seed": 0}, 0.2, {"lmi": 0.1}))])
+    with duckdb.connect(str(path)) as con:
+        con.execute("DROP TABLE cache_events")
+        con.execute(CACHE_EVENTS_DDL.replace("(trial_key, kind, artifact_key)", "(trial_key, kind)"))
+        con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a1', false), "
+                    "('g1/0', 'synthetic_teacher', 't1', true)")
+        with pytest.raises(duckdb.ConstraintException):  # v4 keeps one event of a kind per trial
+            con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a2', false)")
+        con.execute("UPDATE cchsweep_meta SET value = '4' WHERE key = 'schema_version'")
+    return path
+
+
+def test_a_v4_file_is_read_as_it_is_and_migrated_to_keep_every_artifact_a_trial_used(tmp_path, capsys):
+    path = _v4_file(tmp_path / "v4.duckdb")
+    with duckdb.connect(str(path), read_only=True) as con:
+        before = {t: _all(con, f"SELECT * FROM {t}") for t in ("trials", *TABLES)}
+    # reports read a v4 file as it is (its views are v5's), and reading does not migrate it
+    assert load_results(path)["trial_key"].to_list() == ["g1/0"]
+    assert q(path, "SELECT value FROM cchsweep_meta WHERE key = 'schema_version'") == [("4",)]
+    Store(path).ensure_schema()
+    backup = path.with_name("v4.duckdb.v4-backup")
+    assert backup.exists() and f"from results schema v4 to v{SCHEMA_VERSION}" in capsys.readouterr().err
+    with duckdb.connect(str(path)) as con:
+        assert con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone() == (
+            str(SCHEMA_VERSION),)
+        for table, rows in before.items():
+            assert _all(con, f"SELECT * FROM {table}") == rows, table  # nothing lost, nothing changed
+        # a second MI artifact of the same kind (another estimator's) now has a row of its own
+        con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a2', false)")
+        assert con.execute("SELECT count(*) FROM cache_events WHERE kind = 'synthetic_mi'").fetchone() == (2,)
+        with pytest.raises(duckdb.ConstraintException):
+            con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a2', true)")
