@@ -82,14 +82,16 @@ def realised_gains(trials: pl.DataFrame) -> pl.DataFrame:
 def verification_table(table: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFrame:
     """The advice table's predicted gap beside the realised gain of each verified teacher, by rank.
 
-    sign_agrees: (gap > 0) == (realised_gain > 0), null where the gain is undetermined (cchsweep.rules:
-    within 2 SE of zero, or fewer than 2 seeds), as in the sign-agreement test. The gap side is not
-    tested for determinacy: a control with an undetermined verdict still gets a yes/no.
+    sign_agrees: (gap > 0) == (realised_gain > 0), null where either side is undetermined, as in the
+    sign-agreement test: the gain within 2 SE of zero or from fewer than 2 seeds (cchsweep.rules), or
+    the advice's verdict "undetermined" (the same rule on the gap: the criterion made no call).
     """
     out = table.select("rank", "teacher", "gap", "gap_se", "verdict").join(
         realised_gains(trials), on="teacher", how="inner"
     )
-    undetermined = undetermined_expr("realised_gain", "realised_gain_se", "seeds")
+    undetermined = undetermined_expr("realised_gain", "realised_gain_se", "seeds") | (
+        pl.col("verdict") == "undetermined"
+    )
     return out.with_columns(
         pl.when(~undetermined)
         .then((pl.col("gap") > 0) == (pl.col("realised_gain") > 0))

@@ -147,11 +147,11 @@ def test_consensus_is_not_a_majority_vote():
 # Predicted side, as verify() selects it from the advice table (deliberately not in rank order).
 PREDICTED = pl.DataFrame(
     {
-        "rank": [3, 1, 2, 4, 5, 6],
-        "teacher": ["c", "a", "b", "d", "f", "unverified"],
-        "gap": [-0.2, 0.4, 0.1, -0.3, -0.5, 0.7],
-        "gap_se": [0.05, 0.05, 0.04, 0.05, 0.05, 0.05],
-        "verdict": ["do not distil", "distil", "undetermined", "do not distil", "do not distil", "distil"],
+        "rank": [3, 1, 2, 4, 5, 6, 7],
+        "teacher": ["c", "a", "b", "d", "f", "unverified", "e"],
+        "gap": [-0.2, 0.4, 0.1, -0.3, -0.5, 0.7, 0.3],
+        "gap_se": [0.05, 0.05, 0.04, 0.05, 0.05, 0.05, 0.05],
+        "verdict": ["do not distil", "distil", "undetermined", "do not distil", "do not distil", "distil", "distil"],
     }
 )
 
@@ -162,6 +162,7 @@ GAINS = {
     "c": [0.02, 0.0, 0.04],  # mean .02, SE .01155: beyond 1 SE but within 2 SE of 0
     "d": [0.2],  # one seed: no SE
     "f": [-0.10, -0.12],  # mean -.11, SE .01: negative
+    "e": [-0.05, -0.07],  # mean -.06, SE .01: negative, against a determined positive gap
     "stray": [0.5, 0.5],  # a teacher the advice table does not have
 }
 
@@ -188,19 +189,20 @@ def test_realised_gain_is_mean_and_sample_se_over_seeds():
 
 def test_sign_agreement_per_teacher():
     out = verification_table(PREDICTED, trials())
-    assert out["teacher"].to_list() == ["a", "b", "c", "d", "f"]  # rank order; only teachers on both sides
-    assert out["rank"].to_list() == [1, 2, 3, 4, 5]
+    assert out["teacher"].to_list() == ["a", "b", "c", "d", "f", "e"]  # rank order; teachers on both sides
+    assert out["rank"].to_list() == [1, 2, 3, 4, 5, 7]
     assert dict(zip(out["teacher"], out["sign_agrees"])) == {
         "a": True,  # gap +, gain +
-        "b": False,  # gap +, gain -
+        "b": None,  # gap +, gain -, but the gap is undetermined: the criterion made no call
         "c": None,  # gain within 2 SE of 0
         "d": None,  # one seed
         "f": True,  # gap -, gain -
+        "e": False,  # gap +, gain -, both determined
     }
     assert row(out, "b")["verdict"] == "undetermined" and row(out, "b")["gap"] == pytest.approx(0.1)
 
 
 def test_verification_printout_says_agreement():
     lines = format_verification(verification_table(PREDICTED, trials())).splitlines()[2:]
-    assert [line.split()[1] for line in lines] == ["a", "b", "c", "d", "f"]
-    assert [line.split()[-1] for line in lines] == ["yes", "no", "undetermined", "undetermined", "yes"]
+    assert [line.split()[1] for line in lines] == ["a", "b", "c", "d", "f", "e"]
+    assert [line.split()[-1] for line in lines] == ["yes", "undetermined", "undetermined", "undetermined", "yes", "no"]
