@@ -8,8 +8,9 @@ outside `bundle_vary`: another group may be another network or data set, e.g. TC
 pairing at ~4.5x mRNA's cost), else (2) the profile's recorded cost (`Profile.cost`: wall
 seconds of the whole profile on 2 CPU cores, measured end to end or estimated from unit costs,
 scaled to the trials left and the cores here), else nothing, said so. Settings changed with --set
-make (2) a rough guide, and it says that too. No GPU cost is recorded yet: on a GPU the CPU figure
-is an upper bound.
+make (2) a rough guide, and it says that too; a profile that records its cost without lmi (which
+dominates a CPU run's MI) gives that figure to a run that leaves lmi out (`--set
+mi_estimator=ksg,mine`). No GPU cost is recorded yet: on a GPU the CPU figure is an upper bound.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import duckdb
 
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan, TrialSpec, bundles, default_bundle_size, group_key
+from cchsweep.mi.triplet import estimator_names
 from cchsweep.store import Store
 
 REFERENCE_CPUS = 2  # Profile.cost is for this many cores (the CI machine)
@@ -114,16 +116,27 @@ def estimate(plan: Plan, db: Path, todo: list[TrialSpec], cpus: int) -> tuple[fl
             f"{n} trials of this study, profile and settings already in {db.name} took "
             f"{seconds / n_todo:.1f} s each on average",
         )
-    cost = plan.study.profiles[plan.profile].cost
+    profile = plan.study.profiles[plan.profile]
+    cost, what, unchanged = profile.cost, f"the {plan.profile} profile", set()
     if cost is None:
         return None, f"none recorded for profile {plan.profile}; a smoke run shows the cost per trial"
+    if cost.without_lmi is not None and _drops_lmi(profile.settings, plan.settings):
+        # lmi is most of such a profile's cost on a CPU: what the profile took without it
+        cost, what, unchanged = cost.without_lmi, f"the {plan.profile} profile without lmi", {"mi_estimator"}
     how = "measured" if cost.measured else "estimated from unit costs"
-    basis = f"the {plan.profile} profile {how}: {minutes(cost.seconds)} on {REFERENCE_CPUS} CPU cores"
+    basis = f"{what} {how}: {minutes(cost.seconds)} on {REFERENCE_CPUS} CPU cores"
     if cost.note:
         basis += f" ({cost.note})"
-    if plan.overridden or plan.grid != dict(plan.study.profiles[plan.profile].grid):
+    if set(plan.overridden) - unchanged or plan.grid != dict(profile.grid):
         basis += "; --set or --seeds changed the profile, so take this as a rough guide"
     return cost.seconds * n_todo / len(plan.trials) * REFERENCE_CPUS / cpus, basis  # cores in parallel
+
+
+def _drops_lmi(profile_settings, settings) -> bool:
+    """The run's MI estimators leave out the profile's lmi (--set mi_estimator=ksg,mine)."""
+    if "mi_estimator" not in settings or "mi_estimator" not in profile_settings:
+        return False
+    return "lmi" in estimator_names(profile_settings) and "lmi" not in estimator_names(settings)
 
 
 def plan_lines(plan: Plan, db: Path, done: set[str], bundle_size: int | None, cpus: int | None = None) -> list[str]:

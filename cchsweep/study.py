@@ -51,6 +51,8 @@ class Cost:
     seconds: float
     measured: bool  # True: timed end to end; False: estimated from unit costs (README, Performance)
     note: str = ""
+    # the profile run with `--set mi_estimator=` but lmi (which dominates a CPU run's MI), where known
+    without_lmi: Cost | None = None
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,25 @@ def test_the_estimate_scales_a_profiles_recorded_cost(tmp_path, cpus, expected):
     assert "rough guide" in plan_lines(changed, tmp_path / "none.duckdb", set(), None, cpus=2)[-1]
 
 
+def test_a_run_without_lmi_is_estimated_from_the_profiles_cost_without_it(tmp_path):
+    # synthetic_sigma12 paper: ~39 h with lmi on 2 cores; measured 3,924 s with mi_estimator=ksg,mine
+    study, db = STUDIES["synthetic_sigma12"], tmp_path / "none.duckdb"
+    line = plan_lines(grid.plan(study, "paper"), db, set(), None, cpus=2)[-1]
+    assert line.startswith("estimate: ~39.3 h on this machine, from the paper profile estimated")
+    plan = grid.plan(study, "paper", ["mi_estimator=ksg,mine"])
+    line = plan_lines(plan, db, set(), None, cpus=2)[-1]
+    assert line.startswith("estimate: ~65 min on this machine, from the paper profile without lmi measured: 65 min")
+    assert "rough guide" not in line
+    assert "rough guide" in plan_lines(grid.plan(study, "paper", ["mi_estimator=ksg", "epochs=3"]), db, set(),
+                                       None, cpus=2)[-1]
+    # a run that keeps lmi keeps the full cost
+    line = plan_lines(grid.plan(study, "paper", ["mi_estimator=lmi,ksg"]), db, set(), None, cpus=2)[-1]
+    assert line.startswith("estimate: ~39.3 h") and "rough guide" in line
+    # a profile that records no cost without lmi: the full one, as a rough guide
+    line = plan_lines(grid.plan(STUDIES["mnist_blur"], "paper", ["mi_estimator=ksg"]), db, set(), None, cpus=2)[-1]
+    assert "from the paper profile estimated from unit costs: 17.8 h" in line and "rough guide" in line
+
+
 def test_every_offline_paper_and_quick_profile_says_what_it_costs():
     assert len(OFFLINE) == 8  # every study whose data ship offline (or need none)
     for name in OFFLINE:
