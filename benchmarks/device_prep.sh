@@ -1,13 +1,23 @@
 #!/usr/bin/env bash
 # Prepare what benchmarks/gpu_check.sh needs on a bare GPU machine (run here, from the repository root):
-# the MNIST, BSDS500 and TCGA files in ./.devdata (57 MB) and the latentmi 0.1.3 wheel in ./.whl (9 kB;
-# the reference for benchmarks/mi_speed.py); both folders are git-ignored. Then, with the project's
-# device tool:  run(command="bash benchmarks/gpu_check.sh", carry=[".devdata", ".whl"]).
+# - ./.devdata: the MNIST, BSDS500 and TCGA files (57 MB);
+# - ./.whl: the latentmi 0.1.3 wheel (9 kB; the reference for benchmarks/mi_speed.py);
+# - ./.whlpl: polars and its runtime for Python 3.12 (55 MB; the TCGA cohort reader's, which the
+#   device image lacks). With .devdata it would pass the 64 MiB one device call carries, so it
+#   travels in a call of its own, right before the check, onto the same warm machine:
+#     run(command="bash benchmarks/gpu_check.sh --install", carry=[".whlpl"], timeout_s=120)
+#     run(command="bash benchmarks/gpu_check.sh", carry=[".devdata", ".whl"], timeout_s=540)
+#   (without the first call, or on a fresh machine, cuda_check says the TCGA bundles were skipped).
+# All three folders are git-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=${1:-${CCHSWEEP_DATA:-../shared/data}}
 mkdir -p .devdata
 cp -r "$SRC/mnist" "$SRC/bsds500" "$SRC/tcga" .devdata/
 du -sh .devdata
-mkdir -p .whl
+mkdir -p .whl .whlpl
 python3 -m pip download -q --no-deps --only-binary=:all: -d .whl latentmi==0.1.3
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+  -d .whlpl polars==2.1.0 polars-runtime-32==2.1.0
+du -sh .whl .whlpl

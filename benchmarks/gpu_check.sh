@@ -15,7 +15,8 @@
 # 4. GPU utilisation sampled once a second by nvidia-smi during all three, summarised at the end.
 #
 # Data: $CCHSWEEP_DATA, else ./.devdata (mnist/, bsds500/, tcga/: benchmarks/device_prep.sh fills it).
-# Wheels: any in ./.whl are installed to /tmp/site first (the device tool's convention).
+# Wheels: any in ./.whl and ./.whlpl are installed to /tmp/site first (the device tool's convention);
+# `--install` installs them and stops (polars' wheels travel in a call of their own: device_prep.sh).
 # A rehearsal on a CPU machine: DEVICE=cpu SPEED_ARGS=--quick MI_ARGS=--quick bash benchmarks/gpu_check.sh
 set -euo pipefail
 DEVICE=${DEVICE:-cuda}
@@ -24,9 +25,17 @@ MI_ARGS=${MI_ARGS:-}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
-if compgen -G ".whl/*.whl" >/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+for wheels in .whl .whlpl; do
+  if compgen -G "$wheels/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site $wheels/*.whl
+  fi
+done
+if [ -d /tmp/site ]; then  # also what an earlier call on this machine installed
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
+fi
+if [ "${1:-}" = "--install" ]; then
+  python3 -c 'import importlib.util as u; print({m: u.find_spec(m) is not None for m in ("polars", "latentmi")})'
+  exit 0
 fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 export CCHSWEEP_DATA=${CCHSWEEP_DATA:-$PWD/.devdata}

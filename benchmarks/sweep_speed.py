@@ -215,15 +215,25 @@ def synthetic_floor(device: str, k: int) -> float:
     return (time.perf_counter() - t0) / reps / k * 6_000
 
 
+def _cli_runs() -> bool:
+    """Whether `cchsweep run` can run here: Ray, DuckDB and polars installed (the device image has
+    none). A stray folder named `ray` on the path imports as an empty namespace: not Ray."""
+    try:
+        import duckdb  # noqa: F401
+        import polars  # noqa: F401
+        import ray
+    except ImportError:
+        return False
+    return hasattr(ray, "init")
+
+
 def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
     """Both MNIST paper grids' training, MI by KSG on 1,000 digits."""
     sets = ["--set", "mi_estimator=ksg", "--set", "mi_n=1000"]
     out = Path(tempfile.mkdtemp(prefix="sweep_speed_"))
     env = dict(os.environ, **({"CCHSWEEP_DATA": data_dir} if data_dir else {}))
     t0 = time.perf_counter()
-    try:
-        import ray  # noqa: F401
-    except ImportError:
+    if not _cli_runs():
         from cchsweep import grid
         from cchsweep.execute import run_bundle
         from searchspaces import STUDIES

@@ -1,0 +1,47 @@
+"""The device check (benchmarks/cuda_check.py, what gpu_check.sh runs first) where only torch is.
+
+The device machine has torch, numpy, scipy and pillow but no Ray, DuckDB or polars. Here the check
+runs on the CPU with those three made unimportable: it must finish with its summary, check the
+synthetic and MNIST bundles against the reference, and say that the TCGA bundles (whose cohort
+reader is polars) were skipped, not crash before the summary as it once did.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import ROOT
+
+BLOCKED = ("ray", "duckdb", "polars")
+RUN_WITHOUT = (  # a fresh interpreter where importing any of BLOCKED fails, as where it is not installed
+    "import runpy, sys\n"
+    "class NotInstalled:\n"
+    "    def find_spec(self, name, path=None, target=None):\n"
+    f"        if name.partition('.')[0] in {BLOCKED!r}:\n"
+    "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+    "sys.meta_path.insert(0, NotInstalled())\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def test_the_device_check_runs_without_ray_duckdb_or_polars(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT, str(ROOT / "benchmarks" / "cuda_check.py"), "--device", "cpu",
+         "--data-dir", str(Path(os.environ["CCHSWEEP_DATA"]).resolve())],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+        env=dict(os.environ, OMP_NUM_THREADS="1", CCHSWEEP_OFFLINE="1"),
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    summary = rows[-1]
+    assert summary["check"] == "summary" and summary["ok"] is True
+    assert summary["skipped"] == ["tcga_noise", "tcga_fusion"]
+    checked = {r["study"]: r for r in rows if r["check"] == "bundle" and "skipped" not in r}
+    assert sorted(checked) == ["mnist_blur", "synthetic_sigma12"] and all(r["ok"] for r in checked.values())
+    assert checked["synthetic_sigma12"]["max_rel_mse_diff"] <= 1e-3
+    families = [r for r in rows if r["check"] == "family"]
+    assert len(families) == 4 and all(r["ok"] for r in families)
+    assert not any(name in line for line in out.stderr.splitlines() for name in ("Traceback",))
