@@ -159,21 +159,31 @@ def test_one_name_one_type_across_studies():
         axis_columns([NEW, clash])
 
 
-def _v2_file(path):
-    """A version-2 file as that release left it: advice keyed by (run_id, teacher), with rows."""
+def _older_file(path, version, undo):
+    """A file as the release of schema `version` left it: today's schema with one trial, `undo(con)`
+    taking back what came after that version, and the version set."""
     from test_agreement import db_row
 
     store = Store(path)
     store.ensure_schema()
     store.write_trials([TrialRecord.from_dict(db_row("g1/0", "g1", {"sigma12": 0.1, "seed": 0}, 0.2, {"lmi": 0.1}))])
     with duckdb.connect(str(path)) as con:
+        undo(con)
+        con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(version)])
+    return path
+
+
+def _v2_file(path):
+    """A version-2 file: advice keyed by (run_id, teacher), with rows."""
+
+    def undo(con):
         con.execute("DROP TABLE advice")
         con.execute(ADVICE_DDL.replace("PRIMARY KEY (run_id, teacher, estimator)", "PRIMARY KEY (run_id, teacher)"))
         for teacher, gap in (("mrna", 0.1), ("rppa", -0.2)):
             con.execute("INSERT INTO advice VALUES ('a1', 'd', 'cnv', ?, 'ksg', 2, 1, 0.1, 0.9, 0.1, 1.2, 0.1, ?, 0.1, "
                         "'undetermined', 1, TIMESTAMP '2026-11-01 10:00:00')", [teacher, gap])
-        con.execute("UPDATE cchsweep_meta SET value = '2' WHERE key = 'schema_version'")
-    return path
+
+    return _older_file(path, 2, undo)
 
 
 def test_a_v2_file_is_migrated_and_advice_takes_several_estimators(tmp_path, capsys):
@@ -197,21 +207,17 @@ def test_a_v2_file_is_migrated_and_advice_takes_several_estimators(tmp_path, cap
 
 
 def _v4_file(path):
-    """A version-4 file as that release left it: cache_events keyed by (trial_key, kind), with rows."""
-    from test_agreement import db_row
+    """A version-4 file: cache_events keyed by (trial_key, kind), with rows."""
 
-    store = Store(path)
-    store.ensure_schema()
-    store.write_trials([TrialRecord.from_dict(db_row("g1/0", "g1", {"sigma12": 0.1, "seed": 0}, 0.2, {"lmi": 0.1}))])
-    with duckdb.connect(str(path)) as con:
+    def undo(con):
         con.execute("DROP TABLE cache_events")
         con.execute(CACHE_EVENTS_DDL.replace("(trial_key, kind, artifact_key)", "(trial_key, kind)"))
         con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a1', false), "
                     "('g1/0', 'synthetic_teacher', 't1', true)")
         with pytest.raises(duckdb.ConstraintException):  # v4 keeps one event of a kind per trial
             con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a2', false)")
-        con.execute("UPDATE cchsweep_meta SET value = '4' WHERE key = 'schema_version'")
-    return path
+
+    return _older_file(path, 4, undo)
 
 
 def test_a_v4_file_is_read_as_it_is_and_migrated_to_keep_every_artifact_a_trial_used(tmp_path, capsys):
