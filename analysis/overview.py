@@ -15,7 +15,8 @@ import polars as pl
 
 from analysis.agreement import verdict_line
 from analysis.frame import load_results, read_sql
-from analysis.report import CALIBRATION, _e, _Page, vega_bundle, write_report
+from analysis.page import Page, esc, vega_bundle
+from analysis.report import CALIBRATION, write_report
 from analysis.scorecard import by_study, scorecard, scorecard_lines
 from cchsweep.errors import UsageError
 
@@ -35,9 +36,9 @@ def write_all(db_path: str | Path, out_dir: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     (out / BUNDLE).write_text(vega_bundle(), encoding="utf-8")
     pages = {study: write_report(db_path, study, out, shared_bundle=f"../{BUNDLE}") for study in studies}
-    page = _Page(out)
+    page = Page(out)
     page.text(
-        f"<h1>cchsweep: every study in {_e(str(db_path))}</h1><p>The Cross-modal Complementarity Hypothesis: KD "
+        f"<h1>cchsweep: every study in {esc(str(db_path))}</h1><p>The Cross-modal Complementarity Hypothesis: KD "
         "from a teacher helps a student when I(H_T;H_S) &gt; I(H_S;Y). Below, how often the sign of the "
         "estimated gap I(H_T;H_S) - I(H_S;Y) predicted the sign of the measured KD gain, per MI estimator, "
         "and how far each estimator reads from known MI.</p>"
@@ -54,7 +55,7 @@ def write_all(db_path: str | Path, out_dir: str | Path) -> Path:
     if card.is_empty():
         page.text("<p>No study with KD trials and MI estimates is stored yet.</p>")
     else:
-        page.text("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in scorecard_lines(card)) + "</ul>")
+        page.text("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in scorecard_lines(card)) + "</ul>")
         page.table("scorecard", "Per estimator over every study (cch_scorecard view)", card)
         page.table("scorecard_by_study", "Per estimator and study (cch_agreement, estimated gaps)", by_study(db_path))
     if CALIBRATION in studies:
@@ -63,14 +64,14 @@ def write_all(db_path: str | Path, out_dir: str | Path) -> Path:
         cal = load_calibration(db_path)
         page.text(
             "<h2>Calibration on known MI</h2><ul>"
-            + "".join(f"<li>{_e(line)}</li>" for line in summary_lines(cal))
+            + "".join(f"<li>{esc(line)}</li>" for line in summary_lines(cal))
             + f"</ul><p>Details: <a href='{CALIBRATION}/index.html'>{CALIBRATION}</a>.</p>"
         )
         page.table("calibration_summary", "Per estimator: relative bias over every calibrated shape", summary(cal))
     page.text("<h2>Studies</h2><ul>")
     for study, path in pages.items():
-        line = "" if study == CALIBRATION else _e(verdict_line(_ok(db_path, study)))
-        page.text(f"<li><a href='{_e(path.relative_to(out).as_posix())}'>{_e(study)}</a> {line}</li>")
+        line = "" if study == CALIBRATION else esc(verdict_line(_ok(db_path, study)))
+        page.text(f"<li><a href='{esc(path.relative_to(out).as_posix())}'>{esc(study)}</a> {line}</li>")
     page.text("</ul>")
     return page.write("all studies", BUNDLE)
 

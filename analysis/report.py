@@ -17,7 +17,6 @@ Means and SEs are over seeds (analysis.charts.seed_stats).
 
 from __future__ import annotations
 
-import html
 import json
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,13 +40,12 @@ from analysis.charts import (
     mean_se_chart,
     paper_lookup,
     per_trial,
-    save_chart,
     seed_stats,
 )
 from analysis.frame import condition_columns, load_results
+from analysis.page import Page, esc
 from cchsweep.errors import UsageError
 from cchsweep.mi.gaussian import optimal_linear_mi
-from cchsweep.schema import axis_columns
 
 SIGMA12 = "σ12 (teacher–student correlation)"
 GAMMA = "blur γ (Gaussian std, pixels)"
@@ -82,20 +80,20 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
     spec = _study_spec(study)
     out = Path(out_dir) / study
     out.mkdir(parents=True, exist_ok=True)
-    page = _Page(out)
+    page = Page(out)
     n_trials, n_ok = frame["trial_key"].n_unique(), ok["trial_key"].n_unique()
     page.text(
-        f"<h1>{_e(study)}</h1><p>{_e(spec.get('description', ''))}<br>Reproduces: "
-        f"<b>{_e(spec.get('reproduces', 'no paper figure'))}</b>. {n_ok} completed trials "
-        f"({n_trials - n_ok} failed) from {_e(str(db_path))}; "
+        f"<h1>{esc(study)}</h1><p>{esc(spec.get('description', ''))}<br>Reproduces: "
+        f"<b>{esc(spec.get('reproduces', 'no paper figure'))}</b>. {n_ok} completed trials "
+        f"({n_trials - n_ok} failed) from {esc(str(db_path))}; "
         f"generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.</p>"
     )
-    page.text(f"<p>{_e(_estimators_line(ok))}</p>")
+    page.text(f"<p>{esc(_estimators_line(ok))}</p>")
     page.text("<h2>Sign agreement (CCH)</h2>" + _verdict_html(ok))
     table = agreement_both(ok).filter(pl.col("study") != "(all)")  # one study: its '(all)' rows repeat its own
     page.table("agreement", "Agreement of sign(MI gap) with sign(KD gain), per MI estimator and gap source", table)
     if (line := bound_line(ok)) is not None:  # the synthetic studies: estimates above the data-processing bound
-        page.text(f"<p>{_e(line)}</p>")
+        page.text(f"<p>{esc(line)}</p>")
         found = violations(ok)
         if not found.is_empty():
             page.table("bound_violations", "MI estimates above their data-processing bound (nats)", found)
@@ -103,7 +101,7 @@ def write_report(db_path: str | Path, study: str, out_dir: str | Path, *, shared
     with alt.data_transformers.disable_max_rows():
         if section is not None:
             for suffix, label, part in _setups(grid_trials(ok)):  # a boundary search's trials are no seeds
-                page.text(f"<h2>{_e(spec.get('reproduces', 'Figures'))}{_e(label)}</h2>")
+                page.text(f"<h2>{esc(spec.get('reproduces', 'Figures'))}{esc(label)}</h2>")
                 section(page, part, suffix, spec.get("reference", {}))
         _generic(page, ok)
     if (note := _calibration_note(db_path, ok)) is not None:
@@ -151,7 +149,7 @@ def _calibration_note(db_path: str | Path, ok: pl.DataFrame) -> str | None:
                 continue
             text = beside(cal, estimator, quantity, dim, float(values.mean()))  # type: ignore[arg-type]
             if text is not None:
-                notes.append(f"<li>{_e(MI_NAMES[quantity])} (mean {float(values.mean()):.3f} nats): {_e(text)}</li>")  # type: ignore[arg-type]
+                notes.append(f"<li>{esc(MI_NAMES[quantity])} (mean {float(values.mean()):.3f} nats): {esc(text)}</li>")  # type: ignore[arg-type]
     if not notes:
         return None
     return (
@@ -172,14 +170,14 @@ def _calibration_page(db_path: str | Path, out_dir: Path, shared_bundle: str | N
         )
     out = out_dir / CALIBRATION
     out.mkdir(parents=True, exist_ok=True)
-    page = _Page(out)
+    page = Page(out)
     page.text(
         f"<h1>{CALIBRATION}</h1><p>MI estimators against known MI (cchsweep.mi.known): each estimate of "
         f"{cal['n_seeds'].sum()} draws over {cal.select('pair', 'dim', 'true_mi', 'n').unique().height} shapes, "
-        f"from {_e(str(db_path))}; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Relative bias is "
+        f"from {esc(str(db_path))}; generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. Relative bias is "
         "(mean estimate - truth) / truth: -0.5 reads half the truth.</p>"
     )
-    page.text("<ul>" + "".join(f"<li>{_e(line)}</li>" for line in summary_lines(cal)) + "</ul>")
+    page.text("<ul>" + "".join(f"<li>{esc(line)}</li>" for line in summary_lines(cal)) + "</ul>")
 
     page.table("summary", "Per estimator: relative bias over every calibrated shape", in_words(summary(cal)))
     caption = "Relative bias by pair (rows) and dimension (columns), averaged over true MI and n"
@@ -196,15 +194,15 @@ def _verdict_html(ok: pl.DataFrame) -> str:
     if not items:
         return "<p class='verdict'>CCH: no completed trials with MI estimates to judge</p>"
     lead = "<p class='verdict'>CCH: does the sign of the MI gap agree with the sign of the KD gain?</p>"
-    rows = "".join(f"<li><b>{_e(name)}</b>: agreed in {_e(text)}</li>" for name, text in items)
-    hint = f"<p class='verdict'>Note: {_e(ONE_SEED_HINT)}.</p>" if one_seed(ok) else ""
+    rows = "".join(f"<li><b>{esc(name)}</b>: agreed in {esc(text)}</li>" for name, text in items)
+    hint = f"<p class='verdict'>Note: {esc(ONE_SEED_HINT)}.</p>" if one_seed(ok) else ""
     return f"{lead}<ul>{rows}</ul>{hint}"
 
 
 # --- sections --------------------------------------------------------------------------------------
 
 
-def _figure1(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _figure1(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     trials = per_trial(ok)
     page.chart(
         f"mse_vs_sigma12{sfx}",
@@ -248,7 +246,7 @@ def _closed_form_curves(ok: pl.DataFrame) -> pl.DataFrame | None:
     return pl.DataFrame(rows)
 
 
-def _figure4(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _figure4(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     data = long_stats(per_trial(ok), ["lam", "sigma12"], {k: f"{v}_mse" for k, v in MODELS.items()})
     page.chart(
         f"mse_vs_sigma12_by_lambda{sfx}",
@@ -272,7 +270,7 @@ def _at_t3(ok: pl.DataFrame) -> tuple[pl.DataFrame, bool]:
     return ok, False
 
 
-def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, str]) -> None:
+def _accuracy_and_mi(page: Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, str]) -> None:
     sub, t3 = _at_t3(ok)
     trials = per_trial(sub)
     if t3 or not has_values(trials, "temperature"):
@@ -318,7 +316,7 @@ def _accuracy_and_mi(page: _Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, st
 
 
 def _mi_chart(
-    page: _Page,
+    page: Page,
     ok: pl.DataFrame,
     x: str,
     x_title: str,
@@ -352,7 +350,7 @@ def _mi_chart(
         )
 
 
-def _mnist_blur(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _mnist_blur(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     _accuracy_and_mi(page, ok, sfx, ("Figure 2a", "Figure 2b"))
     trials = per_trial(ok).with_columns((pl.col("kd_acc") - pl.col("nokd_acc")).alias("acc_diff"))
     est = estimator_keys(ok)
@@ -396,7 +394,7 @@ def _mnist_blur(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     )
 
 
-def _mnist_alpha(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
+def _mnist_alpha(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     _accuracy_and_mi(page, ok, sfx, ("α = 0.18", "α = 0.18"))
     sub, _ = _at_t3(ok)
     est = estimator_keys(sub)
@@ -436,7 +434,7 @@ def _mnist_alpha(page: _Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
     )
 
 
-def _generic(page: _Page, ok: pl.DataFrame) -> None:
+def _generic(page: Page, ok: pl.DataFrame) -> None:
     page.text("<h2>KD gain vs MI gap per condition</h2>")
     cond = condition_table(ok)
     if cond.is_empty():
@@ -452,7 +450,7 @@ def _generic(page: _Page, ok: pl.DataFrame) -> None:
     settings = cond["settings"].unique().to_list() if "settings" in cond.columns else []
     shown = cond.drop("study")
     if len(settings) == 1:  # the same settings on every row: said once, not in every row
-        page.text(f"<p class='settings'>Settings of every condition: <code>{_e(settings[0])}</code></p>")
+        page.text(f"<p class='settings'>Settings of every condition: <code>{esc(settings[0])}</code></p>")
         shown = shown.drop("settings")
     page.table("conditions", "Per condition (seeds averaged): KD gain and MI gap, mean ± SE, and the CCH call", shown)
 
@@ -496,112 +494,3 @@ def _setups(ok: pl.DataFrame) -> list[tuple[str, str, pl.DataFrame]]:
         label = f" — profile {profile}" + ("" if profiles.count(profile) == 1 else f", settings {settings}")
         out.append((suffix, label, ok.filter((pl.col("profile") == profile) & (pl.col("settings") == settings))))
     return out
-
-
-def _e(text: str) -> str:
-    return html.escape(str(text))
-
-
-def _fmt(value, se=None, axis: bool = False) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        if axis:  # a grid value: as given (0.5, 3)
-            return f"{value:g}"
-        text = f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3g}"
-        return text + (f" ± {se:.4f}" if se is not None else "")
-    return str(value)
-
-
-TEXT_CELL = 40  # characters: a longer cell is prose and wraps
-
-
-def _html_table(table: pl.DataFrame, cols: list[tuple[str, str, str | None]] | None = None) -> str:
-    cols = cols or [(c, c, None) for c in table.columns]
-    head = "".join(f"<th>{_e(label)}</th>" for label, _, _ in cols)
-    axes = axis_columns()
-
-    def cell(text: str) -> str:  # numbers stay on one line; sentences (findings, notes) wrap
-        return f"<td class='text'>{_e(text)}</td>" if len(text) > TEXT_CELL else f"<td>{_e(text)}</td>"
-
-    body = "".join(
-        "<tr>" + "".join(cell(_fmt(row.get(v), row.get(se) if se else None, v in axes)) for _, v, se in cols) + "</tr>"
-        for row in table.iter_rows(named=True)
-    )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
-class _Page:
-    """Collects HTML blocks and chart specs; writes the files as it goes."""
-
-    def __init__(self, out: Path):
-        self.out = out
-        self.blocks: list[str] = []
-        self.specs: list[tuple[str, dict]] = []
-
-    def text(self, block: str) -> None:
-        self.blocks.append(block)
-
-    def chart(self, name: str, chart) -> None:
-        spec = save_chart(chart, self.out, name)
-        self.specs.append((f"chart-{len(self.specs)}", spec))
-        self.blocks.append(
-            f"<div class='chart' id='{self.specs[-1][0]}'></div>"
-            f"<p class='files'><a href='{name}.png'>{name}.png</a> · <a href='{name}.svg'>{name}.svg</a></p>"
-        )
-
-    def table(self, name: str, caption: str, table: pl.DataFrame, cols=None) -> None:
-        table.write_csv(self.out / f"{name}.csv")
-        block = (
-            f"<h3>{_e(caption)}</h3><div class='scroll'>{_html_table(table, cols)}</div>"
-            f"<p class='files'><a href='{name}.csv'>{name}.csv</a> · <a href='{name}.html'>{name}.html</a></p>"
-        )
-        (self.out / f"{name}.html").write_text(
-            f"<!DOCTYPE html><html><head><meta charset='UTF-8'>{STYLE}</head><body>{block}</body></html>\n",
-            encoding="utf-8",
-        )
-        self.blocks.append(block)
-
-    def write(self, study: str, shared_bundle: str | None = None) -> Path:
-        if shared_bundle is None:
-            script = f"<script type='text/javascript'>\n{_script_text(vega_bundle())}\n</script>"
-        else:
-            script = f"<script type='text/javascript' src='{_e(shared_bundle)}'></script>"
-        embeds = "\n".join(
-            f"vegaEmbed('#{div}', {_script_json(spec)}, {{mode: 'vega-lite'}}).catch(console.error);"
-            for div, spec in self.specs
-        )
-        page = (
-            f"<!DOCTYPE html>\n<html><head><meta charset='UTF-8'><title>cchsweep report: {_e(study)}</title>"
-            f"{STYLE}{script}</head>\n<body>\n"
-            + "\n".join(self.blocks)
-            + f"\n<script type='text/javascript'>\n{embeds}\n</script>\n</body></html>\n"
-        )
-        path = self.out / "index.html"
-        path.write_text(page, encoding="utf-8")
-        return path
-
-
-def vega_bundle() -> str:
-    """Vega, Vega-Lite and vega-embed as one script (from vl-convert: no network)."""
-    import vl_convert as vlc
-    from altair.utils._importers import vl_version_for_vl_convert
-
-    return vlc.javascript_bundle(vl_version=vl_version_for_vl_convert())  # type: ignore[call-arg]
-
-
-def _script_json(spec: dict) -> str:
-    return _script_text(json.dumps(spec, allow_nan=False))
-
-
-def _script_text(text: str) -> str:
-    return text.replace("</script", "<\\/script").replace("</SCRIPT", "<\\/SCRIPT")
-
-
-STYLE = (
-    "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;"
-    "margin:.5em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right;white-space:nowrap}"
-    ".scroll,.chart{overflow-x:auto;max-width:100%}td.text{white-space:normal;min-width:14em;text-align:left}"
-    "code{font-size:12px;word-break:break-all}"
-    "th{background:#f3f3f3}.verdict{font-weight:bold}.files{color:#888;font-size:12px}</style>"
-)
