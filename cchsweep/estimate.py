@@ -133,8 +133,9 @@ def estimate(plan: Plan, db: Path, todo: list[TrialSpec], cpus: int) -> tuple[fl
 
 
 def _drops_lmi(profile_settings, settings) -> bool:
-    """The run's MI estimators leave out the profile's lmi (--set mi_estimator=ksg,mine)."""
-    if "mi_estimator" not in settings or "mi_estimator" not in profile_settings:
+    """The run's MI estimators leave out the profile's lmi (--set mi_estimator=ksg,mine). A plan's
+    settings are its profile's with the --set changes, so both have mi_estimator or neither."""
+    if "mi_estimator" not in profile_settings:
         return False
     return "lmi" in estimator_names(profile_settings) and "lmi" not in estimator_names(settings)
 
