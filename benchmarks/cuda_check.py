@@ -1,6 +1,6 @@
 """The stacked engine on a device, checked against the single-model reference on the same device.
 
-    python benchmarks/cuda_check.py [--device cuda] [--data-dir DIR]
+    python benchmarks/cuda_check.py [--device cuda] [--data-dir DIR] [--only tcga]
 
 Needs no Ray, DuckDB or latentmi (the device machine has none): it calls the engine's bundle and
 reference functions directly, the way a Ray worker does. Prints JSON lines:
@@ -21,6 +21,7 @@ reference functions directly, the way a Ray worker does. Prints JSON lines:
                (tcga_fusion's Dropout keeps it eager: blocked, by design)
   summary      ok true when every difference is within the tolerances the CPU tests use; `skipped`
                names the studies not checked
+--only tcga runs the TCGA bundles alone (gpu_check.sh --tcga: the call that brings polars).
 """
 
 from __future__ import annotations
@@ -282,15 +283,26 @@ def _has_polars() -> bool:
     return True
 
 
-def bundles(device: str, data_dir: str, graphs: bool = False) -> list[dict]:
+def bundles(device: str, data_dir: str, graphs: bool = False, tcga_only: bool = False) -> list[dict]:
+    with tempfile.TemporaryDirectory(prefix="cuda_check_") as scratch:  # the artifact caches, removed after
+        return _bundles(device, data_dir, Path(scratch), graphs, tcga_only)
+
+
+def _bundles(device: str, data_dir: str, scratch: Path, graphs: bool, tcga_only: bool) -> list[dict]:
     """Each smoke grid as one stacked bundle vs each point through the reference trial; with graphs,
     the bundle again with CCHSWEEP_CUDA_GRAPHS=1 (as a user switches them on) vs the eager bundle
     (ok needs the graphs to have replayed, except in tcga_fusion, whose Dropout keeps it eager)."""
     rows = []
-    cases = [
-        ("synthetic_sigma12", ["mi_estimator=ksg", "epochs=10"], None),
-        ("mnist_blur", ["mi_estimator=ksg", "epochs=3"], 0.02),  # near-chance smoke students: see test_stack
-    ]
+    cases = (
+        []
+        if tcga_only
+        else [
+            ("synthetic_sigma12", ["mi_estimator=ksg", "epochs=10"], None),
+            ("mnist_blur", ["mi_estimator=ksg", "epochs=3"], 0.02),  # near-chance smoke students: see test_stack
+        ]
+    )
+    if tcga_only and not (Path(data_dir) / "tcga" / "brca").is_dir():
+        rows.append(emit(check="bundle", study="tcga", error=f"no TCGA BRCA cohort in {data_dir}/tcga/brca", ok=False))
     if (Path(data_dir) / "tcga" / "brca").is_dir():
         if not _has_polars():  # the cohort reader's; the device image lacks it
             for study in ("tcga_noise", "tcga_fusion"):
@@ -298,11 +310,12 @@ def bundles(device: str, data_dir: str, graphs: bool = False) -> list[dict]:
         else:
             cases.append(("tcga_noise", ["mi_estimator=ksg", "seed=0,1"], 1 / 19))
             cases.append(("tcga_fusion", ["mi_estimator=ksg", "seed=0,1", "teacher_modality=mrna"], 1 / 19))
+    cpus = (os.cpu_count() or 1) if device.startswith("cuda") else 1  # KSG's threads (the GPU machine has 16)
     for study, overrides, acc in cases:
         plan = grid.plan(STUDIES[study], "smoke", overrides)
         specs = [t.to_dict() for t in plan.trials]
-        root = Path(tempfile.mkdtemp(prefix="cuda_check_"))
-        engine = {"cpus": 1, "gpu": 1.0, "data_dir": data_dir, "device": device}
+        root = scratch / study
+        engine = {"cpus": cpus, "gpu": 1.0, "data_dir": data_dir, "device": device}
         for cache in ("s", "r", "g") if graphs else ("s", "r"):
             if STUDIES[study].prepare is not None:
                 STUDIES[study].prepare(Path(data_dir), root / cache, [{**t.settings, **t.params} for t in plan.trials])
@@ -356,15 +369,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--data-dir", default=os.environ.get("CCHSWEEP_DATA"))
+    ap.add_argument("--only", choices=["tcga"], help="run the TCGA bundles alone (they need polars)")
     args = ap.parse_args()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         sys.exit("cuda_check: no CUDA device here; pass --device cpu to run the same checks on the CPU")
-    rows = families(args.device)
-    if args.device.startswith("cuda"):
+    if args.only and not args.data_dir:
+        sys.exit("cuda_check: --only tcga needs the data: pass --data-dir or set CCHSWEEP_DATA")
+    rows = [] if args.only else families(args.device)
+    if args.device.startswith("cuda") and not args.only:
         rows += graphs(args.device)
         rows.append(tf32(args.device, args.data_dir))
     if args.data_dir:
-        rows += bundles(args.device, args.data_dir, graphs=args.device.startswith("cuda"))
+        rows += bundles(args.device, args.data_dir, graphs=args.device.startswith("cuda"), tcga_only=bool(args.only))
     ok = all(r["ok"] for r in rows)
     emit(
         check="summary",

@@ -3,11 +3,10 @@
 # - ./.devdata: the MNIST, BSDS500 and TCGA files (57 MB);
 # - ./.whl: the latentmi 0.1.3 wheel (9 kB; the reference for benchmarks/mi_speed.py);
 # - ./.whlpl: polars and its runtime for Python 3.12 (55 MB; the TCGA cohort reader's, which the
-#   device image lacks). With .devdata it would pass the 64 MiB one device call carries, so it
-#   travels in a call of its own, right before the check, onto the same warm machine:
-#     run(command="bash benchmarks/gpu_check.sh --install", carry=[".whlpl"], timeout_s=120)
+#   device image lacks). With .devdata it would pass the 64 MiB one device call carries, so the check
+#   runs first without it (its TCGA rows say `skipped`) and the TCGA bundles come in a second call:
 #     run(command="bash benchmarks/gpu_check.sh", carry=[".devdata", ".whl"], timeout_s=540)
-#   (without the first call, or on a fresh machine, cuda_check says the TCGA bundles were skipped).
+#     run(command="bash benchmarks/gpu_check.sh --tcga", carry=[".whlpl", ".devdata/tcga/brca"], timeout_s=300)
 # All three folders are git-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
 # The device check: run it on any machine with an NVIDIA GPU and torch (no Ray, DuckDB or latentmi
-# needed), from the repository root, in well under 8 minutes on an H100/H200:
+# needed), from the repository root, in under 8 minutes on an H100/H200 ($BUDGET, default 500 s):
 #
 #   bash benchmarks/gpu_check.sh            # results under $OUT (default: a new temp folder)
+#   bash benchmarks/gpu_check.sh --tcga     # then, where polars was missing: the TCGA bundles alone
 #
 # 1. benchmarks/cuda_check.py: stacked vs single-model training on CUDA, per network family; one CUDA
 #    graph per step vs eager (CCHSWEEP_CUDA_GRAPHS); TF32 vs float32 against the seed spread
 #    (CCHSWEEP_TF32); the smoke grids through the bundle engine vs the reference trial, eager and graphed.
-# 2. benchmarks/sweep_speed.py --full --device cuda: the speed figures (eager, graphs, TF32, both) and
-#    both MNIST paper grids' training on one GPU (through the CLI when Ray is installed, else the
-#    bundle engine in-process; with graphs when they ran).
-# 3. benchmarks/mi_speed.py --device cuda: one LMI estimate by latentmi and by lmi at n = 10,000 (300
-#    epochs), and 50 lmi estimates in one call (latentmi travels as a wheel in ./.whl, --no-deps).
+# 2. benchmarks/mi_speed.py --device cuda: one LMI estimate by latentmi and by lmi at n = 10,000 (300
+#    epochs), and 25 lmi estimates in one call (latentmi travels as a wheel in ./.whl, --no-deps).
+# 3. benchmarks/sweep_speed.py --full --device cuda, with the time left: the speed figures (eager,
+#    graphs, TF32, both), then both MNIST paper grids' training on one GPU (through the CLI when Ray
+#    is installed, else the bundle engine in-process; with graphs when they ran). Its summary line
+#    comes before the grid (grid_pending), so a grid cut short by the budget loses only grid_wall_s.
 # 4. GPU utilisation sampled once a second by nvidia-smi during all three, summarised at the end.
+# Each step's JSON lines go to $OUT/NAME.jsonl, its stderr to $OUT/NAME.err (and the console).
 #
 # Data: $CCHSWEEP_DATA, else ./.devdata (mnist/, bsds500/, tcga/: benchmarks/device_prep.sh fills it).
-# Wheels: any in ./.whl and ./.whlpl are installed to /tmp/site first (the device tool's convention);
-# `--install` installs them and stops (polars' wheels travel in a call of their own: device_prep.sh).
+# Wheels: any in ./.whl and ./.whlpl are installed to /tmp/site first (the device tool's convention).
+# The TCGA cohort reader is polars, which the device image lacks and whose wheels (./.whlpl, 55 MB)
+# do not fit in one 64 MiB device call beside ./.devdata: the first call skips TCGA (its rows say
+# so) and `--tcga`, a second call carrying .whlpl and .devdata/tcga/brca, checks it.
 # A rehearsal on a CPU machine: DEVICE=cpu SPEED_ARGS=--quick MI_ARGS=--quick bash benchmarks/gpu_check.sh
 set -euo pipefail
 DEVICE=${DEVICE:-cuda}
 SPEED_ARGS=${SPEED_ARGS:---full}
-MI_ARGS=${MI_ARGS:-}
+MI_ARGS=${MI_ARGS:---batch 25}
+BUDGET=${BUDGET:-500}
 OUT=${OUT:-$(mktemp -d)}
 mkdir -p "$OUT"
 cd "$(dirname "$0")/.."
@@ -33,23 +39,29 @@ done
 if [ -d /tmp/site ]; then  # also what an earlier call on this machine installed
   export PYTHONPATH=/tmp/site:${PYTHONPATH:-}
 fi
-if [ "${1:-}" = "--install" ]; then
-  python3 -c 'import importlib.util as u; print({m: u.find_spec(m) is not None for m in ("polars", "latentmi")})'
-  exit 0
-fi
 export PYTHONPATH=$PWD:${PYTHONPATH:-}
 export CCHSWEEP_DATA=${CCHSWEEP_DATA:-$PWD/.devdata}
 export CCHSWEEP_OFFLINE=1 PYTHONUNBUFFERED=1
+status=0
+step() {  # step NAME SECONDS SCRIPT ARGS...: JSON lines to $OUT/NAME.jsonl, stderr to $OUT/NAME.err and here
+  local name=$1 limit=$2
+  shift 2
+  timeout "$limit" python3 "$@" 2> >(tee "$OUT/$name.err" >&2) | tee "$OUT/$name.jsonl" || status=1
+}
+if [ "${1:-}" = "--tcga" ]; then
+  step cuda_check_tcga 240 benchmarks/cuda_check.py --device "$DEVICE" --only tcga
+  exit $status
+fi
 python3 -c 'import json, torch; print(json.dumps({"torch": torch.__version__, "cuda": torch.version.cuda,
   "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None}))' | tee "$OUT/env.json"
 nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits -l 1 \
   > "$OUT/gpu_util.csv" 2>/dev/null &
 SMI=$!
 trap 'kill $SMI 2>/dev/null || true' EXIT
-status=0
-timeout 150 python3 benchmarks/cuda_check.py --device "$DEVICE" 2>&1 | tee "$OUT/cuda_check.jsonl" || status=1
-timeout 270 python3 benchmarks/sweep_speed.py $SPEED_ARGS --device "$DEVICE" 2>&1 | tee "$OUT/sweep_speed.jsonl" || status=1
-timeout 150 python3 benchmarks/mi_speed.py $MI_ARGS --device "$DEVICE" 2>&1 | tee "$OUT/mi_speed.jsonl" || status=1
+step cuda_check 150 benchmarks/cuda_check.py --device "$DEVICE"
+step mi_speed 150 benchmarks/mi_speed.py $MI_ARGS --device "$DEVICE"
+left=$((BUDGET - SECONDS))
+step sweep_speed $((left > 60 ? left : 60)) benchmarks/sweep_speed.py $SPEED_ARGS --device "$DEVICE"
 kill $SMI 2>/dev/null || true
 python3 - "$OUT/gpu_util.csv" <<'PY' | tee "$OUT/gpu_util.json"
 import json, sys

@@ -45,3 +45,24 @@ def test_the_device_check_runs_without_ray_duckdb_or_polars(tmp_path):
     families = [r for r in rows if r["check"] == "family"]
     assert len(families) == 4 and all(r["ok"] for r in families)
     assert not any(name in line for line in out.stderr.splitlines() for name in ("Traceback",))
+
+
+def test_the_tcga_call_checks_only_the_tcga_bundles(tmp_path):
+    # gpu_check.sh --tcga (the second device call, the one that brings polars): here without polars,
+    # so both TCGA bundles are skipped and say so; nothing else runs
+    out = subprocess.run(
+        [sys.executable, "-c", RUN_WITHOUT, str(ROOT / "benchmarks" / "cuda_check.py"), "--device", "cpu",
+         "--only", "tcga", "--data-dir", str(Path(os.environ["CCHSWEEP_DATA"]).resolve())],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env=dict(os.environ, CCHSWEEP_OFFLINE="1"),
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert [(r["check"], r.get("study")) for r in rows] == [
+        ("bundle", "tcga_noise"), ("bundle", "tcga_fusion"), ("summary", None)]
+    assert rows[-1]["ok"] is True and rows[-1]["skipped"] == ["tcga_noise", "tcga_fusion"]
+    # without the data it asks for it
+    bare = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "cuda_check.py"), "--device", "cpu", "--only", "tcga"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "CCHSWEEP_DATA": ""},
+    )
+    assert bare.returncode == 1 and "--only tcga needs the data" in bare.stderr
