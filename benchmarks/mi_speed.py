@@ -44,11 +44,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from cchsweep.mi.known import gaussian_pair, label_pair  # noqa: E402
-from cchsweep.mi.latentmi_estimator import LatentMI, one_hot  # noqa: E402
+from cchsweep.mi.latentmi_estimator import LatentMI, numpy2_alias, one_hot  # noqa: E402
 from cchsweep.mi.lmi import LMI  # noqa: E402
 
-if not hasattr(np, "NaN"):  # latentmi 0.1.3 uses np.NaN, removed in numpy 2
-    np.NaN = np.nan  # type: ignore[attr-defined]
+numpy2_alias()
 
 
 def emit(**row) -> dict:

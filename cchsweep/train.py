@@ -78,6 +78,13 @@ def make_schedule(name: str | None, opt: torch.optim.Optimizer, epochs: int):
     raise ValueError(f"unknown schedule {name!r}; use cosine or none")
 
 
+def fork_rngs(device: torch.device | str):
+    """torch.random.fork_rng over the CPU generator and, for a CUDA device, every GPU's: inside it
+    torch.manual_seed reseeds them all, and leaving it puts them all back."""
+    cuda = torch.device(device).type == "cuda"
+    return torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else [])
+
+
 @torch.no_grad()
 def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 8192) -> torch.Tensor:
     model.eval()

@@ -59,12 +59,15 @@ def gaussian_blur(x: torch.Tensor, gamma: float, padding: Padding = "reflect") -
     images = x.reshape(-1, 1, height, width)
     kernel = gaussian_kernel1d(gamma, dtype=x.dtype, device=x.device)
     radius = (kernel.numel() - 1) // 2
-    if padding == "zeros":
-        out = F.conv2d(images, kernel.view(1, 1, 1, -1), padding=(0, radius))
-        out = F.conv2d(out, kernel.view(1, 1, -1, 1), padding=(radius, 0))
-    else:
-        out = F.conv2d(_symmetric_pad(images, radius, dim=3), kernel.view(1, 1, 1, -1))
-        out = F.conv2d(_symmetric_pad(out, radius, dim=2), kernel.view(1, 1, -1, 1))
+    # cuDNN convolves float32 in TF32 unless told not to (torch's default): blur in full float32, as
+    # on a CPU; TF32 is an opt-in of the training engine (cchsweep.cudagraph), never of the data.
+    with torch.backends.cudnn.flags(enabled=True, allow_tf32=False):
+        if padding == "zeros":
+            out = F.conv2d(images, kernel.view(1, 1, 1, -1), padding=(0, radius))
+            out = F.conv2d(out, kernel.view(1, 1, -1, 1), padding=(radius, 0))
+        else:
+            out = F.conv2d(_symmetric_pad(images, radius, dim=3), kernel.view(1, 1, 1, -1))
+            out = F.conv2d(_symmetric_pad(out, radius, dim=2), kernel.view(1, 1, -1, 1))
     return out.reshape(x.shape)
 
 

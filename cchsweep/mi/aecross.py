@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cchsweep.stack import RowPool
+from cchsweep.train import fork_rngs
 
 SLOPE = 0.2  # LeakyReLU
 DROPOUT = 0.5  # the cross decoders
@@ -215,9 +216,12 @@ class Settings:
     restore_best: bool = False  # latentmi's quirk 2 (False): stopping keeps the current weights
 
 
-def build(x_dim: int, y_dim: int, latent: int, seed: int) -> tuple[AECross, torch.Tensor]:
-    """latentmi's model for `seed` and the torch RNG state its build leaves (the member's stream)."""
-    with torch.random.fork_rng(devices=[]):
+def build(
+    x_dim: int, y_dim: int, latent: int, seed: int, device: torch.device | str = "cpu"
+) -> tuple[AECross, torch.Tensor]:
+    """latentmi's model for `seed` (built on the CPU) and the torch RNG state its build leaves (the
+    member's stream); `device`, where it will train, has its generators put back as well."""
+    with fork_rngs(device):
         torch.manual_seed(seed)
         net = AECross(x_dim, y_dim, latent)
         return net, torch.get_rng_state()
@@ -233,7 +237,7 @@ class Trained:
 def train_members(jobs: Sequence[Job], s: Settings) -> list[Trained]:
     """Train one AECross per job (all of one x and y width and split sizes) as a stack."""
     device = jobs[0].x.device
-    built = [build(j.x.shape[1], j.y.shape[1], s.latent, j.seed) for j in jobs]
+    built = [build(j.x.shape[1], j.y.shape[1], s.latent, j.seed, device) for j in jobs]
     stack = _Stack([net.to(device) for net, _ in built])
     streams = _Streams([state for _, state in built], [j.seed for j in jobs], device)
     xs, ys = RowPool([j.x for j in jobs]), RowPool([j.y for j in jobs])

@@ -11,6 +11,14 @@ import numpy as np
 import torch
 
 from cchsweep.mi.interface import paired, recorded_config
+from cchsweep.train import fork_rngs
+
+
+def numpy2_alias() -> None:
+    """latentmi 0.1.3 predates numpy 2 and uses np.NaN, which numpy 2 removed: restore the alias
+    before importing it (the device machine has numpy 2.5)."""
+    if not hasattr(np, "NaN"):
+        np.NaN = np.nan  # type: ignore[attr-defined,misc]
 
 
 @dataclass(frozen=True)
@@ -28,13 +36,14 @@ class LatentMI:
         return recorded_config(self, "device")  # where it ran does not change what it estimates
 
     def estimate(self, x: np.ndarray, y: np.ndarray, seed: int) -> float:
+        numpy2_alias()
         from latentmi import lmi  # heavy import, only where an estimate is made
 
         x, y = paired(x, y)
         # latentmi draws its split and KSG noise from numpy's global RNG and its init and
         # shuffling from torch's: seed both, and put them back afterwards.
         np_state = np.random.get_state()
-        with torch.random.fork_rng(devices=[]):
+        with fork_rngs(self.device):
             np.random.seed(seed)
             torch.manual_seed(seed)
             # it prints progress every epoch even when quiet=True

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from cchsweep.mi.interface import paired, recorded_config
+from cchsweep.train import fork_rngs
 
 
 @dataclass(frozen=True)
@@ -82,9 +83,7 @@ class MINE:
             x, y = _zscore(x, train), _zscore(y, train)
 
         device = torch.device(self.device)
-        # manual_seed reseeds every GPU: fork them all so none is left changed
-        fork_devices = list(range(torch.cuda.device_count())) if device.type == "cuda" else []
-        with torch.random.fork_rng(devices=fork_devices):
+        with fork_rngs(device):  # manual_seed reseeds every GPU: none is left changed
             torch.manual_seed(int(rng.integers(2**62)))
             return self._fit_and_evaluate(x, y, train, test, rng, device)
 
