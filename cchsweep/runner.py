@@ -43,7 +43,14 @@ def check_writable(db_path: Path, storage: Path) -> None:
     """Refuse unusable paths before anything is created."""
     if db_path.is_dir():
         raise UsageError(f"--db {db_path} is a directory; give a file path such as {db_path / 'cchsweep.duckdb'}")
+    if storage.exists() and not storage.is_dir():
+        raise UsageError(
+            f"storage {storage} is a file, not a directory (Tune state and the artifact cache go there); "
+            f"move it or pass --storage DIR"
+        )
     for what, path in (("--db", db_path.parent), ("storage", storage.parent)):
+        if path.exists() and not path.is_dir():
+            raise UsageError(f"{what} directory {path} is a file; choose another path")
         if not path.is_dir():
             raise UsageError(f"{what} directory {path} does not exist; create it or choose another path")
         if not os.access(path, os.W_OK | os.X_OK):
@@ -127,7 +134,8 @@ def run_sweep(
         bundled = plan.study.bundle is not None and search is None
         wanted = 1.0 if bundled and plan.study.resources.gpu > 0 else plan.study.resources.gpu
         gpu_fraction = gpu_per_trial(gpu, wanted, resources)
-        cpus = plan.study.resources.cpu
+        check_gpu_request(gpu, address, resources.get("GPU", 0.0))
+        cpus = cpus_per_trial(plan.study.resources.cpu, gpu_fraction, ray.nodes() if ray else [])
         slots, note = worker_slots(resources, gpu_fraction, cpus)
         if note and bundle_size is None and grid_todo:
             print(note, file=sys.stderr)
@@ -301,6 +309,31 @@ def worker_slots(resources: dict, gpu_fraction: float, cpus: float) -> tuple[int
         f"no GPU in the cluster yet: bundles sized for {AUTOSCALE_GPUS} GPUs as the autoscaler adds them "
         f"(ray_cluster.yaml's max_workers); --bundle-size sets another size"
     )
+
+
+def cpus_per_trial(study_cpus: float, gpu_fraction: float, nodes: list[dict]) -> float:
+    """A trial that holds a GPU share also takes the CPUs that come with that share on a GPU node
+    (its KSG, blur and data run on them; nothing else could use them while the GPUs are taken): the
+    fewest any live GPU node offers, so it fits on every one, and never fewer than the study asks.
+    CPU-only trials, and clusters with no GPU node up yet, keep the study's."""
+    if not gpu_fraction:
+        return study_cpus
+    shares = [
+        int(n["Resources"].get("CPU", 0) * gpu_fraction / n["Resources"]["GPU"])
+        for n in nodes
+        if n.get("Alive") and n.get("Resources", {}).get("GPU", 0) > 0
+    ]
+    return float(max(study_cpus, min(shares))) if shares else study_cpus
+
+
+def check_gpu_request(choice: str, address: str | None, gpus: float) -> None:
+    """An embedded Ray has no autoscaler: trials asking for a GPU share of a machine with no GPU
+    would wait forever. Refuse that (a cluster may still be adding GPU workers: there it is allowed)."""
+    if address is None and choice != "auto" and gpu_per_trial(choice, 0.0, {}) > 0 and not gpus:
+        raise UsageError(
+            f"--gpu {choice}: this machine has no GPU for the embedded Ray to give trials; drop --gpu "
+            f"(or pass --gpu 0), or join a cluster with GPU workers with --address"
+        )
 
 
 def gpu_per_trial(choice: str, study_fraction: float, resources: dict) -> float:

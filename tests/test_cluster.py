@@ -9,7 +9,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 from cchsweep.errors import UsageError
-from cchsweep.runner import AUTOSCALE_GPUS, check_storage_is_shared, gpu_per_trial, worker_slots
+from cchsweep.runner import AUTOSCALE_GPUS, check_storage_is_shared, cpus_per_trial, gpu_per_trial, worker_slots
 from conftest import q, run_cli
 
 LOOPBACK = {"node_ip_address": "127.0.0.1"}
@@ -19,9 +19,10 @@ LOOPBACK = {"node_ip_address": "127.0.0.1"}
 @pytest.fixture
 def cluster():
     # The head runs only the driver and the writer: no CPUs for trials. Two workers with one
-    # (fake) GPU each: 0.25 GPU per trial allows at most four trials per node.
+    # (fake) GPU each: 0.25 GPU per trial allows at most four trials per node, each with a quarter
+    # of the node's 8 CPUs.
     c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, **LOOPBACK})
-    workers = [c.add_node(num_cpus=6, num_gpus=1, **LOOPBACK) for _ in range(2)]
+    workers = [c.add_node(num_cpus=8, num_gpus=1, **LOOPBACK) for _ in range(2)]
     c.wait_for_nodes()
     yield c, workers
     c.shutdown()
@@ -44,9 +45,9 @@ def test_fractional_gpu_trials_spread_over_worker_nodes(cluster, tmp_path):
                   "--set", "mi_epochs=1", "--db", str(db), "--address", c.address, "--gpu", "0.25",
                   "--bundle-size", "1", cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "1 CPU + 0.25 GPU per trial on 12 CPUs / 2 GPUs" in out.stderr
-    rows = q(db, "select node_id, gpu_fraction, status, started_at, finished_at from trials")
-    assert len(rows) == 10 and all(r[2] == "ok" and r[1] == 0.25 for r in rows)
+    assert "2 CPU + 0.25 GPU per trial on 16 CPUs / 2 GPUs" in out.stderr  # the CPUs that go with a quarter GPU
+    rows = q(db, "select node_id, gpu_fraction, status, started_at, finished_at, cpus from trials")
+    assert len(rows) == 10 and all(r[2] == "ok" and r[1] == 0.25 and r[5] == 2 for r in rows)
     worker_ids = {w.node_id for w in workers}
     used = {r[0] for r in rows}
     assert used == worker_ids  # both workers ran trials, the head none
@@ -112,6 +113,23 @@ def test_local_storage_is_refused_on_a_multi_host_cluster(tmp_path):
     warning = check_storage_is_shared(dead, tmp_path, declared_shared=False, remote=True)
     assert warning.startswith("the cluster has one host now; workers an autoscaler adds later would not see")
     assert check_storage_is_shared(dead, tmp_path, declared_shared=True, remote=True) is None
+
+
+def _node(cpus, gpus, alive=True):
+    return {"Alive": alive, "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+
+def test_a_trial_with_a_gpu_share_takes_the_cpus_that_go_with_it():
+    one_gpu_box = [_node(16, 1)]  # the device machine: 16 CPUs, one GPU; a bundle holds the whole GPU
+    assert cpus_per_trial(1.0, 1.0, one_gpu_box) == 16
+    assert cpus_per_trial(1.0, 0.25, one_gpu_box) == 4
+    assert cpus_per_trial(1.0, 0.0, one_gpu_box) == 1  # CPU-only trials keep the study's
+    # a CPU-only head and two kinds of GPU worker: what fits on every GPU node (4 CPUs per GPU)
+    mixed = [_node(8, 0), _node(4, 1), _node(16, 2), _node(64, 1, alive=False)]
+    assert cpus_per_trial(1.0, 1.0, mixed) == 4
+    assert cpus_per_trial(1.0, 0.1, mixed) == 1  # less than one CPU's worth: never fewer than the study asks
+    assert cpus_per_trial(2.0, 0.25, [_node(4, 1)]) == 2
+    assert cpus_per_trial(1.0, 1.0, [_node(8, 0)]) == 1  # no GPU node up yet (an autoscaler adds them)
 
 
 def test_bundles_are_planned_for_the_gpus_an_autoscaler_will_add():
