@@ -401,16 +401,32 @@ def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
 
 def store_advice(db_path: str | Path, advice: Advice | Sequence[Advice], run_id: str) -> int:
     """Write the advice rows (of one or several estimators) under `run_id` in one transaction; the
-    same run_id again replaces its rows. Returns the number of rows written.
+    same run_id again replaces its rows. Returns the number of rows written. A file another process
+    holds is waited for (saying so) up to FINAL_WAIT_SECONDS, as a sweep's last results are: the
+    advice took minutes of MI estimates to make.
     """
-    from cchsweep.store import Store
+    import sys
 
-    store = Store(db_path)
-    store.ensure_schema()
+    from cchsweep.store import FINAL_WAIT_SECONDS, DatabaseLocked, Store
+
     advices = [advice] if isinstance(advice, Advice) else list(advice)
     rows = [row for a in advices for row in advice_table_rows(a, run_id)]
-    store.write_advice(run_id, rows)
+    try:
+        _write_advice(Store(db_path), run_id, rows)
+    except DatabaseLocked:
+        print(
+            f"{db_path} is locked by another process: waiting up to {FINAL_WAIT_SECONDS / 60:.0f} min to store "
+            f"the advice",
+            file=sys.stderr,
+            flush=True,
+        )
+        _write_advice(Store(db_path, FINAL_WAIT_SECONDS), run_id, rows)
     return len(rows)
+
+
+def _write_advice(store, run_id: str, rows: list[tuple]) -> None:
+    store.ensure_schema()
+    store.write_advice(run_id, rows)
 
 
 # --- presentation -------------------------------------------------------------------------------

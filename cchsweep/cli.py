@@ -125,13 +125,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="distil for real from the top K teachers and one control, through the engine (needs --db)",
     )
     a.add_argument("--verify-seeds", type=int, default=3, help="seeds per verified teacher (default 3)")
-    a.add_argument("--verify-profile", default="paper", help="tcga_noise profile for the KD trials (paper or smoke)")
+    a.add_argument(
+        "--verify-profile",
+        default="paper",
+        help="tcga_noise profile for the KD trials (paper, paper_kipan, smoke or quick)",
+    )
     a.add_argument("--out", help="write an HTML/PNG report of the gaps to this directory")
 
     rr = sub.add_parser(
         "reproduce", help="run the offline studies in turn into one database and write one report index"
     )
-    rr.add_argument("--profile", default="quick", help="quick (about 45 minutes on 2 CPU cores) or paper (a GPU job)")
+    rr.add_argument(
+        "--profile",
+        default="quick",
+        help="quick (about 45 minutes on 2 CPU cores), paper (a GPU job) or smoke (the plumbing check)",
+    )
     rr.add_argument("--studies", help="comma-separated studies (default: every offline study)")
     rr.add_argument("--db", default=DEFAULT_DB, help=f"results database (default ./{DEFAULT_DB})")
     rr.add_argument("--storage", help="Tune state and artifact cache (default: beside --db, NAME.cchsweep/)")
@@ -210,8 +218,11 @@ def check_advise_flags(args) -> None:
                 f"--verify-profile {args.verify_profile!r}: choose one of {', '.join(STUDIES['tcga_noise'].profiles)}"
             )
     if args.db:
+        from cchsweep.store import Store
+
         db = Path(args.db).expanduser().absolute()
         check_writable(db, default_storage(db))
+        Store(db).inspect(deep=True)  # read-only: a foreign, newer, damaged or locked file is refused now
     check_out_dir(args.out)
 
 
@@ -259,6 +270,7 @@ def cmd_run(args) -> int:
     from cchsweep.grid import plan
     from cchsweep.runner import (
         check_data,
+        check_gpu_request,
         check_reachable,
         check_writable,
         default_storage,
@@ -283,6 +295,10 @@ def cmd_run(args) -> int:
         search = make_search(the_plan, args.param, args.value_range, args.budget, args.target)
     if args.gpu != "auto":
         gpu_per_trial(args.gpu, 0.0, {})  # a malformed --gpu is refused before anything starts
+        if args.address is None:  # and a GPU share the embedded Ray could never give (runs and dry runs)
+            import torch
+
+            check_gpu_request(args.gpu, None, torch.cuda.device_count())
     db = Path(args.db).expanduser().absolute()
     storage = Path(args.storage).expanduser().absolute() if args.storage else default_storage(db)
     check_writable(db, storage)  # a dry run checks what the run would: paths, cluster, data
@@ -352,6 +368,8 @@ def cmd_run(args) -> int:
     if (line := bound_line(frame)) is not None:
         print(line)
     if search is not None:
+        from cchsweep.study import counted
+
         c = summary.crossing
         what = f"{search.what} along {search.param} in [{search.lo:g}, {search.hi:g}]"
         if c is None:
@@ -362,7 +380,7 @@ def cmd_run(args) -> int:
             )
             print(
                 f"boundary: {what} crosses zero at {search.param} = {c.estimate:.4f}, "
-                f"interval [{c.lo:.4f}, {c.hi:.4f}] from {c.n_points} trials{note}"
+                f"interval [{c.lo:.4f}, {c.hi:.4f}] from {counted(c.n_points, 'trial')}{note}"
             )
     return 1 if summary.n_error else 0
 

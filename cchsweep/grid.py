@@ -62,6 +62,8 @@ def plan(study: Study, profile: str, overrides: Sequence[str] = (), seeds: int |
         if name in given:
             raise UsageError(f"--set {name} is given twice ({given[name]}, {item}): give it once, e.g. {name}=a,b")
         given[name] = item
+        if name == "seed" and seeds is not None:
+            raise UsageError(f"--seeds {seeds} and --set {item} both set the seeds: give one of them")
         if name in grid:
             if len({repr(v) for v in values}) < len(values):  # a grid point twice (a many-setting dedupes)
                 raise UsageError(f"--set {item} repeats a value; give each value once")

@@ -46,7 +46,7 @@ def reproduce(
 
     check_known(studies)
     if not any(profile in STUDIES[s].profiles for s in studies):
-        raise UsageError(f"no study here has a profile {profile!r}; reproduce runs quick or paper")
+        raise UsageError(f"no study here has a profile {profile!r}; reproduce runs smoke, quick or paper")
     missing = [s for s in studies if profile not in STUDIES[s].profiles]
     if missing:
         raise UsageError(f"study {missing[0]} has no profile {profile!r}; leave it out with --studies")

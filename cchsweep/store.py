@@ -41,6 +41,7 @@ from cchsweep.schema import ADVICE_COLUMNS, SCHEMA_VERSION, TABLES, TRIAL_COLUMN
 from cchsweep.views import cch_views
 
 LOCK_RETRY_SECONDS = 10.0
+FINAL_WAIT_SECONDS = 600.0  # a writer holding results that exist nowhere else waits this long for a lock
 FILE_HEADER_BYTES = 3 * 4096  # a DuckDB file: its main header and two database headers, then whole blocks
 # A file another process holds ("Could not set lock on file ...: Conflicting lock is held in ..."); not
 # "lock" alone, which "block at location" of a damaged block's error holds too.
@@ -384,6 +385,12 @@ class Store:
     def query(self, sql: str) -> tuple[list[str], list[tuple]]:
         """Run SQL on a read-only, sandboxed connection (SANDBOX): (column names, rows)."""
         self.check_readable()
+        try:
+            statements = len(duckdb.extract_statements(sql))
+        except duckdb.Error as exc:
+            raise UsageError(f"SQL failed: {_first_line(exc)}") from None
+        if statements > 1:  # DuckDB would run them all and return the last one's rows alone
+            raise UsageError(f"query runs one SQL statement and this has {statements}; run them one at a time")
         with self.connect(read_only=True, sandbox=True) as con:
             try:
                 cur = con.execute(sql)
@@ -482,4 +489,6 @@ def _explain_open_error(path: Path, exc: Exception) -> str:
         return f"{path} is locked by another process; wait for it or pass another --db"
     if "not a valid duckdb" in text.lower() or "invalid" in text.lower() or "magic" in text.lower():
         return f"{path} is not a DuckDB database file; pass another --db path"
+    if path.is_dir():
+        return f"{path} is a directory; pass the database file inside it, e.g. --db {path / 'cchsweep.duckdb'}"
     return f"cannot open {path}: {text}"

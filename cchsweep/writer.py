@@ -19,10 +19,9 @@ from pathlib import Path
 from ray.tune import Callback
 
 from cchsweep.record import PROGRESS_KEY, RESULT_KEY, TrialRecord, load_records
-from cchsweep.store import DatabaseLocked, Store
+from cchsweep.store import FINAL_WAIT_SECONDS, DatabaseLocked, Store
 
 RUN_WAIT_SECONDS = 1.0  # while trials run: a locked file costs the Tune loop at most this per step
-FINAL_WAIT_SECONDS = 600.0  # at the end: the records exist nowhere else
 
 
 class DuckDBWriter(Callback):

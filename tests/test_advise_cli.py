@@ -36,6 +36,15 @@ def test_advise_bad_input(args, message):
     assert len(out.stderr.strip().splitlines()) == 1
 
 
+def test_a_database_advise_could_not_store_into_is_refused_before_the_estimates(tmp_path):
+    # it was refused only after the MI estimates (minutes with lmi), the advice then lost
+    (tmp_path / "notes.duckdb").write_text("not a database")
+    out = run_cli("advise", str(BRCA), "--student", "cnv", "--estimator", "ksg", "--db", str(tmp_path / "notes.duckdb"))
+    assert out.returncode == 2 and "is not a DuckDB database file" in out.stderr and "Traceback" not in out.stderr
+    assert out.stdout == "" and len(out.stderr.strip().splitlines()) == 1  # no advice made, none printed
+    assert (tmp_path / "notes.duckdb").read_text() == "not a database"
+
+
 def test_advise_needs_two_modalities(tmp_path):
     (tmp_path / "only.csv").write_text("patient,a,b\np1,1,2\np2,3,4\n")
     (tmp_path / "labels.csv").write_text("patient,subtype\np1,x\np2,y\n")

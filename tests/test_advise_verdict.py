@@ -206,3 +206,36 @@ def test_verification_printout_says_agreement():
     lines = format_verification(verification_table(PREDICTED, trials())).splitlines()[2:]
     assert [line.split()[1] for line in lines] == ["a", "b", "c", "d", "f", "e"]
     assert [line.split()[-1] for line in lines] == ["yes", "undetermined", "undetermined", "undetermined", "yes", "no"]
+
+
+# --- storing: a file another process holds is waited for, not the advice lost ---------------------
+
+
+def test_advice_waits_for_a_locked_database_then_stores(tmp_path, capsys):
+    import subprocess
+    import sys
+    import time
+
+    import duckdb
+
+    from cchsweep.advise import store_advice
+    from cchsweep.store import LOCK_RETRY_SECONDS, Store
+
+    db = tmp_path / "a.duckdb"
+    Store(db).ensure_schema()
+    hold = LOCK_RETRY_SECONDS + 4  # past the first attempt's retries, well within the final wait
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time\n"
+        f"con = duckdb.connect({str(db)!r}); print('held', flush=True); time.sleep({hold}); con.close()\n"
+    )], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        assert store_advice(db, advice_of("ksg", {"good": GOOD, "bad": BAD}), "run-1") == 2
+        waited = time.monotonic() - t0
+    finally:
+        holder.wait(timeout=60)
+    assert waited >= LOCK_RETRY_SECONDS  # it met the lock, said so, and waited it out
+    assert "is locked by another process: waiting up to 10 min to store the advice" in capsys.readouterr().err
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select teacher from advice order by rank").fetchall() == [("good",), ("bad",)]

@@ -35,6 +35,13 @@ def assert_clean_error(out, message):
       "--budget", "1000000000"], "give at most 1,000 trials"),
     (["run", "tcga_noise", "--profile", "smoke", "--set", "teacher_modality=bogus", "--data-dir", str(SHARED_DATA)],
      "brca/bogus.csv (it has cnv, mrna, rppa)"),
+    # the labels file is not a modality: refused in the driver, not by every trial (it once was)
+    (["run", "tcga_noise", "--profile", "smoke", "--set", "student_modality=labels", "--data-dir", str(SHARED_DATA)],
+     "the subtypes, not a modality; choose a teacher and student among cnv, mrna, rppa"),
+    (["run", "synthetic_sigma12", "--seeds", "3", "--set", "seed=0"], "both set the seeds: give one of them"),
+    # an embedded Ray on a machine without a GPU can never give a GPU share: it once waited forever
+    (["run", "synthetic_sigma12", "--profile", "smoke", "--gpu", "0.5"], "no GPU for the embedded Ray"),
+    (["run", "synthetic_sigma12", "--profile", "smoke", "--gpu", "0.5", "--dry-run"], "no GPU for the embedded Ray"),
 ])
 def test_bad_run_arguments(tmp_path, args, message):
     out = run_cli(*args, "--db", str(tmp_path / "r.duckdb"), cwd=tmp_path) if args[0] == "run" else \
@@ -62,6 +69,15 @@ def test_unwritable_db_locations(tmp_path):
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path))
     assert_clean_error(out, "is a directory")
     assert list(tmp_path.iterdir()) == []
+    # storage that is a file (--storage, or a file NAME.cchsweep beside the database): refused before
+    # any run row is written (it once failed in the sweep with a traceback, leaving a failed run)
+    (tmp_path / "r.cchsweep").write_text("mine")
+    for extra in ([], ["--dry-run"], ["--storage", str(tmp_path / "r.cchsweep")]):
+        out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "r.duckdb"), *extra)
+        assert_clean_error(out, "r.cchsweep is a file, not a directory")
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "r.cchsweep" / "x.duckdb"))
+    assert_clean_error(out, "r.cchsweep is a file; choose another path")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.cchsweep"] and (tmp_path / "r.cchsweep").read_text() == "mine"
 
 
 def test_foreign_database_is_refused_untouched(tmp_path):
@@ -88,6 +104,13 @@ def test_query_errors(tmp_path):
     assert_clean_error(run_cli("query", "drop table trials", "--db", str(db)), "read-only")
     ok = run_cli("query", "select count(*) as n from trials", "--db", str(db), "--format", "csv")
     assert ok.returncode == 0 and ok.stdout.splitlines() == ["n", "0"]
+    # two statements: DuckDB would print the last one's rows alone, silently
+    assert_clean_error(run_cli("query", "select 1; select 2", "--db", str(db)),
+                       "query runs one SQL statement and this has 2; run them one at a time")
+    assert run_cli("query", "select 1 as one;", "--db", str(db), "--format", "csv").stdout.splitlines() == ["one", "1"]
+    # a directory as --db: say what to pass instead
+    for command in (["query", "select 1"], ["status"]):
+        assert_clean_error(run_cli(*command, "--db", str(tmp_path)), f"{tmp_path} is a directory; pass the database file")
 
 
 def test_list_shows_grid_sizes():
@@ -107,7 +130,7 @@ def test_reports_and_advice_refuse_bad_flags_before_any_work(tmp_path):
         (["report", "nosuch", "--db", str(tmp_path / "r.duckdb")], "unknown study 'nosuch'"),
         (["report", "synthetic_sigma12", "--out", str(a_file)], f"--out {a_file} is a file"),
         (["reproduce", "--studies", ""], "--studies is empty"),
-        (["reproduce", "--profile", "bogus", "--dry-run"], "no study here has a profile 'bogus'; reproduce runs quick"),
+        (["reproduce", "--profile", "bogus", "--dry-run"], "no study here has a profile 'bogus'; reproduce runs smoke, quick or paper"),
         (["reproduce", "--studies", "tcga_noise", "--out", str(a_file)], f"--out {a_file} is a file"),
         (["run", "mnist_blur", "--data-dir", str(a_file)], "is a file, not a directory"),
         (["advise", brca, "--student", "cnv", "--teachers", ""], "no teacher modality given"),

@@ -88,11 +88,14 @@ def test_mnist_shapes_labels_and_counts():
     assert load_mnist(DATA, "train", allow_download=False)[0][0, 0, 0] == 0
 
 
-def test_truncated_gzip_is_rejected(tmp_path):
+def test_truncated_gzip_is_rejected(tmp_path, monkeypatch):
     spec = FILES["train", "labels"]
     bad = tmp_path / spec.filename
     bad.write_bytes((DATA / "mnist" / spec.filename).read_bytes()[:-100])
-    with pytest.raises(UsageError, match=rf"{spec.filename} is corrupt \(not a valid gzip.*delete it"):
+    with pytest.raises(UsageError, match=rf"{spec.filename} is corrupt \(not a valid gzip.*\); replace it with an intact copy$"):
+        read_idx(bad, spec)  # offline (the tests' $CCHSWEEP_OFFLINE=1): no download would replace it
+    monkeypatch.setenv("CCHSWEEP_OFFLINE", "0")
+    with pytest.raises(UsageError, match=rf"{spec.filename} is corrupt \(not a valid gzip.*delete it and run again"):
         read_idx(bad, spec)
 
 
@@ -102,7 +105,7 @@ def test_bit_flipped_file_is_rejected(tmp_path):
     data = bytearray((mnist_dir / spec.filename).read_bytes())
     data[len(data) // 2] ^= 0x10
     (mnist_dir / spec.filename).write_bytes(bytes(data))
-    with pytest.raises(UsageError, match=rf"{spec.filename} is corrupt.*re-download"):
+    with pytest.raises(UsageError, match=rf"{spec.filename} is corrupt.*replace it with an intact copy"):
         load_mnist(tmp_path, "test", allow_download=False)
     load_mnist(tmp_path, "train", allow_download=False)  # the intact split still loads
 

@@ -209,6 +209,8 @@ def _read_idx_cached(path: str, size: int, mtime_ns: int, spec: IdxFile) -> np.n
 
 
 def _corrupt(path: str, reason: str) -> UsageError:
+    if not downloads_allowed():  # no download would replace it ($CCHSWEEP_OFFLINE)
+        return UsageError(f"MNIST file {path} is corrupt ({reason}); replace it with an intact copy")
     return UsageError(
         f"MNIST file {path} is corrupt ({reason}); delete it and run again to "
         "re-download it, or replace it with an intact copy"

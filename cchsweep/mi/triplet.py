@@ -13,7 +13,7 @@ from cchsweep.mi.ksg import KSG
 from cchsweep.mi.latentmi_estimator import LatentMI
 from cchsweep.mi.lmi import LMI
 from cchsweep.mi.mine import MINE
-from cchsweep.study import MIValue, TrialContext
+from cchsweep.study import MIValue, TrialContext, counted
 
 ESTIMATORS = ("lmi", "latentmi", "mine", "ksg")  # what a study's mi_estimator may name
 COMPARED = ("latentmi", "mine", "ksg")  # the paper's Table 2 estimators (the estimators studies run each)
@@ -122,7 +122,7 @@ def cached_mi(ctx: TrialContext, requests: Sequence[MIRequest], device: str) -> 
             chunk.clear()
 
         total = sum(requests[i].settings["mi_repeats"] for i in missing)
-        ctx.progress(f"estimating MI: {len(missing)} artifacts, {total} estimates per quantity")
+        ctx.progress(f"estimating MI: {counted(len(missing), 'artifact')}, {counted(total, 'estimate')} per quantity")
         for i in missing:
             r = requests[i]
             estimator, repeats = make_estimator(r.settings, device), int(r.settings["mi_repeats"])

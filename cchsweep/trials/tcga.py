@@ -92,6 +92,11 @@ def check_data(data_dir, points: Sequence[Mapping[str, Any]] | None = None, *, d
             missing.append(f"{directory}/")
             continue
         stems = {p.stem for p in directory.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES}
+        if LABELS_STEM in modalities:
+            raise UsageError(
+                f"{LABELS_STEM!r} names {directory}/{LABELS_STEM}.csv, the subtypes, not a modality; choose a "
+                f"teacher and student among {', '.join(sorted(stems - {LABELS_STEM})) or 'none'}"
+            )
         absent = [m for m in (*sorted(modalities), LABELS_STEM) if m not in stems]
         has = f" (it has {', '.join(sorted(stems - {LABELS_STEM})) or 'no modality'})" if absent else ""
         missing += [f"{directory}/{m}.csv" + (has if i == len(absent) - 1 else "") for i, m in enumerate(absent)]
