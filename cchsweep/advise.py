@@ -20,16 +20,22 @@ candidate teacher modality by that gap. Per candidate, exactly as the TCGA cross
    rows alone are too few for any MI estimator, e.g. 19 patients for BRCA mRNA+CNV; the networks
    have been fit to most of those rows, which inflates I(H;Y) relative to a held-out estimate --
    it inflates I_SL, so the criterion errs on the side of "do not distil");
-4. estimate I(H_T; H_S), I(H_S; Y) and I(H_T; Y) (labels one-hot, nats) `repeats` times with
-   independent seeds (seed*10, seed*10+1, seed*10+2 as in tcga), mean and standard error.
+4. estimate I(H_T; H_S), I(H_S; Y) and I(H_T; Y) (labels one-hot, nats; estimator seeds seed*10,
+   seed*10+1, seed*10+2 as in tcga).
+
+Steps 1-4 run `repeats` times, repeat r with seed + r: a new split, new networks and new estimator
+seeds, so the standard error over repeats carries the split and training noise, as the studies'
+SE over seeds does. (Repeating the estimator alone on one set of representations measured only the
+estimator's own noise: none for KSG, whose repeats differ by tie-breaking jitter, so its SE was 0
+and every nonzero gap got a verdict.)
 
 The MI estimates of different teachers run in parallel as Ray tasks (one GPU fraction each when the
 cluster has GPUs). An embedded Ray is started when none is initialised, and shut down afterwards.
 
-The verdict uses the gap's standard error, se = sqrt(se_TS^2 + se_SL^2) (the two estimates use
-independent seeds), and the interval gap +- 2 se: "distil" when it lies above 0, "do not distil"
-when it lies below 0, else "undetermined". With `repeats` = 1 there is no standard error, every SE
-is NaN and every verdict "undetermined": use at least 2 repeats for a verdict.
+The verdict uses the gap's standard error over the repeats (of the per-repeat gaps: I_TS and I_SL
+of one repeat share its networks) and the interval gap +- 2 se: "distil" when it lies above 0, "do
+not distil" when it lies below 0, else "undetermined". With `repeats` = 1 there is no standard
+error, every SE is NaN and every verdict "undetermined": use at least 2 repeats for a verdict.
 """
 
 from __future__ import annotations
@@ -48,8 +54,9 @@ import torch.nn.functional as F
 
 from cchsweep.data.cohort import list_modalities, load_cohort, prepare
 from cchsweep.errors import UsageError
+from cchsweep.mi.interface import estimate_all, summarize
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, make_estimator, mi_triplet
+from cchsweep.mi.triplet import ESTIMATORS, make_estimator
 from cchsweep.rules import Z  # gap_lo/gap_hi = gap -+ Z * gap_se, as every verdict
 from cchsweep.schema import ADVICE_VALUES
 from cchsweep.train import represent
@@ -117,19 +124,24 @@ def advise_all(
     s = {"epochs": int(epochs), "lr": float(lr), "batch_size": 0}
     settings = {e: {"mi_estimator": e, "mi_epochs": int(mi_epochs), "mi_lr": float(mi_lr)} for e in estimators}
 
-    # Driver side: join, split and train per pairing (seconds); ship only the representations.
-    jobs: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    # Driver side: join, split and train per pairing and repeat (seconds); ship only the representations.
+    jobs: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = {}
     n_patients: dict[str, int] = {}
     classes: set[str] = set()
     for teacher in teachers:
-        h_t, h_s, labels, n, pairing_classes = _representations(
-            data_dir, teacher, student, seed, s, test_fraction, n_features, torch.device(dev)
-        )
-        jobs[teacher] = (h_t, h_s, labels)
-        n_patients[teacher] = n
-        classes.update(pairing_classes)
+        jobs[teacher] = []
+        for r in range(repeats):
+            h_t, h_s, labels, n, pairing_classes = _representations(
+                data_dir, teacher, student, seed + r, s, test_fraction, n_features, torch.device(dev)
+            )
+            jobs[teacher].append((h_t, h_s, labels))
+            n_patients[teacher] = n
+            classes.update(pairing_classes)
 
-    values = _estimate_all(jobs, list(settings.values()), repeats, seed)
+    values = {
+        e: {t: _summary(per_repeat) for t, per_repeat in v.items()}
+        for e, v in _estimate_all(jobs, list(settings.values()), seed).items()
+    }
     return [
         Advice(
             table=advice_frame(student, values[e], n_patients),
@@ -218,19 +230,32 @@ def _representations(
     return rep(teacher_net, teacher), rep(student_net, student), labels, len(cohort.patients), p.classes
 
 
-def _triplet_task(
-    h_t: np.ndarray, h_s: np.ndarray, labels: np.ndarray, mi_settings: dict, repeats: int, seed: int
-) -> dict[str, list]:
-    """One teacher's three MI estimates (runs in a Ray worker, or in process)."""
+def _triplet_task(repeats: list[tuple], mi_settings: dict, seed: int) -> dict[str, list[float]]:
+    """One teacher's three MI estimates per repeat, {quantity: [value of repeat r]} (runs in a Ray
+    worker, or in process). Repeat r's seeds are mi_triplet's for seed + r, the tcga trials' seeds."""
     from cchsweep.raystart import worker_device
 
     estimator = make_estimator(mi_settings, worker_device())
-    # mi_triplet seeds i_ts, i_sl, i_tl with seed*10 + 0, 1, 2: the tcga trials' seeds
-    return mi_triplet(h_t, h_s, labels, estimator, repeats=repeats, seed=seed)
+    tasks = []
+    for offset, q in enumerate(QUANTITIES):
+        for r, (h_t, h_s, labels) in enumerate(repeats):
+            a, b = {"i_ts": (h_t, h_s), "i_sl": (h_s, labels), "i_tl": (h_t, labels)}[q]
+            tasks.append((a, b, ((seed + r) * 10 + offset) * 1000))
+    values = estimate_all(estimator, tasks)  # every estimate in one call (lmi trains them together)
+    n = len(repeats)
+    return {q: values[i * n : (i + 1) * n] for i, q in enumerate(QUANTITIES)}
 
 
-def _estimate_all(jobs: dict[str, tuple], settings: list[dict], repeats: int, seed: int) -> dict[str, dict]:
-    """{estimator: {teacher: triplet}}: one Ray task per (teacher, estimator)."""
+def _summary(per_repeat: dict[str, list[float]]) -> dict[str, list]:
+    """{quantity: [mean, se]} over the repeats, and the gap's from the per-repeat gaps (a repeat's
+    I_TS and I_SL come from the same networks: their errors are not independent)."""
+    out = {q: list(summarize(v)) for q, v in per_repeat.items()}
+    out["gap"] = list(summarize([ts - sl for ts, sl in zip(per_repeat["i_ts"], per_repeat["i_sl"])]))
+    return out
+
+
+def _estimate_all(jobs: dict[str, list[tuple]], settings: list[dict], seed: int) -> dict[str, dict]:
+    """{estimator: {teacher: {quantity: [value per repeat]}}}: one Ray task per (teacher, estimator)."""
     import ray
 
     from cchsweep.raystart import start_ray, stop_ray
@@ -243,13 +268,13 @@ def _estimate_all(jobs: dict[str, tuple], settings: list[dict], repeats: int, se
         on_gpu = [m for m in settings if m["mi_estimator"] in ("lmi", "latentmi", "mine")]
         # Share the GPUs between the GPU estimators' tasks (at most one whole GPU each).
         share = min(1.0, gpus / (len(jobs) * len(on_gpu))) if gpus > 0 and on_gpu else 0.0
-        shipped = {t: tuple(ray.put(a) for a in arrays) for t, arrays in jobs.items()}
+        shipped = {t: ray.put(repeats) for t, repeats in jobs.items()}
         refs = {}
         for m in settings:
             num_gpus = share if m in on_gpu else 0
             task = ray.remote(num_cpus=1, num_gpus=num_gpus, max_retries=0)(_triplet_task)
-            for teacher, (h_t, h_s, labels) in shipped.items():
-                refs[m["mi_estimator"], teacher] = task.remote(h_t, h_s, labels, m, repeats, seed)
+            for teacher, repeats in shipped.items():
+                refs[m["mi_estimator"], teacher] = task.remote(repeats, m, seed)
         out: dict[str, dict] = {m["mi_estimator"]: {} for m in settings}
         for (estimator, teacher), result in zip(refs, ray.get(list(refs.values()))):
             out[estimator][teacher] = result
@@ -282,7 +307,8 @@ def advice_frame(student: str, values: dict[str, dict[str, list]], n_patients: d
         for q in QUANTITIES:
             row[q], row[f"{q}_se"] = float(v[q][0]), _se(v[q][1])
         row["gap"] = row["i_ts"] - row["i_sl"]
-        row["gap_se"] = math.sqrt(row["i_ts_se"] ** 2 + row["i_sl_se"] ** 2)
+        # the SE of the per-repeat gaps where given (advise_all); else the two as independent
+        row["gap_se"] = _se(v["gap"][1]) if "gap" in v else math.sqrt(row["i_ts_se"] ** 2 + row["i_sl_se"] ** 2)
         row["gap_lo"], row["gap_hi"] = row["gap"] - Z * row["gap_se"], row["gap"] + Z * row["gap_se"]
         row["verdict"] = verdict(row["gap_lo"], row["gap_hi"])
         rows.append(row)

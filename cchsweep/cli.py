@@ -115,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="MI estimator: lmi (default; latentmi's method, fast), latentmi, mine or ksg; several (lmi,ksg) "
         "give each one's verdict and their consensus",
     )
-    a.add_argument("--repeats", type=int, default=3, help="seeded MI repeats for the standard errors (default 3)")
+    a.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="repeats, each a new split, new networks and MI seeds: the standard errors (default 3)",
+    )
     a.add_argument("--seed", type=int, default=0)
     a.add_argument("--db", help="also store the advice in this results database (table advice)")
     a.add_argument(
