@@ -16,12 +16,15 @@ from cchsweep.rules import undetermined_expr
 
 
 def pick_teachers(table: pl.DataFrame, k: int) -> list[str]:
-    """The top k by gap, plus the best-ranked teacher that fails the criterion as a control."""
-    ranked = table.sort("rank")["teacher"].to_list()
-    chosen = ranked[:k]
-    controls = table.filter(pl.col("verdict") != "distil").sort("rank")["teacher"].to_list()
-    control = next((t for t in controls if t not in chosen), None)
-    return chosen + ([control] if control else [])
+    """The top k by gap, plus a control the criterion does not recommend: the best-ranked teacher that
+    fails it ("do not distil"), else the best-ranked undetermined one."""
+    ranked = table.sort("rank")
+    chosen = ranked["teacher"].to_list()[:k]
+    for verdict in ("do not distil", "undetermined"):
+        control = next((t for t in ranked.filter(pl.col("verdict") == verdict)["teacher"] if t not in chosen), None)
+        if control is not None:
+            return [*chosen, control]
+    return chosen
 
 
 def verify(

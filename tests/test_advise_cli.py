@@ -59,8 +59,9 @@ def test_pick_teachers_adds_a_failing_control():
 
     table = pl.DataFrame({"teacher": ["a", "b", "c", "d"], "rank": [1, 2, 3, 4],
                           "verdict": ["distil", "distil", "undetermined", "do not distil"]})
-    assert pick_teachers(table, 1) == ["a", "c"]
+    assert pick_teachers(table, 1) == ["a", "d"]  # the teacher that fails the criterion, over an undetermined one
     assert pick_teachers(table, 3) == ["a", "b", "c", "d"]
+    assert pick_teachers(table.filter(pl.col("verdict") != "do not distil"), 1) == ["a", "c"]  # else undetermined
     assert pick_teachers(table.filter(pl.col("verdict") == "distil"), 2) == ["a", "b"]  # no control to add
 
 

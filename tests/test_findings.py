@@ -194,12 +194,12 @@ def test_each_lambda_and_profile_is_judged_apart(tmp_path):
 # --- the estimators' study: does the gap's sign agree across estimators? ---------------------------------
 
 
-def estimators_rows(pair_gaps, profile="quick"):
+def estimators_rows(pair_gaps, profile="quick", cohort="brca"):
     rows = []
     for teacher, gaps in pair_gaps.items():
         for seed in SEEDS:
             mi = [q for est, gap in gaps.items() for q in (("i_ts", 1.0 + gap, None, est), ("i_sl", 1.0, None, est))]
-            params = {"cohort": "brca", "teacher_modality": teacher, "student_modality": "cnv", "noise": 0.0,
+            params = {"cohort": cohort, "teacher_modality": teacher, "student_modality": "cnv", "noise": 0.0,
                       "temperature": 2.0, "lam": 0.5, "seed": seed}
             rows.append(trial_row("tcga_estimators", params, {"kd": {"f1_weighted": 0.5}}, mi, "f1_weighted", 0.0,
                                   profile=profile))
@@ -218,3 +218,16 @@ def test_estimators_agree_on_one_pairing_and_split_on_the_other(tmp_path):
     assert measured(db, "tcga_estimators") == (
         "quick rppa -> cnv: ksg -0.118, latentmi -0.150; smoke rppa -> cnv: ksg +0.200, latentmi -0.100", "no")
     assert measured(db, "tcga_estimators", "quick") == ("rppa -> cnv: ksg -0.118, latentmi -0.150", "yes")
+
+
+def test_an_estimator_with_no_finite_gap_gives_no_sign_and_cohorts_are_not_pooled(tmp_path):
+    # mine's gap NaN on every seed: it is left out, not averaged in as a negative sign (it was: "yes"
+    # here, and "no" with the other two positive)
+    rows = estimators_rows({"rppa": {"ksg": 0.118, "latentmi": 0.150, "mine": float("nan")}})
+    assert measured(write(tmp_path, rows), "tcga_estimators") == ("rppa -> cnv: ksg +0.118, latentmi +0.150", "yes")
+    # two cohorts of one pairing, signs opposite: two conditions, named by cohort (they once averaged to 0)
+    kipan = estimators_rows({"rppa": {"ksg": -0.3, "latentmi": -0.3}}, cohort="kipan")
+    rows = estimators_rows({"rppa": {"ksg": 0.3, "latentmi": 0.3}}) + kipan
+    assert measured(write(tmp_path, rows, "cohorts"), "tcga_estimators") == (
+        "rppa -> cnv cohort=brca: ksg +0.300, latentmi +0.300; rppa -> cnv cohort=kipan: ksg -0.300, latentmi -0.300",
+        "yes")
