@@ -327,8 +327,10 @@ def cmd_run(args) -> int:
     if search is None:  # what is about to run and how long it should take, once every check passed
         from cchsweep.store import Store
 
-        Store(db).ensure_schema()  # a foreign or newer file is refused here, in one line
+        # read-only first: a foreign, newer or damaged file, or points stored with other settings, are
+        # refused in one line before the file is touched (ensure_schema rewrites the views)
         done = stored_keys(db, the_plan, args.force)
+        Store(db).ensure_schema()
         print("\n".join(plan_lines(the_plan, db, done, args.bundle_size)), file=sys.stderr, flush=True)
     summary = run_sweep(
         the_plan,

@@ -157,6 +157,10 @@ def test_points_stored_with_other_settings_are_refused_not_skipped(tmp_path):
             and "with other settings than this profile's (epochs 30 now 10; e.g. synthetic_sigma12/smoke/" in out.stderr
             and "`cchsweep run synthetic_sigma12 --profile smoke --force` reruns and replaces them, or give another --db"
             in out.stderr)
+    before = db.read_bytes()
+    refused = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db))  # a real run, refused
+    assert refused.returncode == 2 and "with other settings than this profile's" in refused.stderr
+    assert db.read_bytes() == before  # untouched: the views were once rewritten before the refusal
     forced = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--dry-run", "--force")
     assert forced.returncode == 0 and "0 already stored, 4 to run" in forced.stdout
     _stored(db, plan, seconds=3.0)  # the same points at this profile's settings: done, as before
