@@ -56,7 +56,7 @@ from cchsweep.data.cohort import list_modalities, load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.mi.interface import estimate_all, summarize
 from cchsweep.mi.latentmi_estimator import one_hot
-from cchsweep.mi.triplet import ESTIMATORS, make_estimator
+from cchsweep.mi.triplet import ESTIMATORS, QUANTITIES, make_estimator, triplet_pairs
 from cchsweep.rules import Z  # gap_lo/gap_hi = gap -+ Z * gap_se, as every verdict
 from cchsweep.schema import ADVICE_VALUES
 from cchsweep.train import represent
@@ -64,7 +64,6 @@ from cchsweep.trials.tcga import mi_rows, to_tensor, train_unimodal
 
 VERDICTS = ("distil", "undetermined", "do not distil")
 LR = 0.01  # Tables 17, 19, 21 (Adam), as the TCGA trials
-QUANTITIES = ("i_ts", "i_sl", "i_tl")
 COLUMNS = ("teacher", "student", "n_patients", *ADVICE_VALUES, "gap_lo", "gap_hi", "verdict", "rank")
 
 
@@ -236,11 +235,8 @@ def _triplet_task(repeats: list[tuple], mi_settings: dict, seed: int) -> dict[st
     from cchsweep.raystart import worker_device
 
     estimator = make_estimator(mi_settings, worker_device())
-    tasks = []
-    for offset, q in enumerate(QUANTITIES):
-        for r, (h_t, h_s, labels) in enumerate(repeats):
-            a, b = {"i_ts": (h_t, h_s), "i_sl": (h_s, labels), "i_tl": (h_t, labels)}[q]
-            tasks.append((a, b, ((seed + r) * 10 + offset) * 1000))
+    pairs = [triplet_pairs(h_t, h_s, labels, seed + r) for r, (h_t, h_s, labels) in enumerate(repeats)]
+    tasks = [(a, b, base * 1000) for q in QUANTITIES for a, b, base in (p[q] for p in pairs)]
     values = estimate_all(estimator, tasks)  # every estimate in one call (lmi trains them together)
     n = len(repeats)
     return {q: values[i * n : (i + 1) * n] for i, q in enumerate(QUANTITIES)}
