@@ -20,7 +20,9 @@ A mean of exactly 0 is always undetermined (|0| <= 2 * se holds for any se >= 0)
 Where several MI estimators judged a condition, a `(consensus)` row joins them: its gap is
 determined only when every estimator whose gap is determined has the same sign (and at least one
 has); then gap_mean is those estimators' mean gap, else (no call, or "estimators disagree") the
-mean over all of them and gap_se null. Its gain columns are the condition's (the same trials).
+mean over all of them and gap_se null. Its gain is over every trial of the condition that some
+estimator's gap holds, once each (an estimator's own row counts only the trials its gap holds, so a
+NaN gap can leave estimators with different seeds; the consensus takes none of their gains).
 
 `agreement` summarises conditions per study plus one study = '(all)' row (per gap source and
 MI estimator): counts (n_undetermined = conditions left out; n_gain_undetermined and
@@ -121,7 +123,7 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
     ok = frame.filter((pl.col("status") == "ok") & grid & _finite(gap) & _finite("kd_gain"))
     keys = condition_keys(frame)
     n = pl.len()
-    table = ok.group_by(keys).agg(
+    table = ok.group_by(keys, maintain_order=True).agg(
         n.cast(pl.Int64).alias("n_seeds"),
         pl.col("kd_gain").mean().alias("gain_mean"),
         (pl.col("kd_gain").std(ddof=1) / n.cast(pl.Float64).sqrt()).alias("gain_se"),
@@ -132,7 +134,7 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
         undetermined_expr("gain_mean", "gain_se", "n_seeds").alias("gain_undetermined"),
         undetermined_expr("gap_mean", "gap_se", "n_seeds").alias("gap_undetermined"),
     ).with_columns((pl.col("gain_undetermined") | pl.col("gap_undetermined")).alias("undetermined"))
-    table = _with_consensus(table, keys)
+    table = _with_consensus(table, keys, ok)
     table = table.with_columns(
         pl.when(pl.col("undetermined"))
         .then(None)
@@ -143,27 +145,36 @@ def conditions(frame: pl.DataFrame, gap: str = "mi_gap") -> pl.DataFrame:
     return table.select("gap_source", *keys, *CONDITION_STATS).sort(keys, nulls_last=True)
 
 
-def _with_consensus(table: pl.DataFrame, keys: list[str]) -> pl.DataFrame:
-    """The per-estimator conditions plus a CONSENSUS row per condition with several estimators."""
+def _with_consensus(table: pl.DataFrame, keys: list[str], ok: pl.DataFrame) -> pl.DataFrame:
+    """The per-estimator conditions plus a CONSENSUS row per condition with several estimators; `ok`
+    holds the usable rows (one per trial and estimator) its gain is taken from."""
     if "mi_estimator" not in keys or table["mi_estimator"].n_unique() < 2:
         return table
     base = [k for k in keys if k != "mi_estimator"]
+    trial = "trial_key" if "trial_key" in ok.columns else "seed"
+    n = pl.len()
+    gains = (
+        ok.unique([*base, trial], maintain_order=True)
+        .group_by(base, maintain_order=True)
+        .agg(
+            n.cast(pl.Int64).alias("n_seeds"),
+            pl.col("kd_gain").mean().alias("gain_mean"),
+            (pl.col("kd_gain").std(ddof=1) / n.cast(pl.Float64).sqrt()).alias("gain_se"),
+        )
+    )
     det = ~pl.col("gap_undetermined")
     pos, neg = (det & (pl.col("gap_mean") > 0)).sum(), (det & (pl.col("gap_mean") < 0)).sum()
     joined = (
-        table.sort("n_seeds", descending=True)
-        .group_by(base)
+        table.group_by(base, maintain_order=True)
         .agg(
             pl.col("mi_estimator").n_unique().alias("n_estimators"),
-            pl.col("n_seeds").first(),
-            pl.col("gain_mean").first(),
-            pl.col("gain_se").first(),
             pos.alias("pos"),
             neg.alias("neg"),
             pl.col("gap_mean").mean().alias("all_mean"),
             pl.col("gap_mean").filter(det).mean().alias("det_mean"),
         )
         .filter(pl.col("n_estimators") > 1)
+        .join(gains, on=base, how="left", nulls_equal=True)
     )
     one_sign = (pl.col("pos") > 0) != (pl.col("neg") > 0)
     consensus = joined.with_columns(

@@ -32,6 +32,16 @@ def _num(x, fmt: str = ".2f") -> str:
     return "n/a" if x is None else format(x, fmt)
 
 
+def _cut(r: dict) -> str:
+    """The best cuts of the gap ("KD helps iff gap > t") in words: [lo, hi), either end may be open."""
+    lo, hi = _num(r["threshold_lo"], "+.3f"), _num(r["threshold_hi"], "+.3f")
+    if r["threshold_lo"] is None:  # no lower bound: no midpoint to name
+        return f"any threshold below {hi} nats"
+    if r["threshold_hi"] is None:
+        return f"a threshold of {lo} nats (or any above it)"
+    return f"a threshold of {r['threshold']:+.3f} nats (any in [{lo}, {hi}))"
+
+
 def scorecard_lines(card: pl.DataFrame) -> list[str]:
     lines = []
     for r in card.iter_rows(named=True):
@@ -46,11 +56,9 @@ def scorecard_lines(card: pl.DataFrame) -> list[str]:
             f"precision {_num(r['precision'])}, recall {_num(r['recall'])}, Spearman {_num(r['spearman_rho'])}"
         )
         if r["threshold_rate"] is not None and r["threshold_rate"] > r["zero_rate"]:
-            lo, hi = _num(r["threshold_lo"], "+.3f"), _num(r["threshold_hi"], "+.3f")
             line += (
-                f"; a threshold of {r['threshold']:+.3f} nats (any in [{lo}, {hi})) classifies "
-                f"{r['threshold_rate']:.0%} of {r['n_gain_determined']} gain-determined conditions, "
-                f"0 does {r['zero_rate']:.0%}"
+                f"; {_cut(r)} classifies {r['threshold_rate']:.0%} of {r['n_gain_determined']} gain-determined "
+                f"conditions, 0 does {r['zero_rate']:.0%}"
             )
         elif r["threshold_rate"] is not None:
             line += f"; no threshold beats 0 ({r['zero_rate']:.0%} of {r['n_gain_determined']} gain-determined)"

@@ -8,7 +8,8 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
   undetermined (either), agrees. Only status 'ok' grid rows (not a boundary search's) with a
   finite kd_gain and gap. NULL axis
   columns group together, as wanted. Conditions judged by several estimators get a
-  mi_estimator = '(consensus)' row too.
+  mi_estimator = '(consensus)' row too, whose gain is over every trial of the condition that some
+  estimator's gap holds (each estimator's row counts only the trials its own gap holds).
 - `cch_agreement`: one row per gap_source, mi_estimator and study, plus study = '(all)' per
   gap_source and mi_estimator, with n_conditions, n_determined, n_undetermined,
   n_gain_undetermined, n_gap_undetermined, n_agree, rate,
@@ -21,7 +22,9 @@ The same numbers as analysis/agreement.py (its module docstring states the rules
   studies, and the best threshold on the gap: over the gain-determined conditions, the cut t
   ("KD helps iff gap > t") that classifies most of them right, as the interval of cuts
   [threshold_lo, threshold_hi) that all do equally well (the one nearest 0 among ties; NULL = no
-  bound), its midpoint `threshold`, its rate `threshold_rate`, and `zero_rate`, the rate of t = 0
+  bound), a cut inside it, `threshold` (the midpoint; threshold_lo when there is no upper bound;
+  NULL when there is no lower bound: then every cut below threshold_hi does as well, and none is
+  nearer the middle), its rate `threshold_rate`, and `zero_rate`, the rate of t = 0
   on the same conditions. A threshold other than 0 "separates better" only when threshold_rate >
   zero_rate.
 - `mi_calibration`: the mi_calibration study's estimates against the truth, per estimator
@@ -44,17 +47,19 @@ Z95 = 1.959963984540054  # scipy.stats.norm.ppf(0.975), as analysis/agreement.py
 
 
 def cch_views(axes: Mapping[str, str]) -> str:
-    base = ", ".join(["study", "profile", "settings", *condition_axes(axes)])
+    columns = ["study", "profile", "settings", *condition_axes(axes)]
+    base = ", ".join(columns)
     keys = f"{base}, mi_estimator"
     return (
         _CCH_VIEWS.format(
             base=base,
             keys=keys,
-            source_cols=f"{keys}, status, mode, kd_gain",
+            j_base=", ".join(f"j.{c}" for c in columns),
+            same_condition=" AND ".join(f"j.{c} IS NOT DISTINCT FROM g.{c}" for c in ["gap_source", *columns]),
+            source_cols=f"{keys}, trial_key, status, mode, kd_gain",
             z95=Z95,
             gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
             gap_undetermined=undetermined_sql("gap_mean", "gap_se", "n_seeds"),
-            consensus_gain_undetermined=undetermined_sql("gain_mean", "gain_se", "n_seeds"),
         )
         + MI_CALIBRATION_VIEW
     )
@@ -66,6 +71,15 @@ WITH src AS (
     SELECT 'estimated' AS gap_source, {source_cols}, mi_gap AS gap FROM results
     UNION ALL
     SELECT 'closed_form' AS gap_source, {source_cols}, mi_gap_truth AS gap FROM results
+), usable AS (
+    SELECT * FROM src
+    WHERE status = 'ok' AND mode = 'grid'
+        AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
+), trial_gains AS (  -- the consensus's gain: every trial of the condition that some estimator's gap holds
+    SELECT gap_source, {base}, count(*) AS n_seeds, avg(kd_gain) AS gain_mean,
+        stddev_samp(kd_gain) / sqrt(count(*)) AS gain_se
+    FROM (SELECT DISTINCT gap_source, {base}, trial_key, kd_gain FROM usable)
+    GROUP BY gap_source, {base}
 ), per_condition AS (
     SELECT gap_source, {keys},
         count(*) AS n_seeds,
@@ -73,9 +87,7 @@ WITH src AS (
         stddev_samp(kd_gain) / sqrt(count(*)) AS gain_se,
         avg(gap) AS gap_mean,
         stddev_samp(gap) / sqrt(count(*)) AS gap_se
-    FROM src
-    WHERE status = 'ok' AND mode = 'grid'
-        AND gap IS NOT NULL AND isfinite(gap) AND kd_gain IS NOT NULL AND isfinite(kd_gain)
+    FROM usable
     GROUP BY gap_source, {keys}
 ), sides AS (
     SELECT *, {gain_undetermined} AS gain_undetermined, {gap_undetermined} AS gap_undetermined
@@ -85,7 +97,6 @@ WITH src AS (
     FROM sides
 ), joined AS (  -- several estimators on one condition: their consensus (analysis/agreement.py)
     SELECT gap_source, {base},
-        max(n_seeds) AS n_seeds, arg_max(gain_mean, n_seeds) AS gain_mean, arg_max(gain_se, n_seeds) AS gain_se,
         count(*) FILTER (WHERE NOT gap_undetermined AND gap_mean > 0) AS pos,
         count(*) FILTER (WHERE NOT gap_undetermined AND gap_mean < 0) AS neg,
         avg(gap_mean) AS all_mean,
@@ -94,12 +105,12 @@ WITH src AS (
     GROUP BY gap_source, {base}
     HAVING count(DISTINCT mi_estimator) > 1
 ), consensus AS (
-    SELECT gap_source, {base}, '(consensus)' AS mi_estimator, n_seeds, gain_mean, gain_se,
+    SELECT j.gap_source, {j_base}, '(consensus)' AS mi_estimator, g.n_seeds, g.gain_mean, g.gain_se,
         CASE WHEN (pos > 0) <> (neg > 0) THEN det_mean ELSE all_mean END AS gap_mean,
         CAST(NULL AS DOUBLE) AS gap_se,
-        {consensus_gain_undetermined} AS gain_undetermined,
+        {gain_undetermined} AS gain_undetermined,
         NOT ((pos > 0) <> (neg > 0)) AS gap_undetermined
-    FROM joined
+    FROM joined j JOIN trial_gains g ON {same_condition}
 ), everything AS (
     SELECT * FROM called
     UNION ALL BY NAME
@@ -191,7 +202,7 @@ SELECT a.mi_estimator, s.n_studies, a.n_conditions, a.n_determined, a.n_undeterm
     a.spearman_rho, b.n AS n_gain_determined,
     CASE WHEN b.lo = -'infinity'::DOUBLE THEN NULL ELSE b.lo END AS threshold_lo,
     b.hi AS threshold_hi,
-    CASE WHEN b.lo = -'infinity'::DOUBLE THEN b.hi WHEN b.hi IS NULL THEN b.lo ELSE (b.lo + b.hi) / 2 END
+    CASE WHEN b.lo = -'infinity'::DOUBLE THEN NULL WHEN b.hi IS NULL THEN b.lo ELSE (b.lo + b.hi) / 2 END
         AS threshold,
     b.correct / b.n AS threshold_rate, z.zero_correct / b.n AS zero_rate
 FROM cch_agreement a

@@ -120,6 +120,43 @@ def test_consensus_calls_only_when_the_determined_estimators_agree():
     assert "estimated gap (estimators' consensus): 2/2 determined" in verdict_line(frame(rows))
 
 
+def test_consensus_gain_is_over_every_trial_whatever_seeds_each_estimator_kept():
+    """A NaN gap drops a seed from one estimator's row only: a's gap is NaN at seed 0, b's at seed 1.
+    The consensus's gain is the condition's, over all three trials, not one estimator's two (it took
+    the first of a sort on n_seeds, a tie here, so which one changed from run to run)."""
+    gains = [-0.30, -0.10, -0.26]
+    rows = (trial_rows("s", 0.0, gains, [math.nan, 0.2, 0.21], estimator="a")
+            + trial_rows("s", 0.0, gains, [0.3, math.nan, 0.31], estimator="b"))
+    table = conditions(frame(rows))
+    assert (by(table, mi_estimator="a")["n_seeds"], by(table, mi_estimator="b")["n_seeds"]) == (2, 2)
+    assert by(table, mi_estimator="a")["gain_mean"] == pytest.approx(-0.18)  # seeds 1 and 2
+    assert by(table, mi_estimator="b")["gain_mean"] == pytest.approx(-0.28)  # seeds 0 and 2
+    consensus = by(table, mi_estimator="(consensus)")
+    assert consensus["n_seeds"] == 3
+    assert consensus["gain_mean"] == pytest.approx(np.mean(gains))
+    assert consensus["gain_se"] == pytest.approx(np.std(gains, ddof=1) / math.sqrt(3))
+    for _ in range(5):  # the same answer every time
+        assert by(conditions(frame(rows)), mi_estimator="(consensus)") == consensus
+
+
+def test_consensus_gain_in_sql_is_the_same(tmp_path):
+    rows = []
+    for seed, gain in enumerate((-0.30, -0.10, -0.26)):
+        gaps = {"a": math.nan if seed == 0 else 0.2 + 0.01 * seed, "b": math.nan if seed == 1 else 0.3 + 0.01 * seed}
+        rows.append(db_row(f"s/{seed}", "s", {"gamma": 0.0, "seed": seed}, gain, gaps))
+    store = Store(tmp_path / "r.duckdb")
+    store.ensure_schema()
+    store.write_trials([TrialRecord.from_dict(r) for r in rows])
+    with store.connect(read_only=True) as con:
+        sql = con.sql("SELECT * FROM cch_conditions WHERE gap_source = 'estimated'").pl()
+    python = conditions(load_results(store.path))
+    for estimator in ("a", "b", "(consensus)"):
+        got, want = by(sql, mi_estimator=estimator), by(python, mi_estimator=estimator)
+        assert got["n_seeds"] == want["n_seeds"]
+        assert (got["gain_mean"], got["gain_se"]) == pytest.approx((want["gain_mean"], want["gain_se"]))
+    assert by(sql, mi_estimator="(consensus)")["n_seeds"] == 3
+
+
 # --- agreement -------------------------------------------------------------------------------
 
 def two_studies_and_a_single_seed_one():

@@ -57,8 +57,15 @@ def _check(db):
         for col, value in _best_threshold(sub).items():
             assert row[col] == pytest.approx(value, abs=1e-12), (est, col)
         lo, hi = row["threshold_lo"], row["threshold_hi"]
-        expected = hi if lo is None else lo if hi is None else (lo + hi) / 2
-        assert row["threshold"] == pytest.approx(expected)
+        if lo is None:  # every cut below hi does as well: none is named
+            assert row["threshold"] is None
+        else:
+            expected = lo if hi is None else (lo + hi) / 2
+            assert row["threshold"] == pytest.approx(expected)
+            # the named cut classifies as the interval says: it is inside [lo, hi), not at its open end
+            assert (sub.filter(~pl.col("gain_undetermined"))
+                    .select(((pl.col("gap_mean") > row["threshold"]) == (pl.col("gain_mean") > 0)).mean())
+                    .item() == pytest.approx(row["threshold_rate"]))
     return card
 
 
@@ -94,6 +101,27 @@ def test_a_threshold_that_beats_zero_is_found_and_reported(tmp_path):
     assert (row["threshold_lo"], row["threshold_hi"]) == pytest.approx((0.201, 0.301))
     assert row["threshold_rate"] == 1.0 and row["zero_rate"] == 0.5
     assert "a threshold of +0.251 nats (any in [+0.201, +0.301)) classifies 100% of 4" in scorecard_lines(card)[0]
+
+
+def test_a_threshold_with_no_lower_bound_names_no_cut_outside_its_interval(tmp_path):
+    """KD helps in all four conditions, two of whose gaps are negative: every cut below the lowest gap
+    (-0.2) is right 4/4, zero 2/4. The interval is (-inf, -0.2): its upper end, -0.2, would call the
+    -0.2 condition "hurts" (3/4), so no single cut is named (it was, -0.2, before)."""
+    db = tmp_path / "r.duckdb"
+    store = Store(db)
+    store.ensure_schema()
+    rows = []
+    for gap, gain in ((-0.2, 0.3), (-0.1, 0.4), (0.3, 0.4), (0.4, 0.5)):
+        for seed in range(3):
+            rows.append(db_row(f"t/{gap}/{seed}", "t", {"noise": gap, "seed": seed}, gain + 0.01 * seed,
+                               {"ksg": gap + 0.001 * seed}))
+    store.write_trials([TrialRecord.from_dict(r) for r in rows])
+    row = _check(db).row(0, named=True)
+    assert (row["threshold_lo"], row["threshold"]) == (None, None)
+    assert row["threshold_hi"] == pytest.approx(-0.199)
+    assert row["threshold_rate"] == 1.0 and row["zero_rate"] == 0.5
+    line = scorecard_lines(_check(db))[0]
+    assert "; any threshold below -0.199 nats classifies 100% of 4 gain-determined conditions, 0 does 50%" in line
 
 
 def test_scorecard_on_a_real_sweep(tmp_path):
