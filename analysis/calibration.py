@@ -74,7 +74,7 @@ def by_shape(cal: pl.DataFrame) -> pl.DataFrame:
         .map_elements(lambda r: _label(r["settings"], r["estimator"]), pl.String)
         .alias("estimator")
     )
-    table = labelled.group_by("estimator", "pair", "dim").agg(pl.col("rel_bias").mean())
+    table = labelled.group_by("estimator", "pair", "dim", maintain_order=True).agg(pl.col("rel_bias").mean())
     return table.pivot(on="dim", index=["estimator", "pair"], values="rel_bias", sort_columns=True).sort(
         "estimator", "pair"
     )

@@ -70,10 +70,18 @@ def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.Da
     Rows that share the keys and a seed are averaged as one seed, so the keys must hold every column
     that tells two trials of a seed apart and is not meant to be pooled: a frame of several profiles or
     settings needs them among the keys (analysis.frame.condition_columns gives the full condition), or
-    a quick trial and a smoke trial of seed 0 become one "seed" whose mean is neither's."""
+    a quick trial and a smoke trial of seed 0 become one "seed" whose mean is neither's.
+
+    A row with a NaN among `values` (a failed estimate, e.g. a diverged MINE) is left out for every
+    value, so all of a row's numbers and its n_seeds come from the same seeds, as in
+    analysis.agreement's conditions (a null, a value not measured at all, is left out of its own mean)."""
     seed = ["seed"] if "seed" in frame.columns else []
-    by_seed = frame.group_by(keys + seed).agg(pl.col(v).cast(pl.Float64).fill_nan(None).mean() for v in values)
-    out = by_seed.group_by(keys).agg(
+    failed = pl.any_horizontal(pl.col(v).cast(pl.Float64).is_nan().fill_null(False) for v in values)
+    frame = frame.filter(~failed)
+    by_seed = frame.group_by(keys + seed, maintain_order=True).agg(
+        pl.col(v).cast(pl.Float64).fill_nan(None).mean() for v in values
+    )
+    out = by_seed.group_by(keys, maintain_order=True).agg(
         *[pl.col(v).mean() for v in values],
         *[(pl.col(v).std(ddof=1) / pl.col(v).count().cast(pl.Float64).sqrt()).alias(f"{v}_se") for v in values],
         pl.len().alias("n_seeds"),
@@ -233,7 +241,7 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
     """KD gain (mean ± 2 SE over seeds) against a swept axis, a line per combination of the other
     axes (`series`), with the zero line: where KD helps and where it hurts, at its own scale."""
     data = cond.filter(pl.col("gap_source") == "estimated") if "gap_source" in cond.columns else cond
-    data = data.unique([axis, *series], keep="first").with_columns(
+    data = data.unique([axis, *series], keep="first", maintain_order=True).with_columns(
         lo=pl.col("gain_mean") - 2 * pl.col("gain_se"),
         hi=pl.col("gain_mean") + 2 * pl.col("gain_se"),
         series=pl.concat_str([pl.col(c).cast(pl.String) for c in series], separator=" · ") if series else pl.lit("all"),

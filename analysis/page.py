@@ -24,8 +24,13 @@ def fmt(value, se=None, axis: bool = False) -> str:
         if axis:  # a grid value: as given (0.5, 3)
             return f"{value:g}"
         text = f"{value:.4f}" if 1e-3 <= abs(value) < 1e4 or value == 0 else f"{value:.3g}"
-        return text + (f" ± {se:.4f}" if se is not None else "")
+        return text + (f" ± {_se(se)}" if se is not None else "")
     return str(value)
+
+
+def _se(se: float) -> str:
+    """An SE to 4 decimals, or to 2 significant digits below 0.001, where 4 decimals would round it to 0."""
+    return f"{se:.2g}" if 0 < abs(se) < 1e-3 else f"{se:.4f}"
 
 
 TEXT_CELL = 40  # characters: a longer cell is prose and wraps

@@ -42,7 +42,7 @@ from analysis.charts import (
     per_trial,
     seed_stats,
 )
-from analysis.frame import condition_columns, load_results
+from analysis.frame import condition_columns, load_results, with_setup
 from analysis.page import Page, esc
 from cchsweep.errors import UsageError
 from cchsweep.mi.gaussian import optimal_linear_mi
@@ -330,7 +330,7 @@ def _mi_chart(
     keys = [x, "mi_estimator"] if several else [x]
     data = long_stats(ok, keys, MI, None if truth is not None else MI_TRUTH)
     if not data.is_empty() and truth is not None:
-        estimators = data["mi_estimator"].unique().to_list() if several else [None]
+        estimators = data["mi_estimator"].unique(maintain_order=True).to_list() if several else [None]
         curves = [truth if e is None else truth.with_columns(mi_estimator=pl.lit(e)) for e in estimators]
         data = pl.concat([data, *curves], how="diagonal_relaxed")
     if not data.is_empty():
@@ -442,10 +442,13 @@ def _generic(page: Page, ok: pl.DataFrame) -> None:
         return
     axes = [c for c in condition_columns(ok) if c not in ("study", "profile", "settings")]
     swept = [a for a in axes if cond[a].dtype.is_numeric() and cond[a].n_unique() > 1]
-    if swept:  # the first numeric axis that varies, a line per value of the others that vary
+    if swept:  # the first numeric axis that varies, a line per value of the others (and setups) that vary
         others = [a for a in axes if a != swept[0] and a != "mi_estimator" and cond[a].n_unique() > 1]
         title = AXIS_TITLES.get(swept[0], swept[0])
-        page.chart("gain_vs_" + swept[0], gain_axis_chart(cond, swept[0], title, others, gain_title(ok)))
+        lines = with_setup(cond)
+        if "setup" in lines.columns:  # several profiles or settings: each its own line, named
+            others = ["setup", *others]
+        page.chart("gain_vs_" + swept[0], gain_axis_chart(lines, swept[0], title, others, gain_title(ok)))
     page.chart("gain_vs_gap", gain_gap_chart(cond, ["profile", *axes], gain_title(ok)))
     settings = cond["settings"].unique().to_list() if "settings" in cond.columns else []
     shown = cond.drop("study")

@@ -172,6 +172,17 @@ def test_two_sign_changes_and_too_few_determined_points(tmp_path):
     assert measured(db, "synthetic_sigma12") == ("1 determined sigma12 values: no crossing to judge", "n/a")
 
 
+def test_a_crossing_bracketed_only_by_far_points_is_not_a_yes(tmp_path):
+    """Determined gains at 0.1 (-) and 0.7 (+) alone: the crossing may be anywhere between, so the claim
+    "in [0.3, 0.5]" is only partly borne out (it was a "yes": the bracket overlapped the window)."""
+    db = write(tmp_path, synthetic({0.1: -0.003, 0.4: 0.0001, 0.7: 0.003}))
+    assert measured(db, "synthetic_sigma12") == (
+        "gain changes sign between sigma12 = 0.1 and 0.7 (0.1: -0.0030, 0.4: +0.0001, 0.7: +0.0030): the determined "
+        "gains place it no closer, and that is not inside [0.3, 0.5]", "partly")
+    db = write(tmp_path, synthetic({0.5: -0.003, 0.6: 0.003}), "edge")  # a bracket on the window's edge: outside
+    assert measured(db, "synthetic_sigma12")[1] == "no"
+
+
 def test_each_lambda_and_profile_is_judged_apart(tmp_path):
     lam = {"study": "synthetic_lambda"}
     rows = (synthetic({0.3: 0.003, 0.4: -0.002}, lam=0.2, **lam) + synthetic(CROSS_03_04, lam=0.5, **lam)
@@ -183,12 +194,41 @@ def test_each_lambda_and_profile_is_judged_apart(tmp_path):
         "quick lambda 0.2: gain changes sign between sigma12 = 0.3 and 0.4 (0.3: +0.0030, 0.4: -0.0020)",
         "quick lambda 0.5: gain changes sign between sigma12 = 0.3 and 0.4 "
         "(0: -0.0040, 0.2: +0.0001, 0.3: -0.0020, 0.4: +0.0010, 0.6: +0.0020)",
-        "quick lambda 0.8: gain changes sign between sigma12 = 0.2 and 0.4 (0.2: -0.0030, 0.4: +0.0020)",
+        "quick lambda 0.8: gain changes sign between sigma12 = 0.2 and 0.4 (0.2: -0.0030, 0.4: +0.0020): the "
+        "determined gains place it no closer, and that is not inside [0.3, 0.5]",
         "smoke lambda 0.3: gain changes sign between sigma12 = 0.1 and 0.7 (0.1: +0.0030, 0.7: -0.0030)",
     ]
     assert agree == "no"
     text, agree = measured(db, "synthetic_lambda", "quick")
     assert text.split("; ")[0].startswith("lambda 0.2: gain changes sign") and agree == "partly"
+
+
+# --- MOSEI (Tables 3 and 4): the gain's sign against the paper's, weighted F1 ---------------------------------
+
+
+def mosei(study, params, gains_by_seed):
+    rows = []
+    for seed, gain in zip(SEEDS, gains_by_seed):
+        metrics = {"teacher": {"f1_weighted": 0.72}, "nokd": {"f1_weighted": 0.62},
+                   "kd": {"f1_weighted": 0.62 + gain}}
+        rows.append(trial_row(study, {**params, "seed": seed}, metrics, MI, "f1_weighted", gain))
+    return rows
+
+
+def test_mosei_findings_compare_each_gain_with_the_papers_sign(tmp_path):
+    text = {"teacher_modality": "text"}
+    db = write(tmp_path, mosei("mosei_teacher", {**text, "student_modality": "vision"}, (0.010, 0.012, 0.011))
+               + mosei("mosei_teacher", {**text, "student_modality": "audio"}, (-0.020, -0.022, -0.021)))
+    assert measured(db, "mosei_teacher") == (
+        "1/2 determined conditions have the paper's sign (0 undetermined): text/audio: -0.021 ± 0.001, "
+        "text/vision: +0.011 ± 0.001", "no")
+    noisy = {**text, "student_modality": "vision"}
+    db = write(tmp_path, mosei("mosei_noise", {**noisy, "noise": 0.0}, (0.010, 0.012, 0.011))
+               + mosei("mosei_noise", {**noisy, "noise": 0.4}, (-0.004, -0.006, -0.005))
+               + mosei("mosei_noise", {**noisy, "noise": 0.8}, (0.003, -0.004, 0.002)), "noise")
+    found, agree = measured(db, "mosei_noise")
+    assert agree == "yes" and found.startswith("2/2 determined conditions have the paper's sign (1 undetermined)")
+    assert findings_frame(db, ["mosei_noise"]).row(0, named=True)["paper"].startswith("text -> vision: KD helps")
 
 
 # --- the estimators' study: does the gap's sign agree across estimators? ---------------------------------

@@ -146,3 +146,52 @@ def test_one_visual_vocabulary_on_every_page(reports):
     found = {study: check_vocabulary(page) for study, page in pages.items()}
     assert all(bars > 0 for bars, _ in found.values())
     assert found["synthetic_sigma12"][1] == 1  # Figure 1b's closed-form curves, the one reference drawn here
+
+
+def _chart_specs(page: str) -> list[dict]:
+    """The Vega-Lite specs a page embeds, in page order."""
+    import json
+
+    return [json.JSONDecoder().raw_decode(page, m.end())[0] for m in re.finditer(r"vegaEmbed\('#chart-\d+', ", page)]
+
+
+def test_gain_chart_draws_every_setup(tmp_path):
+    """Two profiles of one grid in one file: the gain chart draws both, each its own named line (it drew
+    the first profile's points alone: its rows were keyed by the axes only)."""
+    db = tmp_path / "r.duckdb"
+    store = Store(db)
+    store.ensure_schema()
+    quick = [row(r.study, r.params, r.metrics, [(m.quantity, m.value, m.truth) for m in r.mi], r.gain_metric,
+                 r.kd_gain + 0.5, profile="quick") for r in mnist_rows("tcga_demo")]
+    store.write_trials(mnist_rows("tcga_demo") + quick)
+    page = write_report(db, "tcga_demo", tmp_path / "out").read_text()
+    gain = _chart_specs(page)[0]
+    points = [p for values in gain["datasets"].values() for p in values]
+    assert len(points) == 8  # 4 conditions x 2 profiles
+    assert {p["setup"] for p in points} == {"quick", "smoke"}
+    means = {(p["setup"], p["gamma"], p["temperature"]): p["gain_mean"] for p in points}
+    assert means["quick", 0.0, 1.0] == pytest.approx(means["smoke", 0.0, 1.0] + 0.5)
+    assert {p["series"] for p in points} == {"quick · 1.0", "quick · 3.0", "smoke · 1.0", "smoke · 3.0"}
+
+
+def test_seed_stats_takes_every_value_of_a_row_from_the_same_seeds():
+    """Seed 1's i_ts failed (NaN): it leaves the row for every value, so kd_gain and n_seeds come from
+    seeds 0 and 2 like i_ts (kd_gain was the mean of 3 seeds and n_seeds 3 beside an i_ts of 2)."""
+    from analysis.charts import seed_stats
+
+    frame = pl.DataFrame({"noise": [0.0] * 3 + [0.2] * 3, "seed": [0, 1, 2] * 2,
+                          "i_ts": [1.0, math.nan, 3.0, 1.0, None, 2.0], "kd_gain": [0.1, 0.5, 0.3, 0.2, 0.4, 0.6]})
+    table = seed_stats(frame, ["noise"], ["i_ts", "kd_gain"])
+    clean = table.row(0, named=True)
+    assert (clean["n_seeds"], clean["i_ts"], clean["kd_gain"]) == (2, 2.0, pytest.approx(0.2))
+    assert clean["kd_gain_se"] == pytest.approx(0.1)
+    missing = table.row(1, named=True)  # a null is a value not measured: left out of its own mean alone
+    assert (missing["n_seeds"], missing["i_ts"], missing["kd_gain"]) == (3, 1.5, pytest.approx(0.4))
+
+
+def test_a_small_standard_error_is_not_rounded_to_zero():
+    from analysis.page import fmt
+
+    assert fmt(-0.000252, 0.0000914) == "-0.000252 ± 9.1e-05"  # was "-0.000252 ± 0.0001"
+    assert fmt(3e-5, 2e-5) == "3e-05 ± 2e-05"  # was "3e-05 ± 0.0000"
+    assert fmt(0.02, 0.0058) == "0.0200 ± 0.0058" and fmt(0.5, 0.0) == "0.5000 ± 0.0000"
