@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import shlex
 import signal
@@ -425,10 +426,22 @@ def cmd_query(args) -> int:
         w.writerow(columns)
         w.writerows(rows)
     elif args.format == "json":
-        print(json.dumps([dict(zip(columns, r)) for r in rows], default=str, indent=1))
+        print(json.dumps([_json_safe(dict(zip(columns, r))) for r in rows], default=str, indent=1, allow_nan=False))
     else:
         _print_table(columns, [[_cell(v) for v in r] for r in rows])
     return 0
+
+
+def _json_safe(value):
+    """A query's value as strict JSON holds it: NaN and infinities (DuckDB's, e.g. a NaN MI gap) become
+    null, which JSON has; NaN and Infinity are not JSON, and strict parsers refuse them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def cmd_status(args) -> int:

@@ -1,5 +1,7 @@
 """Bad input: one line on stderr naming the problem, exit code 2, no traceback, nothing written."""
 
+import json
+
 import duckdb
 import pytest
 
@@ -108,6 +110,12 @@ def test_query_errors(tmp_path):
     assert_clean_error(run_cli("query", "select 1; select 2", "--db", str(db)),
                        "query runs one SQL statement and this has 2; run them one at a time")
     assert run_cli("query", "select 1 as one;", "--db", str(db), "--format", "csv").stdout.splitlines() == ["one", "1"]
+    # JSON output is strict JSON: a NaN or infinite value (an MI gap can be NaN) is null, not NaN / Infinity
+    sql = "select 'nan'::double as gap, ['-inf'::double, 1.5] as xs, {'v': 'inf'::double} as s, 2.5::double as ok"
+    out = run_cli("query", sql, "--db", str(db), "--format", "json")
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout, parse_constant=lambda c: pytest.fail(f"not JSON: {c}")) == [
+        {"gap": None, "xs": [None, 1.5], "s": {"v": None}, "ok": 2.5}]
     # a directory as --db: say what to pass instead
     for command in (["query", "select 1"], ["status"]):
         assert_clean_error(run_cli(*command, "--db", str(tmp_path)), f"{tmp_path} is a directory; pass the database file")
