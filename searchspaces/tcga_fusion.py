@@ -14,10 +14,12 @@ Mapping onto the results schema (models teacher / nokd / kd):
 Loss: direct fusion = CE(fusion) + CE(teacher head) + CE(student head); Fusion+KD replaces the last
 term by eq. (2) with the teacher head's logits detached, so lambda = 0 IS direct fusion.
 MI (mi_source "fusion", default): the direct-fusion model's two encoder outputs (64-d each) and the
-labels, on train+test rows (mi_split "all"). The paper's fusion MI values are identical to its
-cross-modal noise-0 values (Table 8 mRNA row = Table 6 at 0%; Table 20 mRNA row = Table 5 at 0%), so
-it apparently reused the separately trained Table 9 networks: mi_source "unimodal" does that (teacher
-and no-KD student at unimodal_lr = 0.01, shared through the cache with tcga_noise).
+labels, on train+test rows (mi_split "all"). The paper's fusion MI values repeat its cross-modal
+noise-0 values (Table 8's mRNA row is Table 6 at 0%; Table 20's I(H_T;Y) and I(H_S;Y) are Table 5's,
+its I_TS nearly: 0.5057 vs 0.5005), so it apparently estimated them on the separately trained Table 9
+networks: mi_source "unimodal" does that (teacher and no-KD student at unimodal_lr = 0.01, shared
+through the cache with tcga_noise). The default stays "fusion", the networks whose KD is measured
+(the paper does not say which it used).
 
 The per-cohort learning rate and temperature (Tables 19, 21) make the paper's grid non-rectangular,
 so each cohort is its own profile (one profile = one paper table's configuration):

@@ -2,7 +2,9 @@
 
 Data: `<data_dir>/tcga/<cohort>/` holds one table per modality plus labels.csv
 (cchsweep.data.cohort). A trial joins its TWO modalities on patient (so the patient set depends on
-the pairing: BRCA mRNA+CNV is 190 patients, BRCA RPPA+CNV 861) and calls `prepare` for its seed:
+the pairing: BRCA mRNA+CNV is 190 patients, BRCA RPPA+CNV 861; the paper keeps the patients with all
+three modalities, which offline would hold RPPA+CNV to mRNA's 190: see README, "Studies") and calls
+`prepare` for its seed:
 a stratified 90/10 split, train-fitted median imputation, standardization and mRMR top-100 per
 modality. Recomputed in every trial (0.3 s to read, < 0.1 s to prepare), never cached.
 
