@@ -3,6 +3,7 @@
 import multiprocessing as mp
 import time
 
+import pytest
 import torch
 
 from cchsweep.cache import ArtifactCache, config_hash
@@ -101,3 +102,41 @@ def test_a_points_cache_events_include_each_of_its_estimators_artifacts(tmp_path
     keys = [{e.key for e in point} for point in events]
     assert not keys[0] & keys[1]  # each point its own two artifacts
     assert all(not e.hit for point in events for e in point)  # each built once, by its own point
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_artifact_is_rebuilt_not_read(tmp_path, capsys, damage):
+    """A flipped byte in a stored artifact read back as a silently different tensor, and a truncated one
+    failed every later trial; both now fail the digest written beside the artifact and are rebuilt."""
+    cache = ArtifactCache(tmp_path)
+    calls = []
+
+    def build():
+        calls.append(1)
+        return {"w": torch.arange(10_000, dtype=torch.float32)}
+
+    cache.cached("teacher", {"seed": 1}, build)
+    (path,) = (tmp_path / "teacher").glob("*.pt")
+    data = bytearray(path.read_bytes())
+    if damage == "flip":
+        data[len(data) // 2] ^= 0x01
+    else:
+        del data[len(data) // 2 :]
+    path.write_bytes(bytes(data))
+    value = ArtifactCache(tmp_path).cached("teacher", {"seed": 1}, build)
+    assert torch.equal(value["w"], torch.arange(10_000, dtype=torch.float32)) and len(calls) == 2
+    assert f"artifact {path} is damaged" in capsys.readouterr().err
+    again = ArtifactCache(tmp_path)  # repaired on disk: read, not rebuilt
+    assert torch.equal(again.cached("teacher", {"seed": 1}, build)["w"], value["w"]) and len(calls) == 2
+    assert again.events[0].hit
+
+
+def test_an_artifact_without_a_digest_is_read_as_it_is(tmp_path):
+    """Artifacts written by a release without digests stay usable: nothing to check them against."""
+    cache = ArtifactCache(tmp_path)
+    cache.cached("teacher", {"seed": 1}, lambda: {"w": torch.ones(3)})
+    (digest,) = (tmp_path / "teacher").glob("*.pt.sha256")
+    digest.unlink()
+    again = ArtifactCache(tmp_path)
+    assert torch.equal(again.cached("teacher", {"seed": 1}, lambda: {"w": torch.zeros(3)})["w"], torch.ones(3))
+    assert again.events[0].hit

@@ -105,7 +105,8 @@ def test_a_failing_trial_becomes_an_error_row(sweep):
     storage = d / "broken.cchsweep"
     shutil.copytree(d / "results.cchsweep" / "cache", storage / "cache")
     for artifact in (storage / "cache" / "synthetic_teacher").glob("*.pt"):
-        artifact.write_bytes(b"not a checkpoint")
+        artifact.unlink()  # a directory in its place: unreadable, and (unlike a damaged file) not replaceable
+        artifact.mkdir()
     db = d / "broken.duckdb"
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db), "--storage", str(storage),
                   "--max-failures", "0", cwd=d)
