@@ -238,6 +238,25 @@ def test_mnistm_second_call_loads_the_cache(small_mnistm, mnistm_cache, monkeypa
         assert np.array_equal(cached[key], small_mnistm[key]), key
 
 
+@pytest.mark.parametrize("damage", ["truncate", "flip"])
+def test_a_damaged_mnistm_cache_file_is_rebuilt(tmp_path, damage):
+    """A truncated cache file (not a zip any more) or a flipped byte (a bad CRC) crashed every later run
+    with zipfile.BadZipFile; it is rebuilt instead, to the same images."""
+    cache = tmp_path / "c"
+    first = build_mnistm(DATA, ALPHA, 0, cache, n_train=N_TRAIN, n_test=N_TEST)
+    (path,) = cache.glob("*.npz")
+    data = bytearray(path.read_bytes())
+    if damage == "truncate":
+        del data[len(data) // 3 :]
+    else:
+        data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    again = build_mnistm(DATA, ALPHA, 0, cache, n_train=N_TRAIN, n_test=N_TEST)
+    assert not again["from_cache"]
+    assert np.array_equal(again["x_train"], first["x_train"]) and np.array_equal(again["x_test"], first["x_test"])
+    assert build_mnistm(DATA, ALPHA, 0, cache, n_train=N_TRAIN, n_test=N_TEST)["from_cache"]  # repaired
+
+
 def test_missing_bsds_names_what_to_provide(tmp_path):
     _copy_mnist(tmp_path)
     with pytest.raises(UsageError, match=r"BSDS500 images not found: expected bsds500/\{train,val,test\}"

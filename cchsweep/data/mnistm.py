@@ -23,6 +23,7 @@ import os
 import struct
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import TypedDict, cast
 
@@ -127,8 +128,8 @@ def _load(path: Path) -> MnistM | None:
     try:
         with np.load(path) as z:
             arrays = {key: z[key] for key in MnistM.__annotations__ if key != "from_cache"}
-    except (OSError, ValueError, KeyError):
-        return None  # unreadable: rebuild and overwrite
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # unreadable (truncated, a bad CRC, not an npz): rebuild and overwrite
     return cast(MnistM, {**arrays, "from_cache": True})
 
 
