@@ -57,6 +57,11 @@ def check_writable(db_path: Path, storage: Path) -> None:
             raise UsageError(f"{what} directory {path} is not writable; choose another path")
     if db_path.exists() and not os.access(db_path, os.W_OK):
         raise UsageError(f"--db {db_path} is read-only; choose another path")
+    for path in (storage, storage / "cache"):  # an existing storage is written into: its parent is not enough
+        if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+            raise UsageError(
+                f"storage {path} is not writable (Tune state and the artifact cache go there); pass --storage DIR"
+            )
 
 
 def check_data(plans: list[Plan], data_dir: str | None, dry_run: bool) -> tuple[Path | None, str | None]:

@@ -68,6 +68,10 @@ def test_unwritable_db_locations(tmp_path):
     assert_clean_error(out, "does not exist")
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", "/proc/sys/r.duckdb")
     assert_clean_error(out, "not writable")
+    # an existing storage directory that is not writable: refused before the database is created
+    out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "r.duckdb"),
+                  "--storage", "/proc/sys")
+    assert_clean_error(out, "storage /proc/sys is not writable")
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path))
     assert_clean_error(out, "is a directory")
     assert list(tmp_path.iterdir()) == []
