@@ -183,3 +183,30 @@ def test_a_ctrl_c_that_library_code_swallows_still_stops_the_run():
     finally:
         signal.signal(signal.SIGINT, previous)
         errors.INTERRUPTS.clear()
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("duplicate", "cnv.csv lists patient"),
+    ("constant", "modality 'mrna' of brca has no feature that varies over the 171 training patients of seed 0"),
+])
+def test_bad_tcga_contents_are_one_line_before_the_sweep(tmp_path, damage, message):
+    """A duplicated patient (or an mRNA table with no usable value) was found only in the bundles: exit 1,
+    tracebacks, a retry and an error row per point; the constant one even trained on zero features and
+    stored ok rows. The driver now reads each pairing and prepares each seed's split first."""
+    import shutil
+
+    brca = tmp_path / "data" / "tcga" / "brca"
+    shutil.copytree(SHARED_DATA / "tcga" / "brca", brca)
+    if damage == "duplicate":
+        lines = (brca / "cnv.csv").read_text().splitlines()
+        (brca / "cnv.csv").write_text("\n".join([*lines, lines[1]]) + "\n")
+    else:
+        lines = (brca / "mrna.csv").read_text().splitlines()
+        width = len(lines[0].split(","))
+        (brca / "mrna.csv").write_text("\n".join([lines[0], *(f"{r.split(',')[0]}" + ",NA" * (width - 1)
+                                                            for r in lines[1:])]) + "\n")
+    db = tmp_path / "r.duckdb"
+    out = run_cli("run", "tcga_noise", "--profile", "smoke", "--set", "mi_estimator=ksg", "--db", str(db),
+                  "--data-dir", str(tmp_path / "data"))
+    assert_clean_error(out, message)
+    assert not db.exists()

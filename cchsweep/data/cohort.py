@@ -293,6 +293,11 @@ def prepare(cohort: Cohort, seed: int, test_fraction: float = 0.1, n_features: i
         fit = np.where(np.isnan(fit), median, fit)
         apply = np.where(np.isnan(apply), median, apply)
         mean, std = fit.mean(axis=0), fit.std(axis=0)
+        if not (std > 0).any():  # it once trained on zero features (mRMR keeps no constant column)
+            raise UsageError(
+                f"modality {name!r} of {cohort.name} has no feature that varies over the {len(train)} training "
+                f"patients of seed {seed} (every value missing, infinite or the same); check its file"
+            )
         std = np.where(std > 0, std, 1.0)
         fit, apply = (fit - mean) / std, (apply - mean) / std
         if fit.shape[1] > n_features:

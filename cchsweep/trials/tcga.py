@@ -107,7 +107,25 @@ def check_data(data_dir, points: Sequence[Mapping[str, Any]] | None = None, *, d
             f"TCGA data missing: {', '.join(missing)}; put one CSV or Parquet per modality (first column "
             f"'patient') and labels.csv (patient,subtype) under {root}/<cohort>/, or pass another --data-dir"
         )
+    _check_contents(Path(data_dir), points or ())
     return []
+
+
+def _check_contents(data_dir: Path, points: Sequence[Mapping[str, Any]]) -> None:
+    """Each pairing's tables read and each seed's split prepared, as the trials will (~0.3 s a pairing):
+    a duplicated patient, a non-numeric cell, a class too small to split or a modality with no usable
+    value is one line here (UsageError), not an error row from every bundle after a retry."""
+    cohorts: dict[tuple, Any] = {}
+    done: set[tuple] = set()
+    for s in points:
+        pair = (s["cohort"], s["teacher_modality"], s["student_modality"])
+        split = (int(s["seed"]), float(s["test_fraction"]), int(s["n_features"]))
+        if (pair, split) in done:
+            continue
+        done.add((pair, split))
+        if pair not in cohorts:
+            cohorts[pair] = load_cohort(cohort_directory(data_dir, pair[0]), list(pair[1:]), min_modalities=2)
+        prepare(cohorts[pair], split[0], test_fraction=split[1], n_features=split[2])
 
 
 def cohort_directory(data_dir: Path | None, cohort: str) -> Path:
