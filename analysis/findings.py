@@ -94,6 +94,8 @@ def _against_paper(study: str, ok: pl.DataFrame, keys: list[str], paper: dict, c
         for r in table.iter_rows(named=True)
     ]
     rows = [(r, p) for r, p in rows if p is not None]
+    if not rows:  # e.g. advise --verify's trials: a user's cohort, not the paper's
+        return Finding(study, claim, f"no measured condition is one the paper reports ({table.height} measured)", "n/a")
     det = [(r, p) for r, p in rows if r["determined"]]
     k = sum((r["kd_gain"] > 0) == (p > 0) for r, p in det)
     cells = ", ".join(

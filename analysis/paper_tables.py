@@ -35,6 +35,7 @@ from analysis.charts import (
     seed_stats,
     with_bars,
 )
+from cchsweep.data.cohort import cohort_path
 
 PAIR = ["cohort", "teacher_modality", "student_modality"]
 MOSEI_PAIR = ["teacher_modality", "student_modality"]
@@ -106,7 +107,7 @@ def tcga_noise(page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
 
     def name_caption(pair: tuple) -> tuple[str, str]:
         cohort, t, s = pair
-        label = Path(cohort).name.upper()  # a user's cohort (advise --verify) is an absolute path
+        label = Path(cohort_path(cohort)).name.upper()  # a user's cohort (advise --verify): a path, digested
         what = (
             f"student weighted F1 and MI vs noise on the teacher input ({label}, {t} → {s}), "
             "measured (mean ± SE over seeds)"

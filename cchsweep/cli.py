@@ -122,7 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=3,
         help="repeats, each a new split, new networks and MI seeds: the standard errors (default 3)",
     )
-    a.add_argument("--seed", type=int, default=0)
+    a.add_argument(
+        "--seed", type=int, default=0, help="seed of the first repeat (repeat r uses seed + r: split, networks, MI)"
+    )
     a.add_argument("--db", help="also store the advice in this results database (table advice)")
     a.add_argument(
         "--verify",
@@ -210,6 +212,8 @@ def check_advise_flags(args) -> None:
 
     if not 1 <= args.repeats <= MAX_REPEATS:
         raise UsageError(f"--repeats {args.repeats}: give 1 to {MAX_REPEATS} (2 or more give a standard error)")
+    if not 0 <= args.seed <= 2**31 - 1 - args.repeats:  # repeat r uses seed + r: splits and networks
+        raise UsageError(f"--seed {args.seed}: give a whole number from 0 to {2**31 - 1 - args.repeats:,}")
     if args.verify is not None:
         from searchspaces import STUDIES
 
@@ -499,7 +503,12 @@ def cmd_advise(args) -> int:
         from cchsweep.verify import format_verification, verify, write_verification_report
 
         checked = verify(
-            result, args.verify, Path(args.db).expanduser(), seeds=args.verify_seeds, profile=args.verify_profile
+            result,
+            args.verify,
+            Path(args.db).expanduser(),
+            seeds=args.verify_seeds,
+            profile=args.verify_profile,
+            command=shlex.join(["cchsweep", *sys.argv[1:]]),
         )
         print(format_verification(checked))
         if args.out:

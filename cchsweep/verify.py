@@ -2,7 +2,9 @@
 the criterion) through the normal engine, and set the realised KD gain beside the predicted gap.
 
 The KD trials are tcga_noise trials (Table 9 networks, eq. 2, noise 0) whose cohort is the user's
-cohort directory, named by its absolute path, so they land in the results database like any study's, keyed by trial.
+cohort directory, named by its absolute path and the digest of the files they read (PATH@sha256:HEX,
+so a file changed since an earlier --verify gets trials of its own), so they land in the results
+database like any study's, keyed by trial.
 """
 
 from __future__ import annotations
@@ -28,10 +30,18 @@ def pick_teachers(table: pl.DataFrame, k: int) -> list[str]:
 
 
 def verify(
-    advice, k: int, db_path: Path, *, seeds: int = 3, profile: str = "paper", overrides: tuple[str, ...] = ()
+    advice,
+    k: int,
+    db_path: Path,
+    *,
+    seeds: int = 3,
+    profile: str = "paper",
+    overrides: tuple[str, ...] = (),
+    command: str | None = None,
 ) -> pl.DataFrame:
     """Run the KD trials; return predicted gap vs realised gain (mean ± SE over seeds) per teacher."""
     from analysis.frame import load_results
+    from cchsweep.data.cohort import content_digest
     from cchsweep.grid import plan
     from cchsweep.runner import check_writable, default_storage, run_sweep
     from searchspaces import STUDIES
@@ -40,11 +50,12 @@ def verify(
         raise UsageError(f"--verify {k}: give the number of top teachers to verify, 1 or more")
     teachers = pick_teachers(advice.table, k)
     data = Path(advice.data).resolve()
+    digest = content_digest(data, [*teachers, advice.student])  # changed files: new trials, not stale ones
     the_plan = plan(
         STUDIES["tcga_noise"],
         profile,
         [
-            f"cohort={data}",
+            f"cohort={data}@sha256:{digest}",
             f"teacher_modality={','.join(teachers)}",
             f"student_modality={advice.student}",
             "noise=0",
@@ -56,7 +67,7 @@ def verify(
     db_path = Path(db_path).absolute()
     storage = default_storage(db_path)
     check_writable(db_path, storage)
-    summary = run_sweep(the_plan, db_path, storage, command=f"cchsweep advise {data} --verify {k}")
+    summary = run_sweep(the_plan, db_path, storage, command=command or f"cchsweep advise {data} --verify {k}")
     frame = load_results(db_path, study="tcga_noise").filter(
         pl.col("trial_key").is_in([t.key for t in the_plan.trials]) & (pl.col("status") == "ok")
     )

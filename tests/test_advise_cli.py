@@ -5,6 +5,8 @@ import pytest
 
 from conftest import SHARED_DATA, run_cli
 
+from cchsweep.data.cohort import content_digest
+
 BRCA = SHARED_DATA / "tcga" / "brca"
 
 
@@ -29,6 +31,7 @@ def test_advise_prints_ranks_stores_and_reports(tmp_path):
     (["--student", "cnv", "--teachers", "rppa,proteome"], "proteome"),
     (["--student", "cnv", "--repeats", "0"], "repeats"),
     (["--student", "cnv", "--estimator", "astrology"], "astrology"),
+    (["--student", "cnv", "--seed", "-5"], "--seed -5: give a whole number from 0"),  # was a split error, late
 ])
 def test_advise_bad_input(args, message):
     out = run_cli("advise", str(BRCA), *args)
@@ -73,14 +76,43 @@ def test_verify_distils_for_real_through_the_engine(tmp_path):
                   cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "verified by distilling" in out.stdout
+    digest = content_digest(BRCA, ["mrna", "rppa", "cnv"])
     with duckdb.connect(str(db), read_only=True) as con:
         trials = con.execute("select count(*), count(distinct teacher_modality), min(status), "
                              "bool_and(cohort = ?) "
-                             "from results where study = 'tcga_noise'", [str(BRCA.resolve())]).fetchall()
+                             "from results where study = 'tcga_noise'", [f"{BRCA.resolve()}@sha256:{digest}"]).fetchall()
         advice = con.execute("select count(*) from advice").fetchall()
-    assert trials == [(4, 2, "ok", True)]  # top teacher + control, 2 seeds each, the cohort named by its path
+        command = con.execute("select command from runs where study = 'tcga_noise'").fetchall()
+    # top teacher + control, 2 seeds each, the cohort named by its path and the digest of the files read
+    assert trials == [(4, 2, "ok", True)]
     assert advice == [(2,)]
+    assert command[0][0].startswith("cchsweep advise ") and "--verify-seeds 2 --verify-profile smoke" in command[0][0]
     assert (tmp_path / "r" / "verification.png").exists()
+
+
+@pytest.mark.slow
+def test_verify_after_a_file_changed_runs_new_trials_not_the_stale_ones(tmp_path):
+    """The trials were keyed by the cohort's path alone: after a teacher file changed, --verify printed
+    the old file's KD gains as the verification of the new advice ("nothing to run")."""
+    import shutil
+
+    cohort = tmp_path / "brca"
+    shutil.copytree(BRCA, cohort)
+    db = tmp_path / "v.duckdb"
+    args = ["advise", str(cohort), "--student", "cnv", "--teachers", "mrna", "--estimator", "ksg", "--repeats", "2",
+            "--db", str(db), "--verify", "1", "--verify-seeds", "2", "--verify-profile", "smoke"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    first = content_digest(cohort, ["mrna", "cnv"])
+    lines = (cohort / "mrna.csv").read_text().splitlines()
+    (cohort / "mrna.csv").write_text("\n".join([lines[0], *lines[1:][::-1]]) + "\n")  # same rows, new bytes
+    out = run_cli(*args, cwd=tmp_path)
+    assert out.returncode == 0 and "nothing to run" not in out.stdout + out.stderr
+    second = content_digest(cohort, ["mrna", "cnv"])
+    assert second != first
+    with duckdb.connect(str(db), read_only=True) as con:
+        cohorts = con.execute("select cohort, count(*) from results where study = 'tcga_noise' group by cohort "
+                              "order by cohort").fetchall()
+    assert sorted(cohorts) == sorted([(f"{cohort.resolve()}@sha256:{first}", 2), (f"{cohort.resolve()}@sha256:{second}", 2)])
 
 
 def test_verify_needs_a_database():

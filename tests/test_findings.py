@@ -231,6 +231,17 @@ def test_mosei_findings_compare_each_gain_with_the_papers_sign(tmp_path):
     assert findings_frame(db, ["mosei_noise"]).row(0, named=True)["paper"].startswith("text -> vision: KD helps")
 
 
+def test_conditions_the_paper_does_not_report_are_said_so(tmp_path):
+    """advise --verify's trials are tcga_noise trials of a user's cohort: the finding said "0/0 determined
+    conditions have the paper's sign (0 undetermined): " with an empty list."""
+    params = {"cohort": "/data/mine@sha256:0123456789ab", "teacher_modality": "a", "student_modality": "b",
+              "noise": 0.0}
+    rows = [trial_row("tcga_noise", {**params, "seed": seed}, {"kd": {"f1_weighted": 0.5}}, MI, "f1_weighted", 0.01)
+            for seed in SEEDS]
+    db = write(tmp_path, rows)
+    assert measured(db, "tcga_noise") == ("no measured condition is one the paper reports (1 measured)", "n/a")
+
+
 # --- the estimators' study: does the gap's sign agree across estimators? ---------------------------------
 
 

@@ -16,6 +16,8 @@ The test rows are only transformed with the train statistics.
 
 from __future__ import annotations
 
+import hashlib
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,29 @@ def _modality_files(cohort_dir: Path) -> dict[str, Path]:
             )
         files[path.stem] = path
     return files
+
+
+DIGESTED = re.compile(r"^(?P<path>.+)@sha256:[0-9a-f]{12}$")
+
+
+def cohort_path(cohort: str) -> str:
+    """A cohort value without the content digest `advise --verify` appends to it (PATH@sha256:HEX): the
+    digest is in the value, and so in every trial and artifact key, so results from the files as they
+    were are not taken for the files as they are."""
+    match = DIGESTED.match(cohort)
+    return match["path"] if match else cohort
+
+
+def content_digest(cohort_dir: str | Path, modalities: list[str]) -> str:
+    """12 hex digits of the sha256 of the modalities' files and labels.csv (names and bytes): what a
+    result computed from them depends on, so a changed file is a new cohort to the keys that carry it."""
+    files = _modality_files(Path(cohort_dir))
+    digest = hashlib.sha256()
+    for stem in sorted({*modalities, LABELS_STEM}):
+        if stem in files:
+            digest.update(f"{files[stem].name}\0".encode())
+            digest.update(files[stem].read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def list_modalities(cohort_dir: str | Path) -> list[str]:

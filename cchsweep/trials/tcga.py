@@ -51,7 +51,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cchsweep.data.cohort import LABELS_STEM, SUFFIXES, Prepared, add_noise, load_cohort, prepare
+from cchsweep.data.cohort import LABELS_STEM, SUFFIXES, Prepared, add_noise, cohort_path, load_cohort, prepare
 from cchsweep.errors import UsageError
 from cchsweep.kd import classification_kd_loss, stacked_classification_kd_losses
 from cchsweep.metrics import classification_metrics
@@ -130,8 +130,8 @@ def _check_contents(data_dir: Path, points: Sequence[Mapping[str, Any]]) -> None
 
 def cohort_directory(data_dir: Path | None, cohort: str) -> Path:
     """A shipped cohort by name (<data-dir>/tcga/<cohort>), or any cohort directory by its absolute
-    path (a user's own, as `cchsweep advise --verify` runs it)."""
-    path = Path(cohort).expanduser()
+    path (a user's own, as `cchsweep advise --verify` runs it, digest and all: cohort_path)."""
+    path = Path(cohort_path(cohort)).expanduser()
     if path.is_absolute():
         return path
     if data_dir is None:
