@@ -264,6 +264,22 @@ def test_missing_bsds_names_what_to_provide(tmp_path):
         build_mnistm(tmp_path, ALPHA, 0, tmp_path / "cache", n_train=10, n_test=10)
 
 
+def test_an_empty_or_partial_bsds_folder_names_what_is_missing(tmp_path, monkeypatch):
+    """An empty bsds500/ was not a local copy: with downloads allowed, all 500 images were downloaded, thrown
+    away (the folder was in the way) and the run died on an AssertionError. It is the copy, and its first
+    missing image is named, downloads allowed or not; a file of that name is refused."""
+    _copy_mnist(tmp_path)
+    (tmp_path / "bsds500").mkdir()
+    monkeypatch.setenv("CCHSWEEP_OFFLINE", "0")
+    monkeypatch.setenv("CCHSWEEP_BSDS500_URLS", "http://127.0.0.1:9/never-asked/")
+    with pytest.raises(UsageError, match=r"BSDS500 image train/\S+\.jpg is missing from .*bsds500; restore it"):
+        build_mnistm(tmp_path, ALPHA, 0, tmp_path / "cache", n_train=10, n_test=10)
+    (tmp_path / "bsds500").rmdir()
+    (tmp_path / "bsds500").write_text("not images")
+    with pytest.raises(UsageError, match=r"bsds500 is a file, not the BSDS500 image folder"):
+        build_mnistm(tmp_path, ALPHA, 0, tmp_path / "cache", n_train=10, n_test=10)
+
+
 def test_bsds_from_the_canonical_archive_matches_the_directory(tmp_path):
     with tarfile.open(tmp_path / "BSR_bsds500.tgz", "w:gz", compresslevel=1) as tar:
         for split in ("train", "val", "test"):

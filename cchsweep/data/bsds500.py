@@ -60,7 +60,8 @@ def load_images(data_dir: Path, *, allow_download: bool | None = None) -> list[t
             raise _missing_error(data_dir)
         download(data_dir)
         found = _local(data_dir)
-        assert found is not None  # download() put every verified image in place
+        if found is None:  # download() put every verified image in place; something removed them since
+            raise _missing_error(data_dir)
     return _verified_all(found)
 
 
@@ -112,9 +113,14 @@ def verified(name: str, data: bytes | None, where: str) -> bytes:
 
 
 def _local(data_dir: Path):
-    """(where, name -> bytes or None) for the first local copy, or None when there is none."""
-    for root in (data_dir / "bsds500", data_dir / "BSR" / "BSDS500" / "data" / "images"):
-        if all((root / split).is_dir() for split in SPLITS):
+    """(where, name -> bytes or None) for the first local copy, or None when there is none. A bsds500/
+    folder is the copy even when empty or partial, so the run names what is missing from it (a download
+    beside it would not replace it: it was downloaded, then thrown away, and the run crashed)."""
+    own = data_dir / "bsds500"
+    if own.exists() and not own.is_dir():
+        raise UsageError(f"{own} is a file, not the BSDS500 image folder; move it away (or delete it) and run again")
+    for root in (own, data_dir / "BSR" / "BSDS500" / "data" / "images"):
+        if (root == own and own.is_dir()) or all((root / split).is_dir() for split in SPLITS):
             return str(root), lambda name, root=root: _read(root / name)
     archive = data_dir / ARCHIVE
     if archive.is_file():
