@@ -244,3 +244,51 @@ def test_a_dry_run_stops_where_the_run_would(tmp_path, online, monkeypatch):
     assert missing.startswith("MNIST not found: expected t10k-labels-idx1-ubyte.gz in")
     assert "unset $CCHSWEEP_OFFLINE" in missing
     assert _tree(tmp_path) == [f"mnist/{n}" for n in MNIST_NAMES if n != labels.name]
+
+
+def test_two_downloads_of_one_file_into_one_cache_both_succeed(tmp_path, online, monkeypatch):
+    """Both staged into one mnist/.download, and the first to finish removed it under the other's
+    download (FileNotFoundError: both runs of a fresh cache failed). The second request is held until
+    the first download is done, so the old code fails every time."""
+    from cchsweep.data import mnist
+
+    served, hold = [], threading.Event()
+
+    class Handler(SimpleHTTPRequestHandler):
+        def do_GET(self):
+            served.append(self.path)
+            if len(served) == 2:
+                hold.wait(30)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    root = tmp_path / "served"
+    root.mkdir()
+    spec = FILES["test", "labels"]
+    (root / spec.filename).symlink_to(SHARED_DATA / "mnist" / spec.filename)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    monkeypatch.setenv(mnist.URLS_ENV, f"http://127.0.0.1:{httpd.server_address[1]}/")
+    directory = tmp_path / "data" / "mnist"
+    errors: list[BaseException] = []
+
+    def fetch():
+        try:
+            mnist._download(spec, directory)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=fetch) for _ in range(2)]
+    for t in threads:
+        t.start()
+    while all(t.is_alive() for t in threads):  # the first download done, the second request still held
+        threading.Event().wait(0.05)
+    hold.set()
+    for t in threads:
+        t.join(60)
+    httpd.shutdown()
+    assert errors == [] and len(served) == 2
+    assert mnist.read_idx(directory / spec.filename, spec).shape == (10000,)
+    assert _tree(directory) == [spec.filename]  # no staging folder left

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import sys
+import tempfile
 import zlib
 from dataclasses import dataclass
 from functools import lru_cache
@@ -152,9 +153,12 @@ def _download(spec: IdxFile, directory: Path) -> None:
     pooch.get_logger().setLevel("WARNING")  # we say ourselves what is fetched from where
     errors = []
     for base in mirrors():
-        staging = directory / ".download"
+        staging: Path | None = None
         try:
-            staging.mkdir(parents=True, exist_ok=True)
+            directory.mkdir(parents=True, exist_ok=True)
+            # a folder of this process's own: a shared one was removed by whichever process finished first,
+            # under the other's download (two runs filling one empty cache both failed)
+            staging = Path(tempfile.mkdtemp(prefix=".download-", dir=directory))
             print(f"downloading MNIST {spec.filename} from {base}", file=sys.stderr, flush=True)
             # no known_hash: mirrors may recompress; the content's SHA-256 is checked below
             path = Path(
@@ -172,7 +176,8 @@ def _download(spec: IdxFile, directory: Path) -> None:
         except Exception as exc:  # network, HTTP, content or permission errors: try the next mirror
             errors.append(f"{base}: {type(exc).__name__}: {exc}".replace("\n", " "))
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
     raise UsageError(
         f"could not download {spec.filename} into {directory} ({'; '.join(errors)}); "
         "download it by hand from an MNIST mirror into that directory or use --data-dir"
