@@ -319,6 +319,17 @@ def test_non_numeric_feature_names_file_and_column(tmp_path):
     assert "a.csv" in message and "'g2'" in message and "'high'" in message
 
 
+def test_a_repeated_column_or_a_short_row_is_refused(tmp_path):
+    """polars renamed a repeated column (g1_duplicated_0) and padded a short row with missing values: both
+    trained as if the file were whole."""
+    root = _cohort(tmp_path, labels__csv=LABELS, a__csv="patient,g1,g1\nA,1,2\nB,3,4\nC,5,6\nD,7,8\n", b__csv=MOD)
+    _raises(r"a.csv names column 'g1' more than once", root, ["a", "b"])
+    (root / "a.csv").write_text("patient,g1,g2\nA,1,2\nB,3\nC,5,6\nD,7,8\n")
+    _raises(r"a.csv row 3 has 2 fields, the header 3", root, ["a", "b"])
+    (root / "a.csv").write_text('patient,g1,"g,2"\nA,1,2\nB,3,"4"\nC,5,6\nD,7,8\n')  # a quoted comma is one field
+    assert load_cohort(root, ["a", "b"]).x["a"][:, 1].tolist() == [2, 4, 6, 8]
+
+
 def test_empty_files(tmp_path):
     root = _cohort(tmp_path, labels__csv=LABELS, a__csv="", b__csv="patient,g1\n")
     _raises("a.csv is empty", root, ["a"])

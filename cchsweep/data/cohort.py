@@ -127,6 +127,7 @@ def _read_table(path: Path) -> pl.DataFrame:
         if path.suffix.lower() == ".parquet":
             frame = pl.read_parquet(path)
         else:
+            _check_csv_shape(path)
             frame = pl.read_csv(path, infer_schema_length=None, null_values=NULL_VALUES)
     except pl.exceptions.NoDataError:
         raise UsageError(f"{path} is empty; it needs a header row and one row per patient") from None
@@ -143,6 +144,32 @@ def _read_table(path: Path) -> pl.DataFrame:
     if len(duplicated):
         raise UsageError(f"{path} lists patient {duplicated[0]!r} more than once; keep one row per patient")
     return frame
+
+
+def _check_csv_shape(path: Path) -> None:
+    """A repeated column name or a row of another width than the header is refused: polars would rename
+    the column (X_duplicated_0) or pad the short row with missing values, and both would train."""
+    import csv
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError):
+        return  # polars says what is wrong with it
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        return
+    widths = {line.count(",") for line in lines}
+    rows = list(csv.reader(lines)) if len(widths) > 1 or '"' in lines[0] else [lines[0].split(",")]
+    header = [c.strip() for c in rows[0]]
+    repeated = sorted({c for c in header if header.count(c) > 1})
+    if repeated:
+        raise UsageError(f"{path} names column {repeated[0]!r} more than once; give each column its own name")
+    for number, row in enumerate(rows[1:], start=2):
+        if len(row) != len(header):
+            raise UsageError(
+                f"{path} row {number} has {len(row)} fields, the header {len(header)}; give every row one value "
+                f"per column (an empty field for a missing value)"
+            )
 
 
 def _read_modality(path: Path) -> pl.DataFrame:
