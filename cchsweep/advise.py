@@ -401,13 +401,14 @@ def _nullable(x):
 
 
 def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
-    """Rows for the `advice` table, in ADVICE_COLUMNS order (NaN SEs become NULL)."""
+    """Rows for the `advice` table, in ADVICE_COLUMNS order (NaN SEs become NULL; `data` the cohort's
+    absolute path, as --verify's trials name it: a relative one means nothing from another directory)."""
     out = []
     for r in advice.table.iter_rows(named=True):
         out.append(
             (
                 run_id,
-                advice.data,
+                str(Path(advice.data).resolve()),
                 advice.student,
                 r["teacher"],
                 advice.estimator,

@@ -356,7 +356,8 @@ def cmd_run(args) -> int:
         f"{args.study} ({args.profile}): {summary.n_ok} ok, {summary.n_error} failed, "
         f"{summary.n_skipped} already stored, of {summary.n_trials} trials in {summary.seconds:.0f}s"
     )
-    print(f'results: {db}  (run {summary.run_id}; try `cchsweep query "select * from results" --db {args.db}`)')
+    query = f'cchsweep query "select * from results" --db {shlex.quote(args.db)}'
+    print(f"results: {db}  (run {summary.run_id}; try `{query}`)")
     if summary.interrupted:
         left = summary.n_trials - summary.n_skipped - summary.n_ok - summary.n_error
         print(

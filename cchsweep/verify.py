@@ -9,6 +9,7 @@ database like any study's, keyed by trial.
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 import polars as pl
@@ -74,7 +75,7 @@ def verify(
     if summary.n_error:
         print(
             f'verify: {summary.n_error} KD trials failed; see `cchsweep query "select trial_key, error from trials '
-            f"where status = 'error'\"`"
+            f"where status = 'error'\" --db {shlex.quote(str(db_path))}`"
         )
     return verification_table(advice.table, frame)
 

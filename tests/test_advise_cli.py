@@ -1,5 +1,7 @@
 """`cchsweep advise` through the real command line."""
 
+import os
+
 import duckdb
 import pytest
 
@@ -13,10 +15,13 @@ BRCA = SHARED_DATA / "tcga" / "brca"
 @pytest.mark.slow
 def test_advise_prints_ranks_stores_and_reports(tmp_path):
     db = tmp_path / "a.duckdb"
-    out = run_cli("advise", str(BRCA), "--student", "cnv", "--estimator", "ksg", "--repeats", "2", "--db", str(db),
+    relative = os.path.relpath(BRCA, tmp_path)  # stored as the absolute path: meaningful from anywhere
+    out = run_cli("advise", relative, "--student", "cnv", "--estimator", "ksg", "--repeats", "2", "--db", str(db),
                   "--out", str(tmp_path / "rep"), cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "CCH advice for student cnv" in out.stdout
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute("select distinct data from advice").fetchall() == [(str(BRCA.resolve()),)]
     ranked = [l.split()[1] for l in out.stdout.splitlines() if l.strip()[:1].isdigit()]
     assert sorted(ranked) == ["mrna", "rppa"]
     with duckdb.connect(str(db), read_only=True) as con:

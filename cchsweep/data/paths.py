@@ -42,7 +42,7 @@ def downloads_allowed(allow_download: bool | None = None) -> bool:
     """An explicit argument wins; otherwise $CCHSWEEP_OFFLINE=1 (CI, air-gapped hosts) forbids."""
     if allow_download is not None:
         return allow_download
-    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("", "0", "false", "no")
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("", "0", "false", "no", "off")
 
 
 def missing_files(directory: Path, names: Iterable[str]) -> list[str]:
