@@ -292,3 +292,13 @@ def test_two_downloads_of_one_file_into_one_cache_both_succeed(tmp_path, online,
     assert errors == [] and len(served) == 2
     assert mnist.read_idx(directory / spec.filename, spec).shape == (10000,)
     assert _tree(directory) == [spec.filename]  # no staging folder left
+
+
+@pytest.mark.parametrize("value, allowed", [("", True), ("0", True), ("off", True), ("No", True), ("1", False),
+                                            ("true", False), ("on", False), ("yes", False)])
+def test_offline_switch_values(monkeypatch, value, allowed):
+    """CCHSWEEP_OFFLINE=off meant offline (anything not a 'no' did): 'off' is a no too."""
+    from cchsweep.data.paths import downloads_allowed
+
+    monkeypatch.setenv("CCHSWEEP_OFFLINE", value)
+    assert downloads_allowed() is allowed
