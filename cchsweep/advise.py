@@ -40,6 +40,7 @@ error, every SE is NaN and every verdict "undetermined": use at least 2 repeats 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -417,6 +418,9 @@ def advice_table_rows(advice: Advice, run_id: str) -> list[tuple]:
                 r["verdict"],
                 int(r["rank"]),
                 advice.created_at,
+                int(advice.seed),
+                int(r["n_patients"]),
+                json.dumps(advice.settings, sort_keys=True, default=str),
             )
         )
     return out

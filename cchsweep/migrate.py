@@ -18,6 +18,9 @@ relaxed CHECK and its rows copied over unchanged.
 v4 -> v5: `cache_events` is keyed by (trial_key, kind, artifact_key), so a point of several MI
 estimators keeps the use of each estimator's artifact (v4 kept the first of a kind); its rows are
 copied over unchanged.
+
+v5 -> v6: `advice` gains `seed`, `n_patients` and `settings` (what reproduces a row); older rows keep
+every value and get NULL there (their settings were not recorded).
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cchsweep.schema import ADVICE_DDL, CACHE_EVENTS_DDL, SCHEMA_VERSION, TRIAL_COLUMNS, TRIALS_DDL
+from cchsweep.schema import (
+    ADVICE_DDL,
+    ADVICE_V5_COLUMNS,
+    CACHE_EVENTS_DDL,
+    SCHEMA_VERSION,
+    TRIAL_COLUMNS,
+    TRIALS_DDL,
+)
 
 V1_AXES = (
     "gamma",
@@ -50,7 +60,7 @@ VIEWS = ("cch_scorecard", "mi_calibration", *V1_VIEWS)  # every view a file may 
 
 def migrate(store, version: int) -> Path:
     """Upgrade store's file from `version` to SCHEMA_VERSION; returns the backup's path."""
-    if version not in (1, 2, 3, 4):
+    if version not in (1, 2, 3, 4, 5):
         raise RuntimeError(f"no migration from schema version {version}")
     backup = _backup(store.path, version)
     print(
@@ -66,7 +76,9 @@ def migrate(store, version: int) -> Path:
             _v2_to_v3(con)
         if version <= 3:
             _v3_to_v4(con)
-        _v4_to_v5(con)
+        if version <= 4:
+            _v4_to_v5(con)
+        _v5_to_v6(con)
         con.execute("UPDATE cchsweep_meta SET value = ? WHERE key = 'schema_version'", [str(SCHEMA_VERSION)])
         store.create_views(con)
     return backup
@@ -98,7 +110,8 @@ def _v2_to_v3(con) -> None:
     """advice keyed by (run_id, teacher, estimator): DuckDB cannot alter a key, so the table is rebuilt."""
     con.execute("ALTER TABLE advice RENAME TO advice_v2")
     con.execute(ADVICE_DDL)
-    con.execute("INSERT INTO advice SELECT * FROM advice_v2")
+    columns = ", ".join(ADVICE_V5_COLUMNS)
+    con.execute(f"INSERT INTO advice ({columns}) SELECT {columns} FROM advice_v2")
     con.execute("DROP TABLE advice_v2")
 
 
@@ -118,6 +131,13 @@ def _v4_to_v5(con) -> None:
     con.execute(CACHE_EVENTS_DDL)
     con.execute("INSERT INTO cache_events SELECT * FROM cache_events_v4")
     con.execute("DROP TABLE cache_events_v4")
+
+
+def _v5_to_v6(con) -> None:
+    """advice gains seed, n_patients and settings, NULL in the rows already there (a file migrated from
+    v2 or older already has them: IF NOT EXISTS)."""
+    for column, sql_type in (("seed", "INTEGER"), ("n_patients", "INTEGER"), ("settings", "JSON")):
+        con.execute(f"ALTER TABLE advice ADD COLUMN IF NOT EXISTS {column} {sql_type}")
 
 
 def _backup(path: Path, version: int) -> Path:

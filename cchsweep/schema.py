@@ -1,4 +1,4 @@
-"""The results schema, version 5. README.md documents it; bump SCHEMA_VERSION on any change and
+"""The results schema, version 6. README.md documents it; bump SCHEMA_VERSION on any change and
 add its migration to cchsweep/migrate.py.
 
 A trial's grid point is stored as JSON (`trials.params`), so a study with a new axis needs no DDL.
@@ -15,8 +15,10 @@ from collections.abc import Iterable, Mapping
 # v4: an ok trial of task 'calibration' (MI estimators on known MI, no KD) has no kd_gain
 # v5: cache_events keyed by (trial_key, kind, artifact_key): a point of several estimators uses one
 #     MI artifact of one kind per estimator, and v4 kept only the first
-SCHEMA_VERSION = 5
-VIEWS_SINCE = 4  # the oldest version whose views the analysis reads as they are (v5 changed a key only)
+# v6: advice keeps what reproduces a row: the first repeat's seed, the teacher's patient count and the
+#     settings (epochs, MI settings, split), which v5 left out
+SCHEMA_VERSION = 6
+VIEWS_SINCE = 4  # the oldest version whose views the analysis reads as they are (v5, v6 changed no view)
 CALIBRATION_TASK = "calibration"
 
 SQL_TYPES = {int: "INTEGER", float: "DOUBLE", str: "VARCHAR"}
@@ -67,12 +69,16 @@ ADVICE_COLUMNS = (
     "verdict",
     "rank",
     "created_at",
+    "seed",
+    "n_patients",
+    "settings",
 )
+ADVICE_V5_COLUMNS = ADVICE_COLUMNS[:-3]  # what a v2-v5 advice row holds
 ADVICE_DDL = """
 CREATE TABLE IF NOT EXISTS advice (
     run_id VARCHAR, data VARCHAR, student VARCHAR, teacher VARCHAR, estimator VARCHAR, repeats INTEGER,
     i_ts DOUBLE, i_ts_se DOUBLE, i_sl DOUBLE, i_sl_se DOUBLE, i_tl DOUBLE, i_tl_se DOUBLE, gap DOUBLE, gap_se DOUBLE,
-    verdict VARCHAR, rank INTEGER, created_at TIMESTAMP,
+    verdict VARCHAR, rank INTEGER, created_at TIMESTAMP, seed INTEGER, n_patients INTEGER, settings JSON,
     PRIMARY KEY (run_id, teacher, estimator)
 );
 """

@@ -22,6 +22,10 @@ def test_advise_prints_ranks_stores_and_reports(tmp_path):
     assert "CCH advice for student cnv" in out.stdout
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute("select distinct data from advice").fetchall() == [(str(BRCA.resolve()),)]
+        # what reproduces the rows (schema v6): the first seed, each teacher's patients, the settings
+        assert con.execute("select teacher, seed, n_patients, settings->>'mi_estimator', settings->>'epochs' "
+                           "from advice order by teacher").fetchall() == [("mrna", 0, 190, "ksg", "200"),
+                                                                          ("rppa", 0, 861, "ksg", "200")]
     ranked = [l.split()[1] for l in out.stdout.splitlines() if l.strip()[:1].isdigit()]
     assert sorted(ranked) == ["mrna", "rppa"]
     with duckdb.connect(str(db), read_only=True) as con:

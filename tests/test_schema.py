@@ -15,7 +15,7 @@ import pytest
 from analysis.agreement import conditions
 from analysis.frame import load_results
 from cchsweep.record import TrialRecord
-from cchsweep.schema import ADVICE_DDL, CACHE_EVENTS_DDL, SCHEMA_VERSION, axis_columns
+from cchsweep.schema import ADVICE_DDL, ADVICE_V5_COLUMNS, CACHE_EVENTS_DDL, SCHEMA_VERSION, axis_columns
 from cchsweep.store import Store
 from cchsweep.study import Param, Profile, Study
 from conftest import ROOT, q
@@ -29,6 +29,11 @@ V1_AXES = ("gamma", "temperature", "lam", "sigma12", "sigma13", "sigma23", "nois
 
 def _all(con, sql):
     return sorted(con.execute(sql).fetchall(), key=repr)
+
+
+def _kept(table: str) -> str:
+    """A table's rows as an older file held them: advice's v6 columns (seed, n_patients, settings) are new."""
+    return f"SELECT {', '.join(ADVICE_V5_COLUMNS) if table == 'advice' else '*'} FROM {table}"
 
 
 def _named(con, sql):
@@ -66,7 +71,8 @@ def test_a_v1_file_is_migrated_with_every_row_kept(v1_file, capsys):
         assert con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone() == (
             str(SCHEMA_VERSION),)
         for table in TABLES:
-            assert _all(con, f"SELECT * FROM {table}") == before[table], table
+            assert _all(con, _kept(table)) == before[table], table
+        assert con.execute("SELECT count(*), count(seed) FROM advice").fetchone()[1] == 0  # not recorded then
         after = {r[0]: r for r in con.execute(f"SELECT trial_key, {', '.join(V1_AXES)}, run_id, study, profile, "
                                               "settings, mode, status, error, kd_gain, seconds FROM results").fetchall()}
         assert after == trials and len(after) == 20  # every column of every trial, through the view
@@ -178,7 +184,8 @@ def _v2_file(path):
 
     def undo(con):
         con.execute("DROP TABLE advice")
-        con.execute(ADVICE_DDL.replace("PRIMARY KEY (run_id, teacher, estimator)", "PRIMARY KEY (run_id, teacher)"))
+        con.execute(ADVICE_DDL.replace("PRIMARY KEY (run_id, teacher, estimator)", "PRIMARY KEY (run_id, teacher)")
+                    .replace(" seed INTEGER, n_patients INTEGER, settings JSON,", ""))
         for teacher, gap in (("mrna", 0.1), ("rppa", -0.2)):
             con.execute("INSERT INTO advice VALUES ('a1', 'd', 'cnv', ?, 'ksg', 2, 1, 0.1, 0.9, 0.1, 1.2, 0.1, ?, 0.1, "
                         "'undetermined', 1, TIMESTAMP '2026-11-01 10:00:00')", [teacher, gap])
@@ -197,10 +204,11 @@ def test_a_v2_file_is_migrated_and_advice_takes_several_estimators(tmp_path, cap
         assert con.execute("SELECT value FROM cchsweep_meta WHERE key = 'schema_version'").fetchone() == (
             str(SCHEMA_VERSION),)
         for table, rows in before.items():
-            assert _all(con, f"SELECT * FROM {table}") == rows, table  # nothing lost, nothing changed
+            assert _all(con, _kept(table)) == rows, table  # nothing lost, nothing changed
         # the same run and teacher under a second estimator: the v3 key allows it
-        con.execute("INSERT INTO advice SELECT run_id, data, student, teacher, 'lmi', repeats, i_ts, i_ts_se, i_sl, "
-                    "i_sl_se, i_tl, i_tl_se, gap, gap_se, verdict, rank, created_at FROM advice")
+        con.execute(f"INSERT INTO advice ({', '.join(ADVICE_V5_COLUMNS)}) SELECT run_id, data, student, teacher, "
+                    "'lmi', repeats, i_ts, i_ts_se, i_sl, i_sl_se, i_tl, i_tl_se, gap, gap_se, verdict, rank, created_at "
+                    "FROM advice")
         assert con.execute("SELECT count(*), count(DISTINCT estimator) FROM advice").fetchone() == (4, 2)
         with pytest.raises(duckdb.ConstraintException):
             con.execute("INSERT INTO advice SELECT * FROM advice LIMIT 1")
@@ -240,3 +248,37 @@ def test_a_v4_file_is_read_as_it_is_and_migrated_to_keep_every_artifact_a_trial_
         assert con.execute("SELECT count(*) FROM cache_events WHERE kind = 'synthetic_mi'").fetchone() == (2,)
         with pytest.raises(duckdb.ConstraintException):
             con.execute("INSERT INTO cache_events VALUES ('g1/0', 'synthetic_mi', 'a2', true)")
+
+
+def _v5_file(path):
+    """A version-5 file: advice without seed, n_patients and settings, with a row."""
+
+    def undo(con):
+        for column in ("seed", "n_patients", "settings"):
+            con.execute(f"ALTER TABLE advice DROP COLUMN {column}")
+        con.execute("INSERT INTO advice VALUES ('a1', '/d', 'cnv', 'mrna', 'ksg', 3, 1, 0.1, 0.9, 0.1, 1.2, 0.1, 0.1, "
+                    "0.1, 'undetermined', 1, TIMESTAMP '2026-11-01 10:00:00')")
+
+    return _older_file(path, 5, undo)
+
+
+def test_a_v5_file_keeps_its_advice_and_records_what_reproduces_new_rows(tmp_path, capsys):
+    """v6: an advice row records its first seed, the teacher's patients and the settings (v5 kept the
+    numbers but not how to make them again); the v5 rows keep every value, NULL in the new columns."""
+    from cchsweep.schema import ADVICE_COLUMNS
+
+    path = _v5_file(tmp_path / "v5.duckdb")
+    with duckdb.connect(str(path), read_only=True) as con:
+        before = {t: _all(con, f"SELECT * FROM {t}") for t in ("trials", *TABLES)}
+    Store(path).ensure_schema()
+    assert path.with_name("v5.duckdb.v5-backup").exists()
+    assert f"from results schema v5 to v{SCHEMA_VERSION}" in capsys.readouterr().err
+    with duckdb.connect(str(path)) as con:
+        for table, rows in before.items():
+            assert _all(con, _kept(table)) == rows, table  # nothing lost, nothing changed
+        assert con.execute("SELECT seed, n_patients, settings FROM advice").fetchall() == [(None, None, None)]
+    row = ("a2", "/d", "cnv", "rppa", "ksg", 3, 1, 0.1, 0.9, 0.1, 1.2, 0.1, 0.1, 0.1, "undetermined", 1,
+           None, 4, 861, '{"epochs": 200, "mi_estimator": "ksg"}')
+    assert len(row) == len(ADVICE_COLUMNS)
+    Store(path).write_advice("a2", [row])
+    assert q(path, "SELECT seed, n_patients, settings->>'epochs' FROM advice WHERE run_id = 'a2'") == [(4, 861, "200")]
