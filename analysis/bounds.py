@@ -53,7 +53,8 @@ def violations(frame: pl.DataFrame) -> pl.DataFrame:
                 se.alias("se"),
                 pl.col(f"bound_{q}").alias("bound"),
                 (pl.col(q) - pl.col(f"bound_{q}")).alias("excess"),
-                ((pl.col(q) - pl.col(f"bound_{q}")) > 2 * se).fill_null(False).alias("beyond_2se"),
+                # an SE of 0 (KSG's: its repeats vary only a tie-breaking jitter) measures no noise at all
+                (((pl.col(q) - pl.col(f"bound_{q}")) > 2 * se) & (se > 0)).fill_null(False).alias("beyond_2se"),
             )
         )
     if not parts:

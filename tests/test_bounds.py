@@ -38,6 +38,8 @@ def test_an_estimate_above_its_bound_is_flagged():
     assert line.startswith("MI bounds: 2 of 9 estimates exceed their data-processing bound (1 by more than 2 SE;")
     assert "i_sl = 1.700 > 1.499 nats, lmi" in line
     assert bound_line(_frame([("a", "ksg", 1.2, 0.01)])).startswith("MI bounds: no estimate above")
+    # KSG's SE is 0 (its repeats change only a tie-breaking jitter): no excess is "beyond 2 SE" of that
+    assert violations(_frame([("d", "ksg", 1.6, 0.0)]))["beyond_2se"].to_list() == [False]
 
 
 def test_rows_without_the_synthetic_parameters_have_no_bound():
