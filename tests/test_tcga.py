@@ -262,7 +262,8 @@ def test_check_data_names_what_is_missing(tmp_path):
 
 
 def test_check_data_reads_the_cohorts_and_modalities_the_points_name(tmp_path):
-    point = {"cohort": "brca", "teacher_modality": "mrna", "student_modality": "cnv"}
+    point = {"cohort": "brca", "teacher_modality": "mrna", "student_modality": "cnv", "seed": 0, "test_fraction": 0.1,
+             "n_features": 100}
     tcga.check_data(SHARED_DATA, [point])
     with pytest.raises(UsageError, match=r"brca/bogus.csv \(it has cnv, mrna, rppa\)"):
         tcga.check_data(SHARED_DATA, [point, {**point, "teacher_modality": "bogus"}])
