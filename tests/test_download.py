@@ -10,6 +10,7 @@ import os
 import shutil
 import tarfile
 import threading
+import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -302,3 +303,17 @@ def test_offline_switch_values(monkeypatch, value, allowed):
 
     monkeypatch.setenv("CCHSWEEP_OFFLINE", value)
     assert downloads_allowed() is allowed
+
+
+def test_a_killed_downloads_staging_folder_is_removed_by_the_next_download(tmp_path, server, online, monkeypatch):
+    """A killed BSDS500 download left its .bsds500-XXXX folder (up to ~74 MB) forever; the next download
+    removes such folders once they are an hour old, and keeps a fresh one (another run's, in progress)."""
+    stale, fresh = tmp_path / ".bsds500-killed", tmp_path / ".bsds500-running"
+    for folder in (stale, fresh):
+        folder.mkdir()
+        (folder / "part").write_bytes(b"x" * 10)
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    monkeypatch.setenv(bsds500.URLS_ENV, server.url("bsds/" + bsds500.ARCHIVE))
+    bsds500.load_images(tmp_path)
+    assert not stale.exists() and fresh.exists()

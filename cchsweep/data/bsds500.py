@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
-from cchsweep.data.paths import downloads_allowed, missing_data_error, would_download
+from cchsweep.data.paths import downloads_allowed, missing_data_error, remove_stale_staging, would_download
 from cchsweep.errors import UsageError
 
 SPLITS = ("train", "val", "test")
@@ -154,6 +154,7 @@ def download(data_dir: Path) -> Path:
     pooch.get_logger().setLevel("WARNING")  # we say ourselves what is fetched from where
     target = data_dir / "bsds500"
     data_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(data_dir, ".bsds500-")
     errors = []
     for url in sources():
         staging = Path(tempfile.mkdtemp(prefix=".bsds500-", dir=data_dir))

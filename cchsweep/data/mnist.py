@@ -22,7 +22,13 @@ from typing import Literal
 
 import numpy as np
 
-from cchsweep.data.paths import downloads_allowed, missing_data_error, missing_files, would_download
+from cchsweep.data.paths import (
+    downloads_allowed,
+    missing_data_error,
+    missing_files,
+    remove_stale_staging,
+    would_download,
+)
 from cchsweep.errors import UsageError
 
 Split = Literal["train", "test"]
@@ -156,6 +162,7 @@ def _download(spec: IdxFile, directory: Path) -> None:
         staging: Path | None = None
         try:
             directory.mkdir(parents=True, exist_ok=True)
+            remove_stale_staging(directory, ".download")
             # a folder of this process's own: a shared one was removed by whichever process finished first,
             # under the other's download (two runs filling one empty cache both failed)
             staging = Path(tempfile.mkdtemp(prefix=".download-", dir=directory))

@@ -7,6 +7,8 @@ have (possibly read-only, e.g. a shared mount) or lets the loaders download into
 from __future__ import annotations
 
 import os
+import shutil
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -80,3 +82,20 @@ def _check_creatable(directory: Path, what: str) -> None:
         f"{what} not in {directory}, and a real run could not download it there: {problem}; "
         "fix that, or point --data-dir/$CCHSWEEP_DATA at a directory holding the data"
     )
+
+
+STALE_STAGING_SECONDS = 3600.0  # a live download writes into its staging folder far more often than this
+
+
+def remove_stale_staging(directory: Path, prefix: str, older_than: float = STALE_STAGING_SECONDS) -> None:
+    """Remove staging folders `prefix*` under `directory` untouched for `older_than` seconds: what a
+    killed download left (up to ~74 MB each for BSDS500). A running one's folder is newer: kept."""
+    if not directory.is_dir():
+        return
+    now = time.time()
+    for path in directory.glob(f"{prefix}*"):
+        try:
+            if path.is_dir() and now - path.stat().st_mtime > older_than:
+                shutil.rmtree(path, ignore_errors=True)
+        except OSError:
+            pass
