@@ -124,7 +124,7 @@ def _check_contents(data_dir: Path, points: Sequence[Mapping[str, Any]]) -> None
             continue
         done.add((pair, split))
         if pair not in cohorts:
-            cohorts[pair] = load_cohort(cohort_directory(data_dir, pair[0]), list(pair[1:]), min_modalities=2)
+            cohorts[pair] = joined_pairing(data_dir, pair[0], list(pair[1:]))
         prepare(cohorts[pair], split[0], test_fraction=split[1], n_features=split[2])
 
 
@@ -139,8 +139,13 @@ def cohort_directory(data_dir: Path | None, cohort: str) -> Path:
     return Path(data_dir) / "tcga" / cohort
 
 
+def joined_pairing(data_dir: Path | None, cohort: str, modalities: list[str]):
+    """A pairing's modalities joined on patient, as every TCGA trial (and the driver's check) reads them."""
+    return load_cohort(cohort_directory(data_dir, cohort), modalities, min_modalities=2)
+
+
 def load_split(ctx: TrialContext, cohort: str, modalities: list[str], seed: int, s: Mapping[str, Any]) -> Prepared:
-    joined = load_cohort(cohort_directory(ctx.data_dir, cohort), modalities, min_modalities=2)
+    joined = joined_pairing(ctx.data_dir, cohort, modalities)
     return prepare(joined, seed, test_fraction=s["test_fraction"], n_features=s["n_features"])
 
 
