@@ -2,20 +2,20 @@
 
 A *condition* is a study's parameters without the seed (analysis.frame.condition_columns), and
 also the MI estimator, so estimators are never pooled. Per condition the seeds are averaged, and
-BOTH sides of the test carry their uncertainty (cchsweep.rules: a mean decides a sign only beyond
-2 SE from zero, on at least 2 seeds):
+BOTH sides of the test carry their uncertainty (cchsweep.rules: a mean decides a sign only when its
+95% t interval, mean -+ t(0.975, n_seeds - 1) * SE, excludes zero, on at least 2 seeds):
 
 - n_seeds            number of completed grid trials (status 'ok', finite gap and kd_gain; a boundary
                      search's trials, mode 'boundary:...', are one seed each at values of its own
                      choosing, so they enter no condition);
 - gain_se, gap_se    std(ddof=1) / sqrt(n_seeds) over the seeds (null for a single seed);
-- gain_undetermined  n_seeds < 2 or |gain_mean| <= 2 * gain_se: KD's effect is not resolved;
-- gap_undetermined   n_seeds < 2 or |gap_mean| <= 2 * gap_se: the predictor makes no call
+- gain_undetermined  n_seeds < 2 or |gain_mean| <= t * gain_se: KD's effect is not resolved;
+- gap_undetermined   n_seeds < 2 or |gap_mean| <= t * gap_se: the predictor makes no call
                      (a closed-form gap is the same for every seed: se 0, so only an exact zero);
 - undetermined       either of the two; such a condition is left out of the test;
 - agrees             sign(gap_mean) == sign(gain_mean) where both are determined, null otherwise.
 
-A mean of exactly 0 is always undetermined (|0| <= 2 * se holds for any se >= 0), on either side.
+A mean of exactly 0 is always undetermined (|0| <= t * se holds for any se >= 0), on either side.
 
 Where several MI estimators judged a condition, a `(consensus)` row joins them: its gap is
 determined only when every estimator whose gap is determined has the same sign (and at least one

@@ -15,6 +15,7 @@ import altair as alt
 import polars as pl
 
 from analysis.frame import read_sql
+from cchsweep.rules import critical_expr
 
 WITHIN = 0.10  # "calibrated" here: the mean estimate within 10% of the truth
 
@@ -113,14 +114,15 @@ def beside(cal: pl.DataFrame, estimator: str, quantity: str, dim: int, value: fl
 
 
 def chart(cal: pl.DataFrame) -> alt.TopLevelMixin:
-    """Mean estimate (± 2 SE over seeds) against the truth, per estimator and dimension; the
-    diagonal is a perfect estimator."""
+    """Mean estimate (and its 95% t interval over seeds) against the truth, per estimator and
+    dimension; the diagonal is a perfect estimator."""
+    half = critical_expr("n_seeds") * pl.col("bias_se")  # null (no bar) at one seed
     data = cal.with_columns(
         pl.struct("settings", "estimator")
         .map_elements(lambda r: _label(r["settings"], r["estimator"]), pl.String)
         .alias("estimator"),
-        lo=pl.col("mean") - 2 * pl.col("bias_se").fill_null(0),
-        hi=pl.col("mean") + 2 * pl.col("bias_se").fill_null(0),
+        lo=pl.col("mean") - half,
+        hi=pl.col("mean") + half,
     ).to_pandas()
     top = max(float(cal["truth"].max()), float(cal["mean"].max())) * 1.05  # type: ignore[arg-type]
     x = alt.X("truth:Q", title="true MI (nats)", scale=alt.Scale(domain=[0, top]))
@@ -136,7 +138,7 @@ def chart(cal: pl.DataFrame) -> alt.TopLevelMixin:
         .properties(
             title=alt.TitleParams(
                 "MI estimates against the truth",
-                subtitle="mean ± 2 SE over seeds; dashed: a perfect estimator; rows: estimator",
+                subtitle="mean and 95% t interval over seeds; dashed: a perfect estimator; rows: estimator",
             )
         )
     )

@@ -14,6 +14,7 @@ import altair as alt
 import polars as pl
 
 from analysis.agreement import conditions
+from cchsweep.rules import critical_expr
 
 MI_TITLE = "mutual information (nats)"
 CALLS = ("agrees", "disagrees", "undetermined")
@@ -64,8 +65,10 @@ def paper_lookup(mapping: dict, key):
     return {norm(k): v for k, v in mapping.items()}.get(norm(key))
 
 
-def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.DataFrame:
-    """keys, then per value: <v> (mean over seeds), <v>_se, and n_seeds; sorted by keys.
+def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str], counts: bool = False) -> pl.DataFrame:
+    """keys, then per value: <v> (mean over seeds), <v>_se, and n_seeds; sorted by keys. With `counts`,
+    per value also <v>_n, the seeds behind its mean and SE (fewer than n_seeds where it is null for
+    some): the n a verdict or an error bar on <v> must use.
 
     Rows that share the keys and a seed are averaged as one seed, so the keys must hold every column
     that tells two trials of a seed apart and is not meant to be pooled: a frame of several profiles or
@@ -84,36 +87,41 @@ def seed_stats(frame: pl.DataFrame, keys: list[str], values: list[str]) -> pl.Da
     out = by_seed.group_by(keys, maintain_order=True).agg(
         *[pl.col(v).mean() for v in values],
         *[(pl.col(v).std(ddof=1) / pl.col(v).count().cast(pl.Float64).sqrt()).alias(f"{v}_se") for v in values],
+        *([pl.col(v).count().alias(f"{v}_n") for v in values] if counts else []),
         pl.len().alias("n_seeds"),
     )
     return out.sort(keys, nulls_last=True)
 
 
+def bar(mean: str, se: str, n: str, sign: int) -> pl.Expr:
+    """mean -+ critical(n) * SE: an end of every chart's error bar, the verdict's 95% t interval
+    (cchsweep.rules); null below 2 seeds."""
+    return pl.col(mean) + sign * critical_expr(n) * pl.col(se)
+
+
 def with_bars(frame: pl.DataFrame) -> pl.DataFrame:
-    """lo and hi = mean ∓ 2 SE: every chart's error bars (the verdict's rule, analysis.agreement)."""
-    return frame.with_columns(
-        (pl.col("mean") - 2 * pl.col("se")).alias("lo"), (pl.col("mean") + 2 * pl.col("se")).alias("hi")
-    )
+    """lo and hi: the 95% t interval of mean over n_seeds (the verdict's rule, cchsweep.rules)."""
+    return frame.with_columns(bar("mean", "se", "n_seeds", -1).alias("lo"), bar("mean", "se", "n_seeds", 1).alias("hi"))
 
 
 def long_stats(
     frame: pl.DataFrame, keys: list[str], series: dict[str, str], truth: dict[str, str] | None = None
 ) -> pl.DataFrame:
-    """Chart data: keys, series (the legend label), mean, se, lo and hi (mean ± 2 SE: every chart's
-    bars), n_seeds[, truth]."""
+    """Chart data: keys, series (the legend label), mean, se, lo and hi (the 95% t interval over seeds: every chart's
+    bars), n_seeds (the seeds behind that series' mean)[, truth]."""
     parts = []
     for label, column in series.items():
         if not has_values(frame, column):
             continue
         extra = [truth[label]] if truth and has_values(frame, truth.get(label, "")) else []
-        s = seed_stats(frame, keys, [column, *extra])
+        s = seed_stats(frame, keys, [column, *extra], counts=True)
         parts.append(
             s.select(
                 *keys,
                 pl.lit(label).alias("series"),
                 pl.col(column).alias("mean"),
                 pl.col(f"{column}_se").alias("se"),
-                "n_seeds",
+                pl.col(f"{column}_n").alias("n_seeds"),
                 (pl.col(extra[0]) if extra else pl.lit(None, dtype=pl.Float64)).alias("truth"),
             )
         )
@@ -137,7 +145,7 @@ def mean_se_chart(
     row_title: str | None = None,
     subtitle: str = "",
 ) -> alt.TopLevelMixin:
-    """Lines through the means over seeds, with ± 2 SE error bars (lo, hi); dashed lines for the
+    """Lines through the means over seeds, with 95% t-interval error bars (lo, hi); dashed lines for the
     reference (closed form or paper) where `data` has a `truth` column with values: on every page
     dashed means a value not measured here. Rows with a truth but no mean (a fine closed-form grid)
     do not break the measured lines. Optional column and row facets."""
@@ -187,7 +195,7 @@ def gain_title(frame: pl.DataFrame) -> str:
 
 
 def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.TopLevelMixin:
-    """KD gain vs MI gap per condition (means over seeds, bars ± 2 SE: the verdict's rule), coloured
+    """KD gain vs MI gap per condition (means over seeds, bars: the 95% t interval, the verdict's rule), coloured
     by the CCH call; one row of panels per MI estimator, named even when there is one."""
     data = cond.with_columns(
         pl.when(pl.col("undetermined"))
@@ -197,7 +205,7 @@ def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.T
         .otherwise(pl.lit("disagrees"))
         .alias("call"),
         *[
-            (pl.col(f"{q}_mean") + 2 * sign * pl.col(f"{q}_se")).alias(f"{q}_{end}")
+            bar(f"{q}_mean", f"{q}_se", "n_seeds", sign).alias(f"{q}_{end}")
             for q in ("gain", "gap")
             for end, sign in (("lo", -1), ("hi", 1))
         ],
@@ -231,19 +239,20 @@ def gain_gap_chart(cond: pl.DataFrame, axes: list[str], gain_axis: str) -> alt.T
     if has_values(data, "mi_estimator"):
         facet["row"] = alt.Row("mi_estimator:N", title="MI estimator")
     subtitle = (
-        "means over seeds, bars ± 2 SE; a condition is judged only when neither bar crosses 0 "
-        "(green: signs agree, red: they disagree, grey: undetermined)"
+        "means over seeds, bars: 95% t intervals; a condition is judged only when neither bar crosses 0 "
+        "(green: signs agree, red: they disagree, grey: undetermined); the consensus's gap has no bar: "
+        "it is called when every estimator that decides agrees"
     )
     return layer.facet(**facet).properties(title=alt.TitleParams("KD gain vs MI gap per condition", subtitle=subtitle))
 
 
 def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list[str], gain_axis: str):
-    """KD gain (mean ± 2 SE over seeds) against a swept axis, a line per combination of the other
+    """KD gain (mean and 95% t interval over seeds) against a swept axis, a line per combination of the other
     axes (`series`), with the zero line: where KD helps and where it hurts, at its own scale."""
     data = cond.filter(pl.col("gap_source") == "estimated") if "gap_source" in cond.columns else cond
     data = data.unique([axis, *series], keep="first", maintain_order=True).with_columns(
-        lo=pl.col("gain_mean") - 2 * pl.col("gain_se"),
-        hi=pl.col("gain_mean") + 2 * pl.col("gain_se"),
+        lo=bar("gain_mean", "gain_se", "n_seeds", -1),
+        hi=bar("gain_mean", "gain_se", "n_seeds", 1),
         series=pl.concat_str([pl.col(c).cast(pl.String) for c in series], separator=" · ") if series else pl.lit("all"),
     )
     base = alt.Chart(data.drop("settings", strict=False))
@@ -262,7 +271,9 @@ def gain_axis_chart(cond: pl.DataFrame, axis: str, axis_title: str, series: list
     ).properties(
         width=420,
         height=260,
-        title=alt.TitleParams(f"KD gain vs {axis_title}", subtitle="means over seeds, bars ± 2 SE; grey line: no gain"),
+        title=alt.TitleParams(
+            f"KD gain vs {axis_title}", subtitle="means over seeds, bars: 95% t intervals; grey line: no gain"
+        ),
     )
 
 
@@ -285,8 +296,8 @@ def paper_points_chart(
     facet: str | None = None,
     facet_title: str | None = None,
 ) -> alt.TopLevelMixin:
-    """Measured mean ± 2 SE (filled points, error bars) beside the paper's value (open diamonds) per
-    category x and series; data: x, series, mean, se, lo, hi (mean ± 2 SE), n_seeds, paper."""
+    """Measured mean and 95% t interval (filled points, error bars) beside the paper's value (open diamonds) per
+    category x and series; data: x, series, mean, se, lo, hi (the 95% t interval), n_seeds, paper."""
     base = alt.Chart(data)
     xe = alt.X(f"{x}:N", title=x_title, sort=None)
     offset, color = alt.XOffset("series:N"), alt.Color("series:N", title=legend)
@@ -315,5 +326,5 @@ def paper_points_chart(
     if facet:
         chart = chart.facet(column=alt.Column(f"{facet}:N", title=facet_title or facet))
     return chart.properties(
-        title=alt.TitleParams(title, subtitle="filled: measured (mean ± 2 SE over seeds); open diamond: paper")
+        title=alt.TitleParams(title, subtitle="filled: measured (mean, 95% t interval over seeds); open diamond: paper")
     )

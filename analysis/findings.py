@@ -9,8 +9,8 @@ by the paper's axes, adding the profile (and the settings that differ) where the
 and any other axis that varies. `cchsweep reproduce` judges the profile it ran (findings_frame's
 `profile`); `report --all` judges every stored one.
 
-A condition's sign is *determined* when its mean gain is more than 2 SE from zero with 2 or more
-seeds (analysis.agreement's rule). Where the paper gives a gain per condition (Tables 1, 5, 13,
+A condition's sign is *determined* when the 95% t interval of its mean gain excludes zero, with 2
+or more seeds (cchsweep.rules, analysis.agreement's rule). Where the paper gives a gain per condition (Tables 1, 5, 13,
 20), the finding is how many determined conditions carry the paper's sign: "yes" when all of them
 do and they are at least half of the conditions, "partly" when all do but most conditions are
 undetermined or when most do, "no" otherwise, and "n/a" when none is determined. The synthetic
@@ -47,9 +47,9 @@ def gains(ok: pl.DataFrame) -> pl.DataFrame:
     n_seeds and `determined`, from the grid's trials. A hand-picked key such as (gamma, T) would pool the
     trials of other profiles and settings, and seed_stats would average a smoke and a quick seed 0 as one."""
     trials = per_trial(grid_trials(ok))
-    stats = seed_stats(trials, condition_columns(trials), ["kd_gain"])
-    undetermined = undetermined_expr("kd_gain", "kd_gain_se", "n_seeds")
-    return stats.with_columns(determined=~undetermined)
+    stats = seed_stats(trials, condition_columns(trials), ["kd_gain"], counts=True)
+    undetermined = undetermined_expr("kd_gain", "kd_gain_se", "kd_gain_n")
+    return stats.with_columns(n_seeds=pl.col("kd_gain_n"), determined=~undetermined).drop("kd_gain_n")
 
 
 def _axes(table: pl.DataFrame) -> list[str]:

@@ -213,7 +213,7 @@ def _figure1(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
             MSE,
             "student",
             "Figure 1a: test MSE with and without KD",
-            subtitle="mean ± 2 SE over seeds",
+            subtitle="mean and 95% t interval over seeds",
         ),
     )
     crossing = ref.get("closed_form_crossing_sigma12")
@@ -225,7 +225,7 @@ def _figure1(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
         SIGMA12,
         f"mi_vs_sigma12{sfx}",
         "Figure 1b: representation MI",
-        f"estimate ± 2 SE over seeds (64-unit layers); dashed: closed form of Theorem 1's optimal linear "
+        f"estimate and 95% t interval over seeds (64-unit layers); dashed: closed form of Theorem 1's optimal linear "
         f"predictors, not of the layers (on a fine σ12 grid){note}",
         truth=_closed_form_curves(ok),
     )
@@ -258,7 +258,7 @@ def _figure4(page: Page, ok: pl.DataFrame, sfx: str, ref: dict) -> None:
             MSE,
             "student",
             "Figure 4: test MSE vs σ12 per KD weight λ",
-            subtitle="mean ± 2 SE over seeds",
+            subtitle="mean and 95% t interval over seeds",
             facet="lam",
             facet_title="λ (KD weight)",
         ),
@@ -283,7 +283,7 @@ def _accuracy_and_mi(page: Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, str
             ACC,
             "student",
             f"{fig[0]}: student accuracy at T = 3",
-            subtitle="mean ± 2 SE over seeds",
+            subtitle="mean and 95% t interval over seeds",
         )
     else:
         parts = [
@@ -300,7 +300,7 @@ def _accuracy_and_mi(page: Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, str
             ACC,
             "temperature",
             f"{fig[0]}: student accuracy per temperature",
-            subtitle="mean ± 2 SE over seeds",
+            subtitle="mean and 95% t interval over seeds",
             facet="student",
             facet_title="student",
         )
@@ -312,7 +312,7 @@ def _accuracy_and_mi(page: Page, ok: pl.DataFrame, sfx: str, fig: tuple[str, str
         GAMMA,
         f"mi_vs_gamma{sfx}",
         f"{fig[1]}: I(H_T;H_S) and I(H_S;Y) vs blur",
-        "estimate ± 2 SE over seeds (each seed's estimate averaged over temperatures)",
+        "estimate and 95% t interval over seeds (each seed's estimate averaged over temperatures)",
     )
 
 

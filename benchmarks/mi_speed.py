@@ -8,7 +8,9 @@ latentmi and by lmi, then B estimates (seeds 0..B-1) by lmi in one call. Both ru
 (patience = epochs) so they do the same work. Prints JSON lines and a summary line with:
   device, n, epochs, lmi_latentmi_s, lmi_fast_s, lmi_speedup (one estimate), lmi_same_value
   (bit-equal estimates: expected on a CPU), lmi_batched_per_estimate_s, lmi_batched_speedup,
-  ksg_latentmi_s, ksg_torch_s (KSG alone on the n/2 held-out latents).
+  ksg_latentmi_s, ksg_torch_s (KSG alone on the n/2 held-out latents), lmi_masks_own (a member's
+  Dropout masks on this device are the same alone, in a stack of three and after a stack-mate
+  stopped: its estimate does not depend on what shares its stack).
 Defaults: CPU n = 5,000, 10 epochs, B = 8 (latentmi's 300 epochs would take ~4 min per estimate);
 GPU n = 10,000, 300 epochs, B = 50. --quick (under 2 minutes on 2 CPU cores): n = 2,000, 3 epochs.
 
@@ -215,6 +217,26 @@ def quirks(device: str, n: int, epochs: int, lr: float, seeds: int) -> list[dict
     return rows
 
 
+def masks_own(device: str) -> bool:
+    """Seed 7's masks alone vs in a stack [3, 7, 11], then after member 3 stopped (aecross._Streams)."""
+    from cchsweep.mi import aecross
+
+    widths = [2, 256, 512, 1024] * 2
+
+    def streams(seeds):
+        states = [torch.Generator().manual_seed(s).get_state() for s in seeds]
+        return aecross._Streams(states, seeds, torch.device(device), own_masks=True)
+
+    alone, shared = streams([7]), streams([3, 7, 11])
+    same = True
+    for step in range(3):
+        if step == 2:
+            shared.keep([1, 2])
+        mine, theirs = alone.masks(512, widths), shared.masks(512, widths)
+        same &= all(torch.equal(a[0], b[1 if step < 2 else 0]) for a, b in zip(mine, theirs))
+    return bool(same)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="a small run (under 2 minutes on 2 CPU cores)")
@@ -248,6 +270,7 @@ def main() -> None:
         torch=torch.__version__,
         threads=torch.get_num_threads(),
         **summary,
+        lmi_masks_own=masks_own(args.device),
         equality_agree=agree,
     )
 

@@ -33,9 +33,11 @@ The MI estimates of different teachers run in parallel as Ray tasks (one GPU fra
 cluster has GPUs). An embedded Ray is started when none is initialised, and shut down afterwards.
 
 The verdict uses the gap's standard error over the repeats (of the per-repeat gaps: I_TS and I_SL
-of one repeat share its networks) and the interval gap +- 2 se: "distil" when it lies above 0, "do
-not distil" when it lies below 0, else "undetermined". With `repeats` = 1 there is no standard
-error, every SE is NaN and every verdict "undetermined": use at least 2 repeats for a verdict.
+of one repeat share its networks) and its 95% t interval gap +- t(0.975, repeats - 1) * se (the
+rule every verdict shares, cchsweep.rules): "distil" when it lies above 0, "do not distil" when it
+lies below 0, else "undetermined". With `repeats` = 1 there is no standard error, every SE is NaN
+and every verdict "undetermined": use at least 2 repeats for a verdict (at 2 the interval is +-12.7
+SE, at 3 +-4.3, at 5 +-2.8).
 """
 
 from __future__ import annotations
@@ -58,7 +60,7 @@ from cchsweep.errors import UsageError
 from cchsweep.mi.interface import estimate_all, summarize
 from cchsweep.mi.latentmi_estimator import one_hot
 from cchsweep.mi.triplet import ESTIMATORS, QUANTITIES, make_estimator, triplet_pairs
-from cchsweep.rules import Z  # gap_lo/gap_hi = gap -+ Z * gap_se, as every verdict
+from cchsweep.rules import critical  # gap_lo/gap_hi: the gap's 95% t interval, as every verdict
 from cchsweep.schema import ADVICE_VALUES
 from cchsweep.train import represent
 from cchsweep.trials.tcga import mi_rows, to_tensor, train_unimodal
@@ -144,7 +146,7 @@ def advise_all(
     }
     return [
         Advice(
-            table=advice_frame(student, values[e], n_patients),
+            table=advice_frame(student, values[e], n_patients, repeats),
             data=str(data_dir),
             student=student,
             estimator=e,
@@ -296,8 +298,10 @@ def verdict(gap_lo: float, gap_hi: float) -> str:
     return "undetermined"  # also when the SE is NaN (one repeat)
 
 
-def advice_frame(student: str, values: dict[str, dict[str, list]], n_patients: dict[str, int]) -> pl.DataFrame:
-    """The advice table from {teacher: {quantity: [mean, se]}}, ranked by gap (1 = largest)."""
+def advice_frame(
+    student: str, values: dict[str, dict[str, list]], n_patients: dict[str, int], repeats: int
+) -> pl.DataFrame:
+    """The advice table from {teacher: {quantity: [mean, se over `repeats`]}}, ranked by gap (1 = largest)."""
     rows = []
     for teacher, v in values.items():
         row: dict[str, Any] = {"teacher": teacher, "student": student, "n_patients": int(n_patients[teacher])}
@@ -306,7 +310,8 @@ def advice_frame(student: str, values: dict[str, dict[str, list]], n_patients: d
         row["gap"] = row["i_ts"] - row["i_sl"]
         # the SE of the per-repeat gaps where given (advise_all); else the two as independent
         row["gap_se"] = _se(v["gap"][1]) if "gap" in v else math.sqrt(row["i_ts_se"] ** 2 + row["i_sl_se"] ** 2)
-        row["gap_lo"], row["gap_hi"] = row["gap"] - Z * row["gap_se"], row["gap"] + Z * row["gap_se"]
+        half = critical(repeats) * row["gap_se"]  # NaN with one repeat (no SE)
+        row["gap_lo"], row["gap_hi"] = row["gap"] - half, row["gap"] + half
         row["verdict"] = verdict(row["gap_lo"], row["gap_hi"])
         rows.append(row)
     rows.sort(key=lambda r: (-r["gap"], r["teacher"]))
@@ -514,11 +519,13 @@ def format_advice(advice: Advice) -> str:
     def fmt(cells):
         return "  ".join(c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
 
-    title = (
-        f"CCH advice for student {advice.student} ({advice.data}; {advice.estimator}, "
-        f"{advice.repeats} repeat{'s' if advice.repeats != 1 else ''}, nats; "
-        f"distil when gap = I(T;S) - I(S;Y) > 0 by 2 SE)"
+    rule = (
+        f"distil when gap = I(T;S) - I(S;Y) > 0 by its 95% t interval, ±{critical(advice.repeats):.2f} SE"
+        if advice.repeats >= 2
+        else "one repeat: no standard error, no verdict"
     )
+    repeats = f"{advice.repeats} repeat{'s' if advice.repeats != 1 else ''}"
+    title = f"CCH advice for student {advice.student} ({advice.data}; {advice.estimator}, {repeats}, nats; {rule})"
     return "\n".join(
         [title, fmt(header), fmt(["-" * w for w in widths]), *map(fmt, lines), "", advice_sentence(advice)]
     )
@@ -535,7 +542,10 @@ def advice_chart(advice: Advice):
     x = alt.X("teacher:N", sort=order, title="teacher modality")
     base = alt.Chart(df)
     bars = base.mark_errorbar(ticks=True).encode(
-        x=x, y=alt.Y("gap_lo:Q", title="gap = I(H_T;H_S) − I(H_S;Y) (nats), ± 2 SE"), y2="gap_hi:Q", color=colour
+        x=x,
+        y=alt.Y("gap_lo:Q", title="gap = I(H_T;H_S) − I(H_S;Y) (nats), 95% t interval"),
+        y2="gap_hi:Q",
+        color=colour,
     )
     points = base.mark_point(filled=True, size=80).encode(
         x=x,

@@ -104,7 +104,10 @@ def run_sweep(
     resume: bool = False,
     search=None,
     bundle_size: int | None = None,
+    stored_note: str = "--force reruns them",
 ) -> RunSummary:
+    """Run the plan's trials not yet stored (all with `force`); `stored_note` ends the line that says
+    every trial is already stored (what the caller's user can do about it)."""
     store = Store(db_path)
     store.ensure_schema()
     stale = store.mark_stale_runs(plan.study.name)
@@ -184,7 +187,7 @@ def run_sweep(
         else:
             line += f"{per_trial} per trial on {cluster}"
     else:
-        line = f"nothing to run: all {len(done)} trials are already in {db_path} (--force reruns them)"
+        line = f"nothing to run: all {len(done)} trials are already in {db_path} ({stored_note})"
     print(f"run {run_id}: {line}", file=sys.stderr, flush=True)
     status = "failed"
     try:

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from cchsweep.errors import UsageError
-from cchsweep.rules import undetermined_expr
+from cchsweep.rules import critical_expr, undetermined_expr
 
 
 def pick_teachers(table: pl.DataFrame, k: int) -> list[str]:
@@ -68,7 +68,13 @@ def verify(
     db_path = Path(db_path).absolute()
     storage = default_storage(db_path)
     check_writable(db_path, storage)
-    summary = run_sweep(the_plan, db_path, storage, command=command or f"cchsweep advise {data} --verify {k}")
+    summary = run_sweep(
+        the_plan,
+        db_path,
+        storage,
+        command=command or f"cchsweep advise {data} --verify {k}",
+        stored_note="their stored gains are shown; --verify-seeds adds seeds",
+    )
     frame = load_results(db_path, study="tcga_noise").filter(
         pl.col("trial_key").is_in([t.key for t in the_plan.trials]) & (pl.col("status") == "ok")
     )
@@ -81,14 +87,17 @@ def verify(
 
 
 def realised_gains(trials: pl.DataFrame) -> pl.DataFrame:
-    """Per teacher_modality of the ok KD trials: realised_gain (mean kd_gain), realised_gain_se
-    (std(ddof=1) / sqrt(n), null for one trial, as analysis.agreement) and seeds (distinct seeds)."""
+    """Per teacher_modality of the ok KD trials (each trial once): realised_gain (mean kd_gain),
+    realised_gain_se (std(ddof=1) / sqrt(n), null for one trial, as analysis.agreement) and seeds
+    (n, the trials behind both: one per seed)."""
+    if "trial_key" in trials.columns:
+        trials = trials.unique("trial_key", keep="first", maintain_order=True)
     return (
         trials.group_by("teacher_modality")
         .agg(
             pl.col("kd_gain").mean().alias("realised_gain"),
             (pl.col("kd_gain").std(ddof=1) / pl.col("kd_gain").count().sqrt()).alias("realised_gain_se"),
-            pl.col("seed").n_unique().alias("seeds"),
+            pl.col("kd_gain").count().alias("seeds"),
         )
         .rename({"teacher_modality": "teacher"})
     )
@@ -98,7 +107,7 @@ def verification_table(table: pl.DataFrame, trials: pl.DataFrame) -> pl.DataFram
     """The advice table's predicted gap beside the realised gain of each verified teacher, by rank.
 
     sign_agrees: (gap > 0) == (realised_gain > 0), null where either side is undetermined, as in the
-    sign-agreement test: the gain within 2 SE of zero or from fewer than 2 seeds (cchsweep.rules), or
+    sign-agreement test: the gain's 95% t interval holds zero or it has fewer than 2 seeds (cchsweep.rules), or
     the advice's verdict "undetermined" (the same rule on the gap: the criterion made no call).
     """
     out = table.select("rank", "teacher", "gap", "gap_se", "verdict").join(
@@ -121,10 +130,9 @@ def write_verification_report(table: pl.DataFrame, out_dir: Path) -> Path:
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    data = table.with_columns(
-        (pl.col("realised_gain") - pl.col("realised_gain_se").fill_null(0)).alias("lo"),
-        (pl.col("realised_gain") + pl.col("realised_gain_se").fill_null(0)).alias("hi"),
-    )
+    half = critical_expr("seeds") * pl.col("realised_gain_se")  # the verdict's 95% t interval; none at 1 seed
+    gain = pl.col("realised_gain")
+    data = table.with_columns((gain - half).alias("lo"), (gain + half).alias("hi"))
     base = alt.Chart(data).encode(x=alt.X("gap:Q", title="predicted: MI gap I(T;S) - I(S;Y) (nats)"))
     chart = (
         base.mark_point(filled=True, size=80).encode(
@@ -134,7 +142,14 @@ def write_verification_report(table: pl.DataFrame, out_dir: Path) -> Path:
         + base.mark_text(dy=-12).encode(y="realised_gain:Q", text="teacher:N")
         + alt.Chart().mark_rule(strokeDash=[4, 4]).encode(y=alt.datum(0))
         + alt.Chart().mark_rule(strokeDash=[4, 4]).encode(x=alt.datum(0))
-    ).properties(title="CCH advice verified: predicted gap vs realised gain", width=420, height=300)
+    ).properties(
+        title=alt.TitleParams(
+            "CCH advice verified: predicted gap vs realised gain",
+            subtitle="realised gain: mean and 95% t interval over seeds (none at one seed); dashed: zero",
+        ),
+        width=420,
+        height=300,
+    )
     html = out / "verification.html"
     chart.save(str(html), inline=True)
     chart.save(str(out / "verification.png"))

@@ -43,7 +43,9 @@ SMOKE = dict(
 # measurement (2 cores shared with two other runs: 1,154 s; the profile itself alone on 2 cores:
 # 481 s wall, and 438 s in reproduce --profile quick; sharing them with one other run: 788 s):
 # no-KD student 0.67-0.68 accuracy, KD gain +0.011 ± 0.004 at gamma 0 and -0.103 ± 0.023 at 3.5,
-# both determined, both the paper's sign (+0.032, -0.462). 10,000 digits at lr 0.1 left the
+# both determined under the 2 SE rule of the time, both the paper's sign (+0.032, -0.462). Under
+# the t rule (2026-12-01: 4.3 SE at 3 seeds) gamma 0 is not (2.6 SE; on Intel +0.008 ± 0.002,
+# 3.3 SE): 5 seeds would need ~2.8 SE, at 5/3 of the time. 10,000 digits at lr 0.1 left the
 # students at 0.29-0.58 and KD hurting at gamma 0.
 QUICK = dict(PAPER, n_train=20_000, n_test=2_000, epochs=20, lr=0.02, mi_n=1_000, **QUICK_MI)
 QUICK_GAMMAS = [0.0, 3.5]

@@ -56,8 +56,9 @@ SMOKE = dict(PAPER, epochs=20, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3)
 # run). Outcome: mRNA -> CNV gains +0.031 ±
 # 0.013 (0%), +0.030 ± 0.012 (20%), then +0.020 ± 0.020, +0.020 ± 0.020, -0.007 ± 0.045 (60-80%:
 # undetermined); RPPA -> CNV -0.040 ± 0.018 (0%) then -0.03 to -0.04 within 2 SE. 3 of 10 conditions
-# determined on the gain: five seeds on 19 test patients cannot resolve the paper's sign change at
-# 40-60% noise (Table 5: +0.039 to -0.029).
+# determined on the gain under the 2 SE rule of the time, 1 of 10 under the t rule (2026-12-01, 2.8 SE
+# at 5 seeds; Intel: RPPA at 20%): five seeds on 19 test patients cannot resolve the paper's sign
+# change at 40-60% noise (Table 5: +0.039 to -0.029).
 QUICK = dict(PAPER, **QUICK_MI)
 # paper: measured alone on 2 cores (reproduce --profile paper --studies tcga_noise,tcga_fusion): 2,480 s.
 # lmi at 300 epochs dominates, and unevenly: the mRNA bundle's estimates stop early (602 s), the

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from cchsweep.record import TrialRecord
+from cchsweep.rules import critical
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -152,12 +153,14 @@ def _walk(node):
 
 
 def check_vocabulary(page: Path) -> tuple[int, int]:
-    """One visual vocabulary on a report page: every error bar is mean ± 2 SE, a dashed line always
+    """One visual vocabulary on a report page: every error bar is the 95% t interval over the row's
+    n_seeds (mean -+ t(0.975, n_seeds - 1) SE, the verdict's rule), a dashed line always
     draws a reference (`truth`: closed form, paper, a perfect estimator), measured lines skip rows
     that carry only a reference, no title is a raw column name, the MI quantities are written
     I(H_T;H_S)-style. Returns (error bars checked, dashed layers seen)."""
     text = page.read_text()
     assert "I_TS" not in text and "I_SL" not in text, page
+    assert "± 2 SE" not in text, page  # the bars are the verdict's t intervals, and the subtitles say so
     bars = dashed = 0
     for _, raw in EMBED.findall(text):
         spec = decode_spec(raw)
@@ -166,7 +169,8 @@ def check_vocabulary(page: Path) -> tuple[int, int]:
                 for m in ("mean", "gain_mean", "gap_mean"):
                     se, lo, hi = (r.get(m.replace("mean", end)) for end in ("se", "lo", "hi"))
                     if se is not None and lo is not None:
-                        assert lo == pytest.approx(r[m] - 2 * se) and hi == pytest.approx(r[m] + 2 * se), (page, r)
+                        half = critical(r["n_seeds"]) * se
+                        assert lo == pytest.approx(r[m] - half) and hi == pytest.approx(r[m] + half), (page, r)
                         bars += 1
         for node in _walk(spec):
             mark = node.get("mark")

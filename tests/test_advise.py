@@ -14,6 +14,7 @@ from cchsweep.schema import ADVICE_COLUMNS
 from cchsweep.advise import (advice_table_rows, advise, format_advice, store_advice,
                              write_advice_report)
 from cchsweep.errors import UsageError
+from cchsweep.rules import critical
 
 BRCA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tcga" / "brca"
 SMOKE = dict(estimator="ksg", repeats=2, epochs=30)
@@ -63,7 +64,7 @@ def check_rows(advice, teachers):
             assert math.isfinite(r[c]), (r["teacher"], c, r[c])
         assert r["gap"] == pytest.approx(r["i_ts"] - r["i_sl"])
         assert r["gap_se"] > 0  # repeats retrain on new splits: never KSG's zero estimator noise alone
-        assert r["gap_lo"] == pytest.approx(r["gap"] - 2 * r["gap_se"])
+        assert r["gap_lo"] == pytest.approx(r["gap"] - critical(advice.repeats) * r["gap_se"])
         assert r["verdict"] in VERDICTS
     gaps = table["gap"].to_list()
     assert gaps == sorted(gaps, reverse=True)

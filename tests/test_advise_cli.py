@@ -122,6 +122,10 @@ def test_verify_after_a_file_changed_runs_new_trials_not_the_stale_ones(tmp_path
         cohorts = con.execute("select cohort, count(*) from results where study = 'tcga_noise' group by cohort "
                               "order by cohort").fetchall()
     assert sorted(cohorts) == sorted([(f"{cohort.resolve()}@sha256:{first}", 2), (f"{cohort.resolve()}@sha256:{second}", 2)])
+    again = run_cli(*args, cwd=tmp_path)  # the same file: its stored trials, and a hint advise's user can follow
+    said = again.stdout + again.stderr
+    assert again.returncode == 0 and "nothing to run" in said and "their stored gains are shown" in said
+    assert "--force" not in said  # advise has no --force
 
 
 def test_verify_needs_a_database():

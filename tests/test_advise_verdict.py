@@ -8,9 +8,11 @@ import math
 
 import polars as pl
 import pytest
+from scipy import stats
 
-from cchsweep.advise import Advice, advice_frame, advice_sentence, consensus_frame, format_consensus, verdict
-from cchsweep.rules import Z
+from cchsweep.advise import (Advice, advice_frame, advice_sentence, consensus_frame, format_advice, format_consensus,
+                             verdict)
+from cchsweep.rules import critical
 from cchsweep.verify import format_verification, realised_gains, verification_table
 
 
@@ -19,19 +21,20 @@ def triplet(i_ts: float, i_sl: float, se_ts: float | None = 0.03, se_sl: float |
     return {"i_ts": [i_ts, se_ts], "i_sl": [i_sl, se_sl], "i_tl": [9.0, 0.5]}  # i_tl enters no verdict
 
 
-# gap_se = hypot(0.03, 0.04) = 0.05, so gap -+ 2 SE = gap -+ 0.1
+# gap_se = hypot(0.03, 0.04) = 0.05; over REPEATS = 3 the 95% t interval is gap -+ 4.303 SE = gap -+ 0.215
+REPEATS = 3
 VALUES = {
-    "straddle": triplet(0.55, 0.5),  # gap +0.05: interval [-0.05, 0.15] holds 0
-    "bad": triplet(0.2, 0.7),  # gap -0.5: interval [-0.6, -0.4]
-    "good": triplet(1.0, 0.5),  # gap +0.5: interval [0.4, 0.6]
-    "near": triplet(0.58, 0.5),  # gap +0.08 > 0 but gap - 2 SE < 0: the sign alone does not decide
+    "straddle": triplet(0.55, 0.5),  # gap +0.05: interval [-0.165, 0.265] holds 0
+    "bad": triplet(0.2, 0.7),  # gap -0.5: interval [-0.715, -0.285]
+    "good": triplet(1.0, 0.5),  # gap +0.5: interval [0.285, 0.715]
+    "near": triplet(0.68, 0.5),  # gap +0.18 > 2 SE, but within the t interval: 3 repeats do not decide
     "single": triplet(1.5, 0.5, None, None),  # one repeat: NaN SE, however large the gap
 }
 N = {t: 100 + i for i, t in enumerate(VALUES)}
 
 
 def table() -> pl.DataFrame:
-    return advice_frame("s", VALUES, N)
+    return advice_frame("s", VALUES, N, REPEATS)
 
 
 def row(frame: pl.DataFrame, teacher: str) -> dict:
@@ -57,17 +60,25 @@ def test_verdict_reads_the_interval(lo, hi, expect):
     assert verdict(lo, hi) == expect
 
 
-def test_interval_is_gap_plus_minus_two_se():
-    assert Z == 2.0  # README and the table title promise "gap - 2 SE > 0"
+def test_interval_is_the_gaps_95_percent_t_interval():
+    assert critical(REPEATS) == pytest.approx(stats.t.ppf(0.975, REPEATS - 1))  # 4.303 at 3 repeats
     for teacher in ("good", "bad", "straddle", "near"):
         r = row(table(), teacher)
         i_ts, i_sl = VALUES[teacher]["i_ts"], VALUES[teacher]["i_sl"]
         assert r["gap"] == pytest.approx(i_ts[0] - i_sl[0])
         assert r["gap_se"] == pytest.approx(math.hypot(i_ts[1], i_sl[1]))  # 0.05, not 0.03 + 0.04
-        assert r["gap_lo"] == pytest.approx(r["gap"] - 2 * r["gap_se"])
-        assert r["gap_hi"] == pytest.approx(r["gap"] + 2 * r["gap_se"])
-    assert (row(table(), "good")["gap_lo"], row(table(), "good")["gap_hi"]) == pytest.approx((0.4, 0.6))
-    assert (row(table(), "bad")["gap_lo"], row(table(), "bad")["gap_hi"]) == pytest.approx((-0.6, -0.4))
+        assert r["gap_lo"] == pytest.approx(r["gap"] - 4.302653 * r["gap_se"])
+        assert r["gap_hi"] == pytest.approx(r["gap"] + 4.302653 * r["gap_se"])
+    assert (row(table(), "good")["gap_lo"], row(table(), "good")["gap_hi"]) == pytest.approx((0.2848674, 0.7151326))
+    assert (row(table(), "bad")["gap_lo"], row(table(), "bad")["gap_hi"]) == pytest.approx((-0.7151326, -0.2848674))
+
+
+def test_more_repeats_narrow_the_interval_to_a_verdict():
+    """The same gap and SE: undetermined at 3 repeats (t 4.30), "distil" at 10 (t 2.26), as a fixed
+    2 SE would have called at any number of repeats."""
+    near = {"near": VALUES["near"]}
+    assert advice_frame("s", near, N, 3)["verdict"].to_list() == ["undetermined"]
+    assert advice_frame("s", near, N, 10)["verdict"].to_list() == ["distil"]
 
 
 def test_verdicts_follow_the_gap():
@@ -90,18 +101,25 @@ def test_one_repeat_gives_nan_se_and_no_verdict():
 
 def test_teachers_ranked_by_gap_largest_first():
     t = table()
-    assert t["teacher"].to_list() == ["single", "good", "near", "straddle", "bad"]  # gaps 1.0, .5, .08, .05, -.5
+    assert t["teacher"].to_list() == ["single", "good", "near", "straddle", "bad"]  # gaps 1.0, .5, .18, .05, -.5
     assert t["rank"].to_list() == [1, 2, 3, 4, 5]
     assert dict(zip(t["teacher"], t["n_patients"])) == N
 
 
 def test_equal_gaps_rank_by_teacher_name():
-    t = advice_frame("s", {"zeta": triplet(0.9, 0.5), "alpha": triplet(0.9, 0.5)}, {"zeta": 1, "alpha": 2})
+    t = advice_frame("s", {"zeta": triplet(0.9, 0.5), "alpha": triplet(0.9, 0.5)}, {"zeta": 1, "alpha": 2}, 3)
     assert t["teacher"].to_list() == ["alpha", "zeta"] and t["rank"].to_list() == [1, 2]
 
 
+def test_the_table_title_states_the_interval_it_used():
+    five = format_advice(Advice(advice_frame("s", VALUES, N, 5), "d", "s", "ksg", 5, 0, N, [])).splitlines()[0]
+    assert five.endswith("distil when gap = I(T;S) - I(S;Y) > 0 by its 95% t interval, ±2.78 SE)")
+    one = format_advice(Advice(advice_frame("s", VALUES, N, 1), "d", "s", "ksg", 1, 0, N, [])).splitlines()[0]
+    assert one.endswith("1 repeat, nats; one repeat: no standard error, no verdict)") and "inf" not in one
+
+
 def test_sentence_names_the_distil_teacher():
-    advice = Advice(table=table(), data="d", student="s", estimator="ksg", repeats=2, seed=0, n_patients=N, classes=[])
+    advice = Advice(table=table(), data="d", student="s", estimator="ksg", repeats=REPEATS, seed=0, n_patients=N, classes=[])
     sentence = advice_sentence(advice)
     assert sentence.startswith("Distil from good (gap +0.500 ± 0.050 nats);")
     assert "bad fails the criterion" in sentence
@@ -112,7 +130,7 @@ def test_sentence_names_the_distil_teacher():
 
 def advice_of(estimator: str, values: dict[str, dict]) -> Advice:
     n = {t: 50 for t in values}
-    return Advice(advice_frame("s", values, n), "d", "s", estimator, 2, 0, n, [])
+    return Advice(advice_frame("s", values, n, REPEATS), "d", "s", estimator, REPEATS, 0, n, [])
 
 
 GOOD, BAD, UNSURE = triplet(1.0, 0.5), triplet(0.2, 0.7), triplet(0.55, 0.5)
@@ -157,12 +175,12 @@ PREDICTED = pl.DataFrame(
 
 # The ok KD trials (kd_gain per seed) of each verified teacher.
 GAINS = {
-    "a": [0.01, 0.03, 0.05],  # mean .03, sd .02, SE .02/sqrt(3) = .01155: > 2 SE, positive
-    "b": [-0.02, -0.04],  # mean -.03, sd .01414, SE .01: > 2 SE, negative
-    "c": [0.02, 0.0, 0.04],  # mean .02, SE .01155: beyond 1 SE but within 2 SE of 0
+    "a": [0.028, 0.03, 0.032],  # mean .03, sd .002, SE .002/sqrt(3) = .00115: 26 SE, positive
+    "b": [-0.02, -0.04],  # mean -.03, sd .01414, SE .01: 3 SE, within t(0.975, 1) = 12.7 SE
+    "c": [0.01, 0.03, 0.05],  # mean .03, SE .01155: 2.6 SE, within t(0.975, 2) = 4.3 SE of 0
     "d": [0.2],  # one seed: no SE
-    "f": [-0.10, -0.12],  # mean -.11, SE .01: negative
-    "e": [-0.05, -0.07],  # mean -.06, SE .01: negative, against a determined positive gap
+    "f": [-0.10, -0.11, -0.12],  # mean -.11, SE .00577: negative
+    "e": [-0.05, -0.06, -0.07],  # mean -.06, SE .00577: negative, against a determined positive gap
     "stray": [0.5, 0.5],  # a teacher the advice table does not have
 }
 
@@ -182,7 +200,7 @@ def test_realised_gain_is_mean_and_sample_se_over_seeds():
         if n > 1:  # sample sd (ddof=1) / sqrt(n), as analysis.agreement and the cch views
             sd = math.sqrt(sum((g - mean) ** 2 for g in gains) / (n - 1))
             assert got[teacher]["realised_gain_se"] == pytest.approx(sd / math.sqrt(n))
-    assert got["a"]["realised_gain_se"] == pytest.approx(0.02 / math.sqrt(3))
+    assert got["a"]["realised_gain_se"] == pytest.approx(0.002 / math.sqrt(3))
     assert got["b"]["realised_gain_se"] == pytest.approx(0.01)
     assert got["d"]["realised_gain_se"] is None  # one seed
 
@@ -194,7 +212,7 @@ def test_sign_agreement_per_teacher():
     assert dict(zip(out["teacher"], out["sign_agrees"])) == {
         "a": True,  # gap +, gain +
         "b": None,  # gap +, gain -, but the gap is undetermined: the criterion made no call
-        "c": None,  # gain within 2 SE of 0
+        "c": None,  # gain within its 95% t interval of 0 (a fixed 2 SE would call it)
         "d": None,  # one seed
         "f": True,  # gap -, gain -
         "e": False,  # gap +, gain -, both determined

@@ -24,8 +24,9 @@ def trial_rows(study, gamma, gains, gaps, estimator="latentmi", truths=None, tem
             for seed, (g, d, t) in enumerate(zip(gains, gaps, truths))]
 
 
-def cond(study, gamma, gain, gap, spread=0.01, estimator="latentmi", truth=None):
-    """Two seeds at gain +- spread: gain_mean = gain, gain_se = spread, determined iff |gain| > 2 spread."""
+def cond(study, gamma, gain, gap, spread=0.001, estimator="latentmi", truth=None):
+    """Two seeds at gain +- spread: gain_mean = gain, gain_se = spread, determined iff |gain| > t(0.975, 1)
+    spread = 12.7 spread (0.0127 by default)."""
     return trial_rows(study, gamma, [gain - spread, gain + spread], [gap, gap], estimator,
                       None if truth is None else [truth, truth])
 
@@ -46,29 +47,30 @@ def by(table, **keys):
 # --- conditions ------------------------------------------------------------------------------
 
 def test_conditions_means_errors_and_calls():
-    rows = (trial_rows("s", 0.0, [0.1, 0.2, 0.3], [0.5, 0.4, 0.6])  # agrees
-            + trial_rows("s", 1.0, [0.1, -0.1, 0.05], [0.2, 0.2, 0.2])  # |mean| within 2 SE: undetermined
-            + trial_rows("s", 2.0, [-0.2, -0.3], [0.1, 0.1])  # gain < 0, gap > 0: disagrees
+    rows = (trial_rows("s", 0.0, [0.18, 0.2, 0.22], [0.5, 0.45, 0.55])  # agrees
+            + trial_rows("s", 1.0, [0.1, -0.1, 0.05], [0.2, 0.2, 0.2])  # |mean| within the t interval: undetermined
+            + trial_rows("s", 2.0, [-0.24, -0.25, -0.26], [0.1, 0.1, 0.1])  # gain < 0, gap > 0: disagrees
             + trial_rows("s", 3.0, [1.0], [0.5])  # one seed: undetermined
             + trial_rows("s", 4.0, [0.3, 0.3], [0.0, 0.0])  # zero gap: the predictor makes no call
-            + trial_rows("s", 5.0, [0.0, 0.0], [0.2, 0.3])  # zero gain: undetermined
-            + trial_rows("s", 6.0, [0.3, 0.31], [0.1, -0.05]))  # gap within 2 SE of zero: no call either
+            + trial_rows("s", 5.0, [0.0, 0.0], [0.24, 0.26])  # zero gain: undetermined
+            + trial_rows("s", 6.0, [0.3, 0.31], [0.1, -0.05])  # gap within its t interval: no call either
+            + trial_rows("s", 7.0, [0.04, 0.06, 0.08], [0.2, 0.2, 0.2]))  # 5.2 SE at 3 seeds: determined
     failed = dict(rows[0], seed=9, status="error", kd_gain=None)
     no_gap = dict(rows[0], seed=8, kd_gain=5.0, mi_gap=None)
     table = conditions(frame(rows + [failed, no_gap]))
     assert table.columns == ["gap_source", "study", "profile", "settings", "gamma", "temperature", "mi_estimator",
                              "n_seeds", "gain_mean", "gain_se", "gap_mean", "gap_se", "gain_undetermined",
                              "gap_undetermined", "undetermined", "agrees"]
-    assert table["gamma"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert table["gamma"].to_list() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]
     assert set(table["gap_source"]) == {"estimated"}
     a = by(table, gamma=0.0)
     assert a["n_seeds"] == 3  # the failed and gap-less rows are left out
-    assert a["gain_mean"] == pytest.approx(0.2) and a["gain_se"] == pytest.approx(0.1 / math.sqrt(3))
-    assert a["gap_mean"] == pytest.approx(0.5) and a["gap_se"] == pytest.approx(0.1 / math.sqrt(3))
+    assert a["gain_mean"] == pytest.approx(0.2) and a["gain_se"] == pytest.approx(0.02 / math.sqrt(3))
+    assert a["gap_mean"] == pytest.approx(0.5) and a["gap_se"] == pytest.approx(0.05 / math.sqrt(3))
     assert (a["undetermined"], a["agrees"]) == (False, True)
     assert (by(table, gamma=1.0)["undetermined"], by(table, gamma=1.0)["agrees"]) == (True, None)
     c = by(table, gamma=2.0)
-    assert c["gain_se"] == pytest.approx(0.05) and (c["undetermined"], c["agrees"]) == (False, False)
+    assert c["gain_se"] == pytest.approx(0.01 / math.sqrt(3)) and (c["undetermined"], c["agrees"]) == (False, False)
     d = by(table, gamma=3.0)
     assert d["n_seeds"] == 1 and d["gain_se"] is None and (d["undetermined"], d["agrees"]) == (True, None)
     e = by(table, gamma=4.0)
@@ -76,10 +78,12 @@ def test_conditions_means_errors_and_calls():
     assert (e["gain_undetermined"], e["gap_undetermined"], e["undetermined"], e["agrees"]) == (False, True, True, None)
     f = by(table, gamma=5.0)
     assert (f["gain_undetermined"], f["gap_undetermined"], f["agrees"]) == (True, False, None)
-    g = by(table, gamma=6.0)  # gap 0.025 +- 0.075: its sign is noise, so the condition is not judged
+    g = by(table, gamma=6.0)  # gap 0.025, SE 0.075: its sign is noise, so the condition is not judged
     assert g["gap_se"] == pytest.approx(0.075) and (g["gain_undetermined"], g["gap_undetermined"]) == (False, True)
     assert (g["undetermined"], g["agrees"]) == (True, None)
     assert (d["gain_undetermined"], d["gap_undetermined"]) == (True, True)  # one seed: neither side decided
+    h = by(table, gamma=7.0)  # gain 0.06, SE 0.0115: 5.2 SE, beyond t(0.975, 2) = 4.30
+    assert (h["gain_undetermined"], h["undetermined"], h["agrees"]) == (False, False, True)
 
 
 def test_estimators_are_never_mixed_and_closed_form_is_separate():

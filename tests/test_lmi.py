@@ -144,6 +144,29 @@ SHAPES = {  # the studies' shapes at small n: representation pairs, a 1-d target
 }
 
 
+def test_device_masks_are_the_members_own_whatever_shares_its_stack():
+    """Off a CPU a stack drew every member's Dropout masks from one generator seeded by the sum of
+    the stack's seeds: an estimate depended on which estimates shared its stack, and changed when
+    one of them stopped early. Each member now draws from its own (the device path, run here on a CPU)."""
+    widths = [2, 256, 512, 1024, 2, 256, 512, 1024]  # eight cross-decoder masks, as mask_widths gives
+    def streams(seeds):
+        states = [torch.Generator().manual_seed(s).get_state() for s in seeds]
+        return aecross._Streams(states, seeds, torch.device("cpu"), own_masks=True)
+    alone, shared = streams([7]), streams([3, 7, 11])
+    for step in range(3):
+        if step == 2:
+            shared.keep([1, 2])  # member 3 stopped early: 7 is now at position 0
+        mine, theirs = alone.masks(64, widths), shared.masks(64, widths)
+        at = 1 if step < 2 else 0
+        assert [m.shape for m in theirs] == [(3 if step < 2 else 2, 64, w) for w in widths]
+        for a, b in zip(mine, theirs):
+            assert torch.equal(a[0], b[at])
+    keep = torch.cat([m[0] for m in mine], dim=1)
+    assert set(keep.unique().tolist()) == {0.0, 2.0} and abs(float((keep > 0).float().mean()) - 0.5) < 0.02
+    other = streams([3, 7, 11]).masks(64, widths)
+    assert not torch.equal(other[3][0], other[3][1])  # members' masks differ from each other
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", list(SHAPES))
 def test_batched_estimates_agree_with_latentmi_over_ten_seeds(shape):

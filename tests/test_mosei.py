@@ -126,6 +126,24 @@ def test_pickle_with_foreign_globals_is_refused(tmp_path):
         load_mosei(tmp_path / FILENAME)
 
 
+def test_a_malformed_pickle_is_one_line_before_the_sweep(tmp_path):
+    """Only the file's existence was checked up front: a pickle lacking a split failed inside every
+    bundle (a traceback per retry, an error row per point). Now the driver reads it first."""
+    raw = synthetic()
+    raw.pop("valid")
+    write(tmp_path / "data" / "mosei" / FILENAME, raw)
+    db = tmp_path / "r.duckdb"
+    args = ["run", "mosei_teacher", "--profile", "smoke", "--db", str(db), "--data-dir", str(tmp_path / "data")]
+    out = run_cli(*args)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr + out.stdout, out.stderr
+    assert lines[0].startswith("cchsweep: error: ") and "lacks split valid" in lines[0]
+    assert not db.exists()
+    dry = run_cli(*args, "--dry-run")  # a dry run says what a run would stop on, and estimates anyway
+    assert dry.returncode == 0 and "lacks split valid" in dry.stdout and "the run would stop here" in dry.stdout
+    assert not db.exists()
+
+
 def test_env_var_names_another_file(tmp_path, monkeypatch, data_dir):
     monkeypatch.setenv(PATH_ENV, str(data_dir / "mosei" / FILENAME))
     check_data(tmp_path)  # the data dir itself holds nothing

@@ -187,6 +187,22 @@ def test_seed_stats_takes_every_value_of_a_row_from_the_same_seeds():
     assert clean["kd_gain_se"] == pytest.approx(0.1)
     missing = table.row(1, named=True)  # a null is a value not measured: left out of its own mean alone
     assert (missing["n_seeds"], missing["i_ts"], missing["kd_gain"]) == (3, 1.5, pytest.approx(0.4))
+    counted = seed_stats(frame, ["noise"], ["i_ts", "kd_gain"], counts=True).row(1, named=True)
+    assert (counted["i_ts_n"], counted["kd_gain_n"], counted["n_seeds"]) == (2, 3, 3)
+
+
+def test_a_bar_uses_the_seeds_behind_its_own_mean():
+    """A series measured on 2 of 3 seeds had its 95% t interval drawn with t(0.975, 2) = 4.30 (the
+    row's n_seeds) instead of t(0.975, 1) = 12.7: narrower than its verdict."""
+    from analysis.charts import long_stats
+    from cchsweep.rules import critical
+
+    frame = pl.DataFrame({"noise": [0.2] * 3, "seed": [0, 1, 2], "i_ts": [1.0, None, 2.0],
+                          "i_sl": [1.0, 1.5, 2.0]})
+    data = {r["series"]: r for r in long_stats(frame, ["noise"], {"ts": "i_ts", "sl": "i_sl"}).iter_rows(named=True)}
+    assert (data["ts"]["n_seeds"], data["sl"]["n_seeds"]) == (2, 3)
+    assert data["ts"]["hi"] - data["ts"]["mean"] == pytest.approx(critical(2) * 0.5)  # SE of (1, 2) is 0.5
+    assert data["sl"]["hi"] - data["sl"]["mean"] == pytest.approx(critical(3) * 0.5 / math.sqrt(3))
 
 
 def test_a_small_standard_error_is_not_rounded_to_zero():

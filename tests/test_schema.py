@@ -78,8 +78,9 @@ def test_a_v1_file_is_migrated_with_every_row_kept(v1_file, capsys):
         assert after == trials and len(after) == 20  # every column of every trial, through the view
         assert _all(con, "SELECT trial_key, mi_estimator, mi_gap, mi_gap_truth, kd_acc, teacher_mse "
                          "FROM results") == results
-        # the same conditions and statistics; the same verdicts wherever the gap's sign is resolved (the
-        # views now also leave out conditions whose gap lies within 2 SE of zero)
+        # the same conditions and statistics; the same verdicts wherever the views now call one (they
+        # also leave out conditions whose gap's 95% t interval holds zero, and call a gain only beyond
+        # its t interval: stricter than v1's 2 SE up to 61 seeds, so every call now is one v1 made)
         stats = [c for c in cch_columns if c not in ("undetermined", "agrees")]
         strip = lambda rows: sorted((tuple(cv for cv in row if cv[0] in stats) for row in rows), key=repr)  # noqa: E731
         # and no longer the boundary search's trials (one seed each, their own settings here): 4 trials x 2
@@ -87,7 +88,7 @@ def test_a_v1_file_is_migrated_with_every_row_kept(v1_file, capsys):
         grid_only = [row for row in cch if dict(row)["settings"] not in searched]
         assert len(cch) - len(grid_only) == 8
         assert strip(_named(con, "SELECT * FROM cch_conditions")) == strip(grid_only)
-        resolved = _named(con, f"SELECT {', '.join(cch_columns)} FROM cch_conditions WHERE NOT gap_undetermined")
+        resolved = _named(con, f"SELECT {', '.join(cch_columns)} FROM cch_conditions WHERE NOT undetermined")
         assert resolved and set(resolved) <= set(grid_only)
         # the grid point as JSON: the key's names, the v1 columns' values (sigma13 was a setting)
         params = dict(con.execute("SELECT trial_key, params FROM trials").fetchall())

@@ -12,8 +12,10 @@ build leave the global one, and each epoch draws what latentmi's DataLoaders dra
 iterator's base seed, then the sampler's seed, whose generator gives the permutation) and then the
 eight cross-decoder Dropout masks of every batch in forward order. A member trained alone on a CPU
 therefore takes latentmi's steps on latentmi's batches with latentmi's masks (tests: its weights equal
-latentmi's trained model's). On a GPU each stack draws its masks from one device generator instead
-(statistically the same estimator; bit-compatibility would mean drawing every mask on the CPU).
+latentmi's trained model's). On a GPU each member draws its masks from its own device generator,
+seeded with its seed (statistically the same estimator; bit-compatibility would mean drawing every
+mask on the CPU), so its estimate never depends on which estimates share its stack or when they stop:
+one draw per member and step, every Dropout layer's mask at once.
 
 Early stopping is per member (patience on the mean of its validation batches' losses); a stopped
 member leaves the stack (its weights, and Adam's state for the others, carried over), so the rest
@@ -172,18 +174,23 @@ class _Stack(nn.Module):
 
 
 class _Streams:
-    """Each member's random stream: latentmi's on a CPU (per-member generators in the global one's
-    state), one device generator per stack on a GPU."""
+    """Each member's random streams: latentmi's on a CPU (per-member generators in the global one's
+    state); on another device the permutations still from that stream, the Dropout masks from a
+    device generator of the member's own (`own_masks`: the default off a CPU)."""
 
-    def __init__(self, states: list[torch.Tensor], seeds: list[int], device: torch.device):
+    def __init__(
+        self, states: list[torch.Tensor], seeds: list[int], device: torch.device, own_masks: bool | None = None
+    ):
         self.cpu = [torch.Generator().set_state(s) for s in states]
         self.device = device
-        self.shared = None
-        if device.type != "cpu":
-            self.shared = torch.Generator(device=device).manual_seed(sum(seeds) * 1_000_003 % 2**62)
+        self.own: list[torch.Generator] | None = None
+        if device.type != "cpu" if own_masks is None else own_masks:
+            self.own = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
 
     def keep(self, members: list[int]) -> None:
         self.cpu = [self.cpu[i] for i in members]
+        if self.own is not None:
+            self.own = [self.own[i] for i in members]
 
     def permutations(self, n: int) -> torch.Tensor:
         """One epoch of a DataLoader(shuffle=True) per member: base seed, sampler seed, randperm. [K, n]"""
@@ -197,10 +204,11 @@ class _Streams:
     def masks(self, batch: int, widths: list[int]) -> list[torch.Tensor]:
         """The Dropout keep-masks of one step, scaled by 1/(1-p), [K, batch, width] per layer."""
         keep = 1.0 - DROPOUT
-        if self.shared is not None:
-            k = len(self.cpu)
-            draw = lambda w: torch.empty(k, batch, w, device=self.device).bernoulli_(keep, generator=self.shared)  # noqa: E731
-            return [draw(w).div_(keep) for w in widths]
+        if self.own is not None:  # each member's own masks, whatever else is in the stack
+            draws = torch.empty(len(self.own), batch, sum(widths), device=self.device)
+            for member, g in zip(draws, self.own):
+                member.bernoulli_(keep, generator=g)
+            return list(draws.div_(keep).split(widths, dim=2))
         per_member = [[torch.empty(batch, w).bernoulli_(keep, generator=g) for w in widths] for g in self.cpu]
         return [torch.stack([m[i] for m in per_member]).div_(keep) for i in range(len(widths))]
 

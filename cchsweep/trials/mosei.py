@@ -76,9 +76,10 @@ MI_KEYS = ("mi_estimator", "mi_epochs", "mi_lr", "mi_repeats", "mi_n")
 
 
 def check_data(data_dir, points=None, *, dry_run: bool = False) -> list[str]:
-    """Driver-side: the pickle exists (its layout is validated when a trial first loads it). Nothing
-    is ever downloaded, so a dry run checks the same and [] is returned."""
-    check_file(default_path(data_dir))
+    """Driver-side: the pickle exists and has the layout every trial reads (load_mosei's checks),
+    so a bad file is one line before the sweep, not an error row per grid point after retries.
+    Nothing is ever downloaded, so a dry run checks the same and [] is returned."""
+    load_mosei(default_path(data_dir))
     return []
 
 
