@@ -14,8 +14,8 @@ from pathlib import Path
 import altair as alt
 import polars as pl
 
+from analysis.charts import bar
 from analysis.frame import read_sql
-from cchsweep.rules import critical_expr
 
 WITHIN = 0.10  # "calibrated" here: the mean estimate within 10% of the truth
 
@@ -116,13 +116,12 @@ def beside(cal: pl.DataFrame, estimator: str, quantity: str, dim: int, value: fl
 def chart(cal: pl.DataFrame) -> alt.TopLevelMixin:
     """Mean estimate (and its 95% t interval over seeds) against the truth, per estimator and
     dimension; the diagonal is a perfect estimator."""
-    half = critical_expr("n_seeds") * pl.col("bias_se")  # null (no bar) at one seed
     data = cal.with_columns(
         pl.struct("settings", "estimator")
         .map_elements(lambda r: _label(r["settings"], r["estimator"]), pl.String)
         .alias("estimator"),
-        lo=pl.col("mean") - half,
-        hi=pl.col("mean") + half,
+        lo=bar("mean", "bias_se", "n_seeds", -1),  # the SE of the mean estimate; no bar at one seed
+        hi=bar("mean", "bias_se", "n_seeds", 1),
     ).to_pandas()
     top = max(float(cal["truth"].max()), float(cal["mean"].max())) * 1.05  # type: ignore[arg-type]
     x = alt.X("truth:Q", title="true MI (nats)", scale=alt.Scale(domain=[0, top]))

@@ -15,7 +15,7 @@ from pathlib import Path
 import polars as pl
 
 from cchsweep.errors import UsageError
-from cchsweep.rules import critical_expr, undetermined_expr
+from cchsweep.rules import undetermined_expr
 
 
 def pick_teachers(table: pl.DataFrame, k: int) -> list[str]:
@@ -128,11 +128,14 @@ def write_verification_report(table: pl.DataFrame, out_dir: Path) -> Path:
     """Predicted gap vs realised gain with error bars: verification.html (offline), .png, .csv."""
     import altair as alt
 
+    from analysis.charts import bar
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    half = critical_expr("seeds") * pl.col("realised_gain_se")  # the verdict's 95% t interval; none at 1 seed
-    gain = pl.col("realised_gain")
-    data = table.with_columns((gain - half).alias("lo"), (gain + half).alias("hi"))
+    data = table.with_columns(  # every chart's bar: the verdict's 95% t interval, none at one seed
+        bar("realised_gain", "realised_gain_se", "seeds", -1).alias("lo"),
+        bar("realised_gain", "realised_gain_se", "seeds", 1).alias("hi"),
+    )
     base = alt.Chart(data).encode(x=alt.X("gap:Q", title="predicted: MI gap I(T;S) - I(S;Y) (nats)"))
     chart = (
         base.mark_point(filled=True, size=80).encode(

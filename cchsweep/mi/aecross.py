@@ -184,7 +184,9 @@ class _Streams:
         self.cpu = [torch.Generator().set_state(s) for s in states]
         self.device = device
         self.own: list[torch.Generator] | None = None
-        if device.type != "cpu" if own_masks is None else own_masks:
+        if own_masks is None:
+            own_masks = device.type != "cpu"
+        if own_masks:
             self.own = [torch.Generator(device=device).manual_seed(seed) for seed in seeds]
 
     def keep(self, members: list[int]) -> None:
