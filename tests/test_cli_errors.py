@@ -129,7 +129,7 @@ def test_list_shows_grid_sizes():
     out = run_cli("list")
     assert out.returncode == 0
     line = next(l for l in out.stdout.splitlines() if l.startswith("synthetic_sigma12"))
-    assert line.split()[1:6] == ["Figure", "1", "80", "20", "4"]  # paper, quick, smoke trials
+    assert line.split()[1:6] == ["Figure", "1", "80", "21", "4"]  # paper, quick, smoke trials
     line = next(l for l in out.stdout.splitlines() if l.startswith("mosei_noise"))
     assert " - " in line  # no quick profile (its data are not offline)
 
