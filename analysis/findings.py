@@ -11,7 +11,9 @@ and any other axis that varies. `cchsweep reproduce` judges the profile it ran (
 
 A condition's sign is *determined* when the 95% t interval of its mean gain excludes zero, with 2
 or more seeds (cchsweep.rules, analysis.agreement's rule). Where the paper gives a gain per condition (Tables 1, 5, 13,
-20), the finding is how many determined conditions carry the paper's sign: "yes" when all of them
+20), the finding is how many determined conditions carry the paper's sign; where the paper gives the
+gain's SE too (Tables 1 and 13, five runs), a condition whose paper interval includes zero by the same
+rule is left out, as the paper did not decide its sign: "yes" when all of them
 do and they are at least half of the conditions, "partly" when all do but most conditions are
 undetermined or when most do, "no" otherwise, and "n/a" when none is determined. The synthetic
 studies are judged on where the gain changes sign along sigma12, per lambda and setup (Figure 1:
@@ -28,9 +30,10 @@ import polars as pl
 
 from analysis.charts import grid_trials, paper_lookup, per_trial, seed_stats
 from analysis.frame import SETUP, condition_columns, load_results, setup_names
-from cchsweep.rules import undetermined_expr
+from cchsweep.rules import critical, undetermined_expr
 
 SIGN_CHANGE = (0.3, 0.5)  # where Figure 1's gain should change sign along sigma12
+PAPER_RUNS = 5  # the runs behind the paper's SEs (Table 1: "estimated from five independent runs"; Table 13 alike)
 AXIS_WORDS = {"lam": "lambda"}  # how the text names an axis (the others by their column name)
 
 
@@ -85,30 +88,45 @@ def _verdict(k: int, n: int, n_all: int | None = None) -> str:
     return "partly" if k > n / 2 else "no"
 
 
-def _against_paper(study: str, ok: pl.DataFrame, keys: list[str], paper: dict, claim: str) -> Finding:
-    """Each condition's gain sign against the paper's number at its `keys` (the paper's axes)."""
+def _against_paper(
+    study: str, ok: pl.DataFrame, keys: list[str], paper: dict, claim: str, paper_se: dict | None = None
+) -> Finding:
+    """Each condition's gain sign against the paper's number at its `keys` (the paper's axes). Where the
+    paper gives the gain's SE (`paper_se`, over PAPER_RUNS runs), a condition whose paper interval
+    includes zero by the same rule is not compared: the paper did not decide its sign either."""
     table = gains(ok)
     setups, named = setup_names(table), [a for a in _varying(table, _axes(table)) if a not in keys]
-    rows = [
-        (r, paper_lookup(paper, tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]))
-        for r in table.iter_rows(named=True)
-    ]
-    rows = [(r, p) for r, p in rows if p is not None]
+    rows = []
+    for r in table.iter_rows(named=True):
+        key = tuple(r[k] for k in keys) if len(keys) > 1 else r[keys[0]]
+        p = paper_lookup(paper, key)
+        if p is not None:
+            rows.append((r, p, paper_lookup(paper_se, key) if paper_se else None))
     if not rows:  # e.g. advise --verify's trials: a user's cohort, not the paper's
         return Finding(study, claim, f"no measured condition is one the paper reports ({table.height} measured)", "n/a")
-    det = [(r, p) for r, p in rows if r["determined"]]
+    compared = [(r, p) for r, p, se in rows if se is None or abs(p) > critical(PAPER_RUNS) * se]
+    det = [(r, p) for r, p in compared if r["determined"]]
     k = sum((r["kd_gain"] > 0) == (p > 0) for r, p in det)
+
+    def note(r: dict, p: float, se: float | None) -> str:
+        if se is not None and abs(p) <= critical(PAPER_RUNS) * se:
+            return f" (not compared: the paper's {p:+.3f} ± {se:.3f} is within its interval)"
+        return "" if r["determined"] else " (undetermined)"
+
     cells = ", ".join(
         " ".join(w for w in (_prefix(r, setups, named), "/".join(_value(r[c]) for c in keys)) if w)
         + f": {r['kd_gain']:+.3f}"
         + (f" ± {r['kd_gain_se']:.3f}" if r["kd_gain_se"] is not None else "")
-        + ("" if r["determined"] else " (undetermined)")
-        for r, _ in rows
+        + note(r, p, se)
+        for r, p, se in rows
     )
+    skipped = len(rows) - len(compared)
     measured = (
-        f"{k}/{len(det)} determined conditions have the paper's sign ({len(rows) - len(det)} undetermined): {cells}"
+        f"{k}/{len(det)} determined conditions have the paper's sign ({len(compared) - len(det)} undetermined"
+        + (f"; {skipped} not compared, the paper's sign undetermined" if skipped else "")
+        + f"): {cells}"
     )
-    return Finding(study, claim, measured, _verdict(k, len(det), len(rows)))
+    return Finding(study, claim, measured, _verdict(k, len(det), len(compared)))
 
 
 def _crossing(table: pl.DataFrame) -> tuple[str, str | None]:
@@ -177,14 +195,14 @@ def _mnist_blur(ok: pl.DataFrame, ref: dict) -> Finding:
     claim = (
         "KD helps with a sharp teacher and hurts with a blurred one (Table 1, T = 3: +0.032 at gamma 0, -0.462 at 3.5)"
     )
-    paper = {k: v[0] for k, v in ref["acc_diff"].items()}
-    return _against_paper("mnist_blur", ok, ["gamma", "temperature"], paper, claim)
+    paper, se = ({k: v[i] for k, v in ref["acc_diff"].items()} for i in (0, 1))
+    return _against_paper("mnist_blur", ok, ["gamma", "temperature"], paper, claim, se)
 
 
 def _mnist_alpha(ok: pl.DataFrame, ref: dict) -> Finding:
     claim = "at alpha 0.18, KD helps up to gamma 0.5 and hurts from 1.5 (Table 13: +0.015 at 0, -0.501 at 3.5)"
-    paper = {g: row[7] for g, row in ref["table13"].items()}
-    return _against_paper("mnist_alpha", ok, ["gamma"], paper, claim)
+    paper, se = ({g: row[i] for g, row in ref["table13"].items()} for i in (7, 8))
+    return _against_paper("mnist_alpha", ok, ["gamma"], paper, claim, se)
 
 
 def _tcga_noise(ok: pl.DataFrame, ref: dict) -> Finding:

@@ -69,10 +69,32 @@ def test_mnist_blur_every_determined_sign_as_table1(tmp_path):
 
 
 def test_mnist_blur_a_wrong_sign_and_an_undetermined_condition(tmp_path):
-    db = write(tmp_path, QUICK + series(3.5, 3.0, (0.05, 0.06, 0.07)) + series(0.0, 1.0, (0.01, -0.01, 0.0)))
+    db = write(tmp_path, QUICK + series(3.5, 3.0, (0.05, 0.06, 0.07)) + series(0.0, 2.0, (0.01, -0.01, 0.0)))
     assert measured(db, "mnist_blur") == (
-        "1/2 determined conditions have the paper's sign (1 undetermined): 0/1: +0.000 ± 0.006 (undetermined), "
+        "1/2 determined conditions have the paper's sign (1 undetermined): 0/2: +0.000 ± 0.006 (undetermined), "
         f"{QUICK_GAMMA0}, 3.5/3: +0.060 ± 0.006", "no")
+
+
+def test_a_cell_the_paper_left_undetermined_is_not_compared(tmp_path):
+    # Table 1 at gamma 0, T = 1: +0.0010 ± 0.0040 over five runs (0.25 SE, where 2.78 decide); Table 13 at
+    # gamma 0.5: +0.0087 ± 0.0070 (1.2 SE). A determined gain of either sign there is neither agreement
+    # nor disagreement, and does not count toward "at least half of the conditions".
+    db = write(tmp_path, QUICK + series(0.0, 1.0, (-0.05, -0.06, -0.07)) + series(0.5, 1.0, (0.01, -0.01, 0.0)))
+    assert measured(db, "mnist_blur") == (
+        "1/1 determined conditions have the paper's sign (0 undetermined; 2 not compared, the paper's sign "
+        "undetermined): 0/1: -0.060 ± 0.006 (not compared: the paper's +0.001 ± 0.004 is within its interval), "
+        f"{QUICK_GAMMA0}, 0.5/1: +0.000 ± 0.006 (not compared: the paper's +0.007 ± 0.005 is within its interval)",
+        "yes")
+    # Table 1 at gamma 0.5, T = 2: +0.0152 ± 0.0055 is 2.76 SE, just inside the five-run interval (2.78)
+    db = write(tmp_path, series(0.5, 2.0, (-0.05, -0.06, -0.07)), name="edge")
+    assert measured(db, "mnist_blur")[1] == "n/a"
+    alpha = [dataclasses.replace(r, study="mnist_alpha", trial_key=r.trial_key.replace("mnist_blur", "mnist_alpha"))
+             for r in series(0.5, 3.0, (-0.05, -0.06, -0.07)) + series(3.5, 3.0, (-0.40, -0.41, -0.39))]
+    db = write(tmp_path, alpha, name="alpha")
+    text, agree = measured(db, "mnist_alpha")
+    assert text.startswith("1/1 determined conditions have the paper's sign (0 undetermined; 1 not compared, ")
+    assert "0.5: -0.060 ± 0.006 (not compared: the paper's +0.009 ± 0.007 is within its interval)" in text
+    assert agree == "yes"
 
 
 def test_mnist_blur_half_undetermined_is_partly(tmp_path):
