@@ -30,7 +30,7 @@ import polars as pl
 
 from analysis.charts import grid_trials, paper_lookup, per_trial, seed_stats
 from analysis.frame import SETUP, condition_columns, load_results, setup_names
-from cchsweep.rules import critical, undetermined_expr
+from cchsweep.rules import undetermined, undetermined_expr
 
 SIGN_CHANGE = (0.3, 0.5)  # where Figure 1's gain should change sign along sigma12
 PAPER_RUNS = 5  # the runs behind the paper's SEs (Table 1: "estimated from five independent runs"; Table 13 alike)
@@ -104,12 +104,16 @@ def _against_paper(
             rows.append((r, p, paper_lookup(paper_se, key) if paper_se else None))
     if not rows:  # e.g. advise --verify's trials: a user's cohort, not the paper's
         return Finding(study, claim, f"no measured condition is one the paper reports ({table.height} measured)", "n/a")
-    compared = [(r, p) for r, p, se in rows if se is None or abs(p) > critical(PAPER_RUNS) * se]
+
+    def paper_open(p: float, se: float | None) -> bool:  # the paper's SE given, and its sign undecided
+        return se is not None and undetermined(p, se, PAPER_RUNS)
+
+    compared = [(r, p) for r, p, se in rows if not paper_open(p, se)]
     det = [(r, p) for r, p in compared if r["determined"]]
     k = sum((r["kd_gain"] > 0) == (p > 0) for r, p in det)
 
     def note(r: dict, p: float, se: float | None) -> str:
-        if se is not None and abs(p) <= critical(PAPER_RUNS) * se:
+        if paper_open(p, se):
             return f" (not compared: the paper's {p:+.3f} ± {se:.3f} is within its interval)"
         return "" if r["determined"] else " (undetermined)"
 
