@@ -39,8 +39,9 @@ STUDY = Study(
                 142_600,
                 False,
                 "synthetic_sigma12's MI (shared through the cache) and 480 models",
-                # both paper runs with mi_estimator=ksg,mine, each measured on 2 shared cores
-                without_lmi=Cost(5_366, False, "synthetic_sigma12's 3,924 s, then this profile's 1,442 s"),
+                # both paper runs with mi_estimator=ksg,mine, one after the other, each measured alone
+                # on 2 cores (2026-12-01); after synthetic_sigma12's run this profile takes its 514 s
+                without_lmi=Cost(3_258, False, "synthetic_sigma12's 2,744 s, then this profile's 514 s"),
             ),
         ),
         "smoke": Profile(

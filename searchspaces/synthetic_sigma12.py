@@ -69,13 +69,14 @@ QUICK_COST = Cost(527, True, "21 trials, alone")
 
 # paper on a CPU: 240 models at ~2.35 s, but 720 lmi estimates at 300 epochs on 5,000 rows (~390 s
 # each on one core) dominate: ~39 h on 2 cores. A GPU job. Without lmi (--set mi_estimator=ksg,mine)
-# it ran in 3,924 s on 2 shared cores: the gain's sign changes between sigma12 0.3 and 0.4 and the
-# closed-form gap agrees in 6/7 determined conditions (README, "Paper profiles, measured: synthetic").
+# it ran in 2,744 s alone on 2 cores (2026-12-01; 3,924 s before on shared cores): the gain's means
+# change sign between sigma12 0.3 and 0.4, and the closed-form gap agrees in 4/4 conditions the t
+# rule determines (README, "Paper profiles, measured: synthetic").
 PAPER_COST = Cost(
     141_500,
     False,
     "720 lmi estimates at ~390 s per core dominate",
-    without_lmi=Cost(3_924, True, "mi_estimator=ksg,mine, on 2 cores shared with another run"),
+    without_lmi=Cost(2_744, True, "mi_estimator=ksg,mine, alone"),
 )
 
 PARAMS = {

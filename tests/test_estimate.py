@@ -107,13 +107,13 @@ def test_the_estimate_scales_a_profiles_recorded_cost(tmp_path, cpus, expected):
 
 
 def test_a_run_without_lmi_is_estimated_from_the_profiles_cost_without_it(tmp_path):
-    # synthetic_sigma12 paper: ~39 h with lmi on 2 cores; measured 3,924 s with mi_estimator=ksg,mine
+    # synthetic_sigma12 paper: ~39 h with lmi on 2 cores; measured 2,744 s with mi_estimator=ksg,mine
     study, db = STUDIES["synthetic_sigma12"], tmp_path / "none.duckdb"
     line = plan_lines(grid.plan(study, "paper"), db, set(), None, cpus=2)[-1]
     assert line.startswith("estimate: ~39.3 h on this machine, from the paper profile estimated")
     plan = grid.plan(study, "paper", ["mi_estimator=ksg,mine"])
     line = plan_lines(plan, db, set(), None, cpus=2)[-1]
-    assert line.startswith("estimate: ~65 min on this machine, from the paper profile without lmi measured: 65 min")
+    assert line.startswith("estimate: ~46 min on this machine, from the paper profile without lmi measured: 46 min")
     assert "rough guide" not in line
     assert "rough guide" in plan_lines(grid.plan(study, "paper", ["mi_estimator=ksg", "epochs=3"]), db, set(),
                                        None, cpus=2)[-1]
