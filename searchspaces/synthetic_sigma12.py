@@ -56,7 +56,7 @@ SMOKE = dict(
 # by measurement (2026-12-01, alone on 2 cores, Intel): 527 s; KD gain -0.0037 ± 0.0007 (0),
 # -0.0023 ± 0.0011 (0.3), +0.0019 ± 0.0010 (0.6): the sign changes between 0.3 and 0.6 (closed-form
 # CCH 0.402, small-lambda risk 0.356); 0 determined, 0.3 and 0.6 not (2.1 and 2.0 SE; 7 seeds need
-# 2.45). The gain is ~0.1% of the MSE and its spread over seeds is the training's: 8 seeds' gains
+# 2.45). The gain is 2-3% of the test MSE (~0.11) and its spread over seeds is the training's: 8 seeds' gains
 # scored on 5,000 and on 200,000 fresh test samples spread 0.0027-0.0039 and 0.0019-0.0029 (the
 # larger test set is nearly free, seeds are not: MI is ~80% of the time). The grid before, sigma12
 # 0, 0.2, 0.4, 0.6 at 5 seeds on 5,000 test samples (481 s), determined none of its 4 under the t

@@ -55,14 +55,15 @@ SMOKE = dict(PAPER, epochs=20, mi_estimator="lmi", mi_epochs=10, mi_lr=1e-3)
 # Measured alone on 2 cores (reproduce --profile quick): 393 s (707 s sharing them with an MNIST
 # run). Outcome: mRNA -> CNV gains +0.031 ±
 # 0.013 (0%), +0.030 ± 0.012 (20%), then +0.020 ± 0.020, +0.020 ± 0.020, -0.007 ± 0.045 (60-80%:
-# undetermined); RPPA -> CNV -0.040 ± 0.018 (0%) then -0.03 to -0.04 within 2 SE. 3 of 10 conditions
+# undetermined); RPPA -> CNV -0.040 ± 0.018 (0%) then -0.03 to -0.04 within 2 SE. 3 of 10 conditions (AMD; 4 on Intel)
 # determined on the gain under the 2 SE rule of the time, 1 of 10 under the t rule (2026-12-01, 2.8 SE
 # at 5 seeds; Intel: RPPA at 20%): five seeds on 19 test patients cannot resolve the paper's sign
 # change at 40-60% noise (Table 5: +0.039 to -0.029). More seeds do not help: `--seeds 10` (Intel,
 # alone, 2026-12-01: 675 s) determined 0 of 10, because seeds 5-9 read the other sign (mRNA 0%:
 # -0.013 ± 0.019; RPPA +0.011 to +0.022), leaving 10-seed means of mRNA +0.009 ± 0.013 (0%) to
 # -0.003 ± 0.026 (80%) and RPPA -0.008 to -0.016: on this cohort KD's effect on weighted F1 is within
-# seed noise, while every estimator's MI gap is determined. So quick keeps the paper's 5 seeds.
+# seed noise (mRNA's 95% interval at 0%, [-0.020, +0.038], excludes the paper's +0.048), while KSG's
+# and MINE's MI gaps are determined at every level and lmi's at 7 of 10. So quick keeps 5 seeds.
 QUICK = dict(PAPER, **QUICK_MI)
 # paper: measured alone on 2 cores (reproduce --profile paper --studies tcga_noise,tcga_fusion): 2,480 s.
 # lmi at 300 epochs dominates, and unevenly: the mRNA bundle's estimates stop early (602 s), the
