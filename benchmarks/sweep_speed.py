@@ -11,6 +11,9 @@ Prints one JSON line per measurement and a summary line ({"summary": true, ...})
                               (100-64-1, Adam, batch 500, n = 10,000, 300 epochs)
   synthetic_stacked_s_per_model    the stacked engine, the models of one paper-grid bundle
   synthetic_speedup
+  synthetic_compiled_s_per_model (CPU) the stack compiled (cchsweep.compiled), per model of a 300-epoch
+                              bundle with its compile counted once; synthetic_speedup_compiled, and
+                              synthetic_compile_s (what the compile cost: the inductor cache decides it)
   synthetic_floor_s_per_model the first layer's two matmuls alone (forward, weight gradient) at the stack's
                               shape: what any exact engine must still compute per model on this device
   synthetic_speedup_ceiling   per_trial / floor: the most any exact engine could gain here
@@ -144,19 +147,44 @@ def engine_epoch(x, y, teacher, device: str, k: int, steps: int, options: Option
 
 
 def synthetic_models(device: str, k: int, epochs: int, graphs: bool = False):
-    """Per model at the paper's synthetic settings: the per-trial path (one train.fit) and the stack
-    (and, graphs=True, the stack with one CUDA graph per step)."""
+    """Per model at the paper's synthetic settings: the per-trial path (one train.fit), the stack, and
+    the stack with one CUDA graph per step (graphs=True) or, on a CPU, compiled (cchsweep.compiled).
+    Returns (per_trial, stacked, graphed or None, compiled or None, compile_s or None)."""
+    recipe, members = synthetic_bundle(device, k, epochs)
+    if device == "cpu":
+        return synthetic_cpu_rounds(recipe, members, epochs)
+    sync(device)
+    t0 = time.perf_counter()
+    per_trial_fit(members[0], epochs, device)
+    sync(device)
+    per_trial = (time.perf_counter() - t0) * 300 / epochs
+    sync(device)
+    t0 = time.perf_counter()
+    train_stacked(recipe, members, device, options=Options())
+    sync(device)
+    stacked = (time.perf_counter() - t0) / k * 300 / epochs
+    if not graphs:
+        return per_trial, stacked, None, None, None
+    opts = Options(graphs=True)
+    t0 = time.perf_counter()
+    train_stacked(recipe, members, device, options=opts)
+    sync(device)
+    return per_trial, stacked, (time.perf_counter() - t0) / k * 300 / epochs if opts.replays else None, None, None
+
+
+def synthetic_bundle(device: str, k: int, epochs: int) -> tuple[Recipe, list[Member]]:
+    """One bundle of the synthetic paper grid: K models, each on its own (sigma12, seed) data set."""
     import numpy as np
 
     from cchsweep.data.synthetic import sample
 
     n, p = 10_000, 100
-    data = []
-    for i in range(k):  # one bundle of the paper grid: its (sigma12, seed) data sets
-        x1, x2, y = (
+    members = []
+    for i in range(k):
+        _, x2, y = (
             torch.from_numpy(a).to(device) for a in sample(n, p, 0.1 * (i % 8), 0.9, 0.4, np.random.default_rng(i))
         )
-        data.append((x2, y[:, None]))
+        members.append(Member(i, i, x2, {"y": y[:, None], "teacher": y[:, None]}, {"lam": 0.0}))
     recipe = Recipe(
         build=lambda: MLP(p, [64], 1),
         loss=synthetic_trial._loss,
@@ -166,14 +194,16 @@ def synthetic_models(device: str, k: int, epochs: int, graphs: bool = False):
         epochs=epochs,
         batch_size=500,
     )
+    return recipe, members
+
+
+def per_trial_fit(member: Member, epochs: int, device: str) -> None:
+    """The per-trial path: one model through train.fit, at the paper's settings."""
     torch.manual_seed(0)
-    single = MLP(p, [64], 1).to(device)
-    x2, y = data[0]
-    sync(device)
-    t0 = time.perf_counter()
+    y = member.targets["y"]
     fit(
-        single,
-        x2,
+        MLP(member.inputs.shape[1], [64], 1).to(device),
+        member.inputs,
         lambda out, idx: torch.nn.functional.mse_loss(out, y[idx]),
         optimizer="adam",
         lr=0.01,
@@ -181,21 +211,54 @@ def synthetic_models(device: str, k: int, epochs: int, graphs: bool = False):
         batch_size=500,
         seed=1,
     )
-    sync(device)
-    per_trial = (time.perf_counter() - t0) * 300 / epochs
-    members = [Member(i, i, x, {"y": t, "teacher": t}, {"lam": 0.0}) for i, (x, t) in enumerate(data)]
-    sync(device)
-    t0 = time.perf_counter()
-    train_stacked(recipe, members, device, options=Options())
-    sync(device)
-    stacked = (time.perf_counter() - t0) / k * 300 / epochs
-    if not graphs:
-        return per_trial, stacked, None
-    opts = Options(graphs=True)
-    t0 = time.perf_counter()
-    train_stacked(recipe, members, device, options=opts)
-    sync(device)
-    return per_trial, stacked, (time.perf_counter() - t0) / k * 300 / epochs if opts.replays else None
+
+
+CPU_ROUNDS = 3
+
+
+def synthetic_cpu_rounds(recipe: Recipe, members: list[Member], epochs: int):
+    """On a CPU, whose speed drifts within minutes on a shared VM: CPU_ROUNDS rounds, each the per-trial
+    path, the eager stack and the compiled stack in turn, `epochs` epochs each; every figure is a
+    median over rounds (stacks: over their epochs after the first), so the ratios compare the three
+    under the same conditions. Per model of a 300-epoch bundle; the compiled stack's compile (the
+    first compiled epoch's excess over the later ones: the inductor cache's state decides it, cold
+    ~20 s, warm ~4 s; it also holds the stack's setup and, once per process, the toolchain probe,
+    which the eager figure leaves out: a small bias against the compiled stack) is counted once.
+    (Before 2026-12-01 the CPU figures were one unpaired run each, the eager stack's over 15 epochs
+    with its first included.)"""
+    import statistics
+
+    k = len(members)
+    per_trial, eager, fast, compile_s = [], [], [], None
+    modes = [False, True]  # eager, compiled
+    for _ in range(CPU_ROUNDS):
+        t0 = time.perf_counter()
+        per_trial_fit(members[0], epochs, "cpu")
+        per_trial.append((time.perf_counter() - t0) * 300 / epochs)
+        for compile_ in list(modes):
+            marks = [time.perf_counter()]
+            opts = Options(compile=compile_)
+            try:
+                train_stacked(
+                    recipe, members, "cpu", on_epoch=lambda e, m=marks: m.append(time.perf_counter()), options=opts
+                )
+            except Exception as exc:  # noqa: BLE001 - a failed compile is a row; the eager figures stand
+                if not compile_:
+                    raise
+                opts.uncompiled = f"{type(exc).__name__}: {exc}"[:300]
+            steady = [b - a for a, b in zip(marks[1:], marks[2:])]
+            if compile_ and not opts.compiled_steps:  # no compiler here, or the compile failed
+                emit(measure="synthetic_compiled", error=opts.uncompiled)
+                modes = [False]
+                continue
+            (fast if compile_ else eager).extend(steady)
+            if compile_ and compile_s is None:
+                compile_s = max(0.0, marks[1] - marks[0] - statistics.median(steady))
+    stacked = statistics.median(eager) * 300 / k
+    if not fast:
+        return statistics.median(per_trial), stacked, None, None, None
+    compiled = (compile_s + statistics.median(fast) * 300) / k
+    return statistics.median(per_trial), stacked, None, compiled, compile_s
 
 
 def synthetic_floor(device: str, k: int) -> float:
@@ -315,12 +378,14 @@ def main() -> None:
             emit(measure=f"engine_{name}_s_per_student_epoch", value=value, replays=o.replays, blocked=o.blocked)
             if ran:
                 variants[name] = value
-    syn_k, syn_epochs = (80, 300) if gpu else (40, 3 if args.quick else 15)
+    syn_k, syn_epochs = (80, 300) if gpu else (40, 3 if args.quick else 8)
     try:
-        per_trial, stacked, syn_graphs = synthetic_models(device, syn_k, syn_epochs, graphs=gpu)
+        per_trial, stacked, syn_graphs, syn_compiled, compile_s = synthetic_models(
+            device, syn_k, syn_epochs, graphs=gpu
+        )
     except Exception as exc:  # noqa: BLE001 - a failed capture: measure without it
         emit(measure="synthetic_graphs", error=f"{type(exc).__name__}: {exc}"[:300])
-        per_trial, stacked, syn_graphs = synthetic_models(device, syn_k, syn_epochs)
+        per_trial, stacked, syn_graphs, syn_compiled, compile_s = synthetic_models(device, syn_k, syn_epochs)
     floor = synthetic_floor(device, syn_k)
     emit(
         measure="synthetic_per_model_s",
@@ -328,6 +393,8 @@ def main() -> None:
         stacked=stacked,
         floor=floor,
         stacked_graphs=syn_graphs,
+        stacked_compiled=syn_compiled,
+        compile_s=compile_s,
         models=syn_k,
         epochs=syn_epochs,
     )
@@ -351,6 +418,12 @@ def main() -> None:
     for name, value in variants.items():
         summary[f"engine_{name}_s_per_student_epoch"] = round(value, 5)
         summary[f"speedup_vs_naive_{name}"] = round(naive["value"] / value, 1)
+    if syn_compiled:
+        summary.update(
+            synthetic_compiled_s_per_model=round(syn_compiled, 3),
+            synthetic_speedup_compiled=round(per_trial / syn_compiled, 2),
+            synthetic_compile_s=round(compile_s or 0.0, 1),
+        )
     if syn_graphs:
         summary.update(
             synthetic_graphs_s_per_model=round(syn_graphs, 4), synthetic_speedup_graphs=round(per_trial / syn_graphs, 1)

@@ -182,15 +182,17 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_switches() -> None:
-    """The engine's environment switches (CUDA graphs, TF32) are read in every trial: a bad value is
-    caught here, before a sweep starts, rather than as an error row per bundle."""
+    """The engine's environment switches (CUDA graphs, TF32, compiled steps) are read in every trial:
+    a bad value is caught here, before a sweep starts, rather than as an error row per bundle."""
+    from cchsweep.compiled import COMPILE_ENV, env_switch
     from cchsweep.cudagraph import GRAPHS_ENV, TF32_ENV, env_flag
 
-    for name in (GRAPHS_ENV, TF32_ENV):
-        try:
+    try:
+        for name in (GRAPHS_ENV, TF32_ENV):
             env_flag(name)
-        except ValueError as exc:
-            raise UsageError(str(exc)) from None
+        env_switch(COMPILE_ENV)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def check_out_dir(value: str | None, flag: str = "--out") -> Path | None:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cchsweep import compiled
 from cchsweep.cudagraph import GRAPHS_ENV, TF32_ENV, GraphedStep, env_flag, matmul_precision
 from cchsweep.models import SeededDropout, seed_dropout
 from cchsweep.train import fit, make_optimizer, make_schedule
@@ -334,18 +335,26 @@ CPU_STACK_BYTES = 32 * 1024**2  # on a CPU, a stack's weights stay cache-sized (
 
 @dataclass
 class Options:
-    """The GPU options of a stacked run (cchsweep.cudagraph), and what happened: `graphs` asks for
+    """The options of a stacked run, and what happened. GPU (cchsweep.cudagraph): `graphs` asks for
     one CUDA graph per step, `tf32` for TF32 matmuls; `blocked` says why a stack ran without a graph
-    and `replays` counts the steps its graphs ran (summed over the stacks of one call)."""
+    and `replays` counts the steps its graphs ran. CPU (cchsweep.compiled): `compile` True compiles
+    forward and loss, None (auto) where it pays, False (the default) never; `uncompiled` says
+    why a stack ran eagerly and `compiled_steps` counts the steps that ran compiled. Counts are
+    summed over the stacks of one call."""
 
     graphs: bool = False
     tf32: bool = False
+    compile: bool | None = False
     blocked: str | None = None
     replays: int = 0
+    uncompiled: str | None = None
+    compiled_steps: int = 0
 
     @classmethod
     def from_env(cls) -> Options:
-        return cls(graphs=env_flag(GRAPHS_ENV), tf32=env_flag(TF32_ENV))
+        return cls(
+            graphs=env_flag(GRAPHS_ENV), tf32=env_flag(TF32_ENV), compile=compiled.env_switch(compiled.COMPILE_ENV)
+        )
 
 
 def train_stacked(
@@ -360,7 +369,8 @@ def train_stacked(
     On a GPU every member goes into one stack. On a CPU the arithmetic is already compute-bound
     for large networks, and a stack whose weights outgrow the cache is slower per model than one
     model: stacks hold at most CPU_STACK_BYTES of weights (the whole list for small networks).
-    `options` (default: from the environment, `Options.from_env`) turns on CUDA graphs and TF32.
+    `options` (default: from the environment, `Options.from_env`) turns on CUDA graphs and TF32 on a
+    GPU, and compiled steps on a CPU (CCHSWEEP_COMPILE: off unless asked for; cchsweep.compiled).
     """
     if not members:
         return []
@@ -372,6 +382,27 @@ def train_stacked(
             chunks = [members[i : i + cap] for i in range(0, len(members), cap)]
             return [m for chunk in chunks for m in _train_stack(recipe, chunk, device, on_epoch, opts)]
     return _train_stack(recipe, members, device, on_epoch, opts)
+
+
+def compile_blocker(asked: bool | None, device: torch.device, stack: nn.Module, model_steps: int) -> str | None:
+    """Why this stack trains eagerly on this device (None: compile its forward and loss). `asked`:
+    True compiles any stack that can be, None (auto) only one that pays (cchsweep.compiled), False none."""
+    if asked is False:
+        return "not asked for"
+    if device.type != "cpu":
+        return "compiled steps are the CPU option (a GPU replays CUDA graphs)"
+    for layer in stack.modules():
+        if (isinstance(layer, _Dropout) and layer.members[0].p > 0) or (isinstance(layer, nn.Dropout) and layer.p > 0):
+            return "Dropout masks come from generators a compiled graph would not advance"
+        if isinstance(layer, _BatchNorm) and layer.momentum is None:
+            return "BatchNorm with a cumulative average reads its step count on the host"
+    k = getattr(stack, "k", 1)
+    member_bytes = sum(p.numel() * p.element_size() for p in stack.parameters()) // max(k, 1)
+    if asked is None and member_bytes > compiled.MAX_MEMBER_BYTES:
+        return f"each member's weights ({member_bytes:,} bytes) make its steps compute-bound"
+    if asked is None and model_steps < compiled.MIN_MODEL_STEPS:
+        return f"{model_steps:,} model-steps would not pay back the compile"
+    return compiled.toolchain_error()
 
 
 def graph_blocker(device: torch.device, stack: nn.Module, schedule: object) -> str | None:
@@ -413,17 +444,24 @@ def _train_stack(
     group = torch.tensor([seeds.index(m.order_seed) for m in members], device=dev)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     blocked = graph_blocker(dev, stack, recipe.schedule) if opts.graphs else "not asked for"
+    uncompiled = compile_blocker(opts.compile, dev, stack, k * recipe.epochs * (n // batch))
     opt = make_optimizer(
-        recipe.optimizer, stack.parameters(), recipe.lr, recipe.weight_decay, capturable=blocked is None
+        recipe.optimizer,
+        stack.parameters(),
+        recipe.lr,
+        recipe.weight_decay,
+        capturable=blocked is None,
+        fused=uncompiled is None,  # the CPU option fuses the optimizer step too
     )
     sched = make_schedule(recipe.schedule, opt, recipe.epochs)
     # as train.fit: BatchNorm cannot normalise a one-row batch, so such a last batch is skipped
     smallest = 2 if any(isinstance(layer, _BatchNorm) for layer in stack.modules()) else 1
     shared = len(seeds) == 1
+    fast = compiled.compiled_forward_loss() if uncompiled is None else compiled.forward_loss
 
-    def step(idx: torch.Tensor, set_to_none: bool) -> None:
-        out = stack(inputs.gather(idx, shared, k))
-        loss = recipe.stacked_loss(out, {t: targets[t].gather(idx, shared, k) for t in names}, coefs).sum()
+    def step(idx: torch.Tensor, set_to_none: bool, forward_loss: compiled.ForwardLoss = compiled.forward_loss) -> None:
+        batch_targets = {t: targets[t].gather(idx, shared, k) for t in names}
+        loss = forward_loss(stack, recipe.stacked_loss, inputs.gather(idx, shared, k), batch_targets, coefs)
         opt.zero_grad(set_to_none=set_to_none)
         loss.backward()
         opt.step()
@@ -440,12 +478,18 @@ def _train_stack(
                     continue
                 if graphed is not None:
                     graphed(idx)
+                elif idx.shape[1] == batch and uncompiled is None:  # full batches only: no 2nd graph
+                    step(idx, True, fast)
+                    opts.compiled_steps += 1
+                    compiled.count_steps()
                 else:
                     step(idx, True)
             if sched is not None:
                 sched.step()
             if on_epoch is not None:
                 on_epoch(epoch + 1)
+    if opts.compile is not False:
+        opts.uncompiled = opts.uncompiled or uncompiled
     if opts.graphs:
         opts.blocked = opts.blocked or blocked
         opts.replays += graphed.replays if graphed is not None else 0

@@ -27,6 +27,32 @@ def _data_env():
     yield
 
 
+# --- training data the stacked-engine tests share (tests/test_stack.py, tests/test_compiled.py) ---------------
+
+
+@pytest.fixture(scope="module")
+def regression_data():
+    """600 rows of two 20-d views and a target that depends on both; a teacher-like prediction."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    x1, x2 = torch.randn(600, 20, generator=g), torch.randn(600, 20, generator=g)
+    y = x2[:, :1] * 0.5 + x1[:, 1:2] + 0.1 * torch.randn(600, 1, generator=g)
+    return x1, x2, y, x1[:, :1] * 0.8
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """1,500 MNIST training digits pooled to 7x7 (49 inputs) and their labels."""
+    import torch
+
+    from cchsweep.data.mnist import load_mnist
+
+    images, labels = load_mnist(SHARED_DATA, "train")
+    x = torch.nn.functional.avg_pool2d(torch.from_numpy(images[:1500]).float()[:, None] / 255, 4).reshape(1500, 49)
+    return x, torch.from_numpy(labels[:1500]).long()
+
+
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600,
             env: dict | None = None) -> subprocess.CompletedProcess:
     """The real command line, in a fresh process, as a user would run it (in `env` if given)."""

@@ -52,14 +52,15 @@ def test_bad_run_arguments(tmp_path, args, message):
     assert list(tmp_path.iterdir()) == []  # no database, no storage directory
 
 
-@pytest.mark.parametrize("name", ["CCHSWEEP_CUDA_GRAPHS", "CCHSWEEP_TF32"])
-def test_a_bad_engine_switch_fails_before_the_sweep(tmp_path, name):
+@pytest.mark.parametrize("name, choices", [("CCHSWEEP_CUDA_GRAPHS", "1 or 0"), ("CCHSWEEP_TF32", "1 or 0"),
+                                           ("CCHSWEEP_COMPILE", "1, 0 or auto")])
+def test_a_bad_engine_switch_fails_before_the_sweep(tmp_path, name, choices):
     import os
 
     env = dict(os.environ, **{name: "fast"})
     out = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(tmp_path / "r.duckdb"), cwd=tmp_path,
                   env=env)
-    assert_clean_error(out, f"{name}='fast' is not a switch; set it to 1 or 0")
+    assert_clean_error(out, f"{name}='fast' is not a switch; set it to {choices}")
     assert list(tmp_path.iterdir()) == []
 
 

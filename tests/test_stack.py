@@ -44,14 +44,6 @@ def _max_diff(a, b):
     return max(max((p - q).abs().max().item() for p, q in zip(m.parameters(), n.parameters())) for m, n in zip(a, b))
 
 
-@pytest.fixture(scope="module")
-def regression_data():
-    g = torch.Generator().manual_seed(0)
-    x1, x2 = torch.randn(600, 20, generator=g), torch.randn(600, 20, generator=g)
-    y = x2[:, :1] * 0.5 + x1[:, 1:2] + 0.1 * torch.randn(600, 1, generator=g)
-    return x1, x2, y, x1[:, :1] * 0.8
-
-
 def _regression_members(data):
     x1, x2, y, teacher = data
     tr = slice(0, 400)
@@ -96,16 +88,6 @@ def test_regression_family_test_mse_after_full_training(regression_data):
         assert mse_b == pytest.approx(mse_a, rel=1e-3)
     # members differ (own init, own lambda): the stack did not train one model K times
     assert len({round(torch.mean((b(x2[te]) - y[te]) ** 2).item(), 6) for b in got[1:]}) == 3
-
-
-@pytest.fixture(scope="module")
-def digits():
-    from cchsweep.data.mnist import load_mnist
-    from conftest import SHARED_DATA
-
-    images, labels = load_mnist(SHARED_DATA, "train")
-    x = torch.nn.functional.avg_pool2d(torch.from_numpy(images[:1500]).float()[:, None] / 255, 4).reshape(1500, 49)
-    return x, torch.from_numpy(labels[:1500]).long()
 
 
 def _classification_members(x, y, teacher_logits):
