@@ -384,20 +384,20 @@ def train_stacked(
     return _train_stack(recipe, members, device, on_epoch, opts)
 
 
-def compile_blocker(asked: bool | None, device: torch.device, stack: nn.Module, model_steps: int) -> str | None:
-    """Why this stack trains eagerly on this device (None: compile its forward and loss). `asked`:
-    True compiles any stack that can be, None (auto) only one that pays (cchsweep.compiled), False none."""
+def compile_blocker(
+    asked: bool | None, device: torch.device, stack: nn.Module, members: int, model_steps: int
+) -> str | None:
+    """Why this stack of `members` networks trains eagerly on this device (None: compile its forward
+    and loss). `asked`: True compiles any stack that can be, None (auto) only one that pays
+    (cchsweep.compiled), False none."""
     if asked is False:
         return "not asked for"
     if device.type != "cpu":
         return "compiled steps are the CPU option (a GPU replays CUDA graphs)"
-    for layer in stack.modules():
-        if (isinstance(layer, _Dropout) and layer.members[0].p > 0) or (isinstance(layer, nn.Dropout) and layer.p > 0):
-            return "Dropout masks come from generators a compiled graph would not advance"
-        if isinstance(layer, _BatchNorm) and layer.momentum is None:
-            return "BatchNorm with a cumulative average reads its step count on the host"
-    k = getattr(stack, "k", 1)
-    member_bytes = sum(p.numel() * p.element_size() for p in stack.parameters()) // max(k, 1)
+    layers = _layer_blocker(stack, "a compiled graph")
+    if layers is not None:
+        return layers
+    member_bytes = sum(p.numel() * p.element_size() for p in stack.parameters()) // max(members, 1)
     if asked is None and member_bytes > compiled.MAX_MEMBER_BYTES:
         return f"each member's weights ({member_bytes:,} bytes) make its steps compute-bound"
     if asked is None and model_steps < compiled.MIN_MODEL_STEPS:
@@ -411,9 +411,15 @@ def graph_blocker(device: torch.device, stack: nn.Module, schedule: object) -> s
         return "CUDA graphs need a CUDA device"
     if schedule is not None:
         return "a learning-rate schedule changes the step from epoch to epoch"
+    return _layer_blocker(stack, "a replay")
+
+
+def _layer_blocker(stack: nn.Module, runner: str) -> str | None:
+    """Why a step captured once (`runner`: a CUDA graph's replay, a compiled graph) cannot train this
+    stack's layers as the eager step does (None: it can)."""
     for layer in stack.modules():
         if (isinstance(layer, _Dropout) and layer.members[0].p > 0) or (isinstance(layer, nn.Dropout) and layer.p > 0):
-            return "Dropout masks come from generators a replay would not advance"
+            return f"Dropout masks come from generators {runner} would not advance"
         if isinstance(layer, _BatchNorm) and layer.momentum is None:
             return "BatchNorm with a cumulative average reads its step count on the host"
     return None
@@ -444,7 +450,7 @@ def _train_stack(
     group = torch.tensor([seeds.index(m.order_seed) for m in members], device=dev)
     generators = [torch.Generator(device="cpu").manual_seed(s) for s in seeds]
     blocked = graph_blocker(dev, stack, recipe.schedule) if opts.graphs else "not asked for"
-    uncompiled = compile_blocker(opts.compile, dev, stack, k * recipe.epochs * (n // batch))
+    uncompiled = compile_blocker(opts.compile, dev, stack, k, k * recipe.epochs * (n // batch))
     opt = make_optimizer(
         recipe.optimizer,
         stack.parameters(),

@@ -14,6 +14,7 @@ from test_stack import (
     _regression,
     _regression_members,
     _state_diff,
+    _trained_digit_accuracies,
 )
 
 from cchsweep import compiled
@@ -37,26 +38,26 @@ def test_the_switch_reads_on_off_and_auto(monkeypatch):
 def test_which_stacks_compile_and_why():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     small = stack_of([MLP(100, [64], 1) for _ in range(4)])  # the synthetic network: 26 KB a member
-    assert compile_blocker(None, cpu, small, compiled.MIN_MODEL_STEPS) is None
-    assert compile_blocker(None, cpu, small, compiled.MIN_MODEL_STEPS - 1) == (
+    assert compile_blocker(None, cpu, small, 4, compiled.MIN_MODEL_STEPS) is None
+    assert compile_blocker(None, cpu, small, 4, compiled.MIN_MODEL_STEPS - 1) == (
         f"{compiled.MIN_MODEL_STEPS - 1:,} model-steps would not pay back the compile"
     )
-    assert compile_blocker(True, cpu, small, 10) is None  # asked for: however short
-    assert compile_blocker(False, cpu, small, 10**9) == "not asked for"
-    assert compile_blocker(True, cuda, small, 10**9) == "compiled steps are the CPU option (a GPU replays CUDA graphs)"
+    assert compile_blocker(True, cpu, small, 4, 10) is None  # asked for: however short
+    assert compile_blocker(False, cpu, small, 4, 10**9) == "not asked for"
+    assert compile_blocker(True, cuda, small, 4, 10**9) == "compiled steps are the CPU option (a GPU replays CUDA graphs)"
     mnist = stack_of([MLP(784, [1024, 256], 10, activation="leaky_relu") for _ in range(2)])
-    assert compile_blocker(None, cpu, mnist, 10**9) == (
+    assert compile_blocker(None, cpu, mnist, 2, 10**9) == (
         "each member's weights (4,275,240 bytes) make its steps compute-bound"
     )
-    assert compile_blocker(True, cpu, mnist, 10) is None
+    assert compile_blocker(True, cpu, mnist, 2, 10) is None
     dropout = stack_of([MoseiNet(20, hidden=(32, 16), dropout=0.3) for _ in range(2)])
-    assert compile_blocker(True, cpu, dropout, 10**9) == (
+    assert compile_blocker(True, cpu, dropout, 2, 10**9) == (
         "Dropout masks come from generators a compiled graph would not advance"
     )
     batchnorm = stack_of([MoseiNet(20, hidden=(32, 16), dropout=0.0) for _ in range(2)])
-    assert compile_blocker(True, cpu, batchnorm, 10) is None
+    assert compile_blocker(True, cpu, batchnorm, 2, 10) is None
     batchnorm.body[2].momentum = None
-    assert "cumulative average" in str(compile_blocker(True, cpu, batchnorm, 10**9))
+    assert "cumulative average" in str(compile_blocker(True, cpu, batchnorm, 2, 10**9))
 
 
 def test_compiled_regression_stack_equals_single_to_the_eager_bound(regression_data):
@@ -102,21 +103,12 @@ def test_compiled_classification_accuracy_after_full_training(digits):
     # lr 0.1, not test_stack's 0.3: there the T = 4 student is chaotic (measured: a 1e-7 nudge to the
     # single path's own initial weights moves it by 2 of the 500 test digits, the compiled stack by 4);
     # at 0.1 the nudge moves no member by a digit
-    x, y = digits
-    recipe = _classification(epochs=15, lr=0.1)
-    teacher = train_single(recipe, _classification_members(x, y, torch.zeros(1000, 10))[:1], "cpu")[0]
-    with torch.no_grad():
-        logits = teacher(x[:1000])
-    members = _classification_members(x, y, logits)
     opts = Options(compile=True)
-    ref, got = train_single(recipe, members, "cpu"), train_stacked(recipe, members, "cpu", options=opts)
+    accs = _trained_digit_accuracies(digits, lr=0.1, options=opts)
     assert opts.compiled_steps == 15 * 31  # 1,000 rows in batches of 32: 31 full, the 8-row tail eager
-    te = slice(1000, None)
-    with torch.no_grad():
-        for a, b in zip(ref, got):
-            acc_a, acc_b = ((net(x[te]).argmax(1) == y[te]).float().mean().item() for net in (a, b))
-            assert abs(acc_a - acc_b) <= 1 / 500 + 1e-9  # at most one of 500 test digits differs
-    assert (got[0](x[te]).argmax(1) == y[te]).float().mean().item() > 0.6  # the no-KD member learned digits
+    for acc_a, acc_b in accs:
+        assert abs(acc_a - acc_b) <= 1 / 500 + 1e-9  # at most one of 500 test digits differs
+    assert accs[0][1] > 0.6  # the no-KD member learned the digits
 
 
 def test_compiled_batchnorm_stack_keeps_each_members_statistics():
