@@ -13,11 +13,13 @@ a 300-epoch bundle of 40 gains 1.27-1.41x (`benchmarks/sweep_speed.py`). A compu
 (the MNIST MLP: 0.4 GFLOP a step) gains nothing.
 
 Why opt-in: fused loops and the fused optimizer round differently, so a compiled stack's models
-differ from the eager stack's at the rounding level (bounded like the eager stack against the
-single path: tests/test_compiled.py), and results published from the eager engine would no
-longer repeat bit for bit. `CCHSWEEP_COMPILE=1` compiles every CPU stack that can be compiled;
-`CCHSWEEP_COMPILE=auto` only those small enough per member and long enough to pay back the
-compile; unset or 0, none. In code: train_stacked's `options=stack.Options(compile=True | None | False)`.
+differ from the eager stack's at the rounding level (bounded like the eager stack against the single
+path: tests/test_compiled.py), and results published from the eager engine would no longer repeat
+bit for bit (at paper scale the synthetic training is chaotic: a point's KD gain moves by half its
+seed-to-seed spread, as it does between the eager stack and the single path). `CCHSWEEP_COMPILE=1`
+compiles every CPU stack that can be compiled; `CCHSWEEP_COMPILE=auto` only those small enough per
+member and long enough to pay back the compile; unset or 0, none. In code: train_stacked's
+`options=stack.Options(compile=True | None | False)`.
 
 What is compiled: forward and loss (and with them, by AOTAutograd, their backward). The batch
 gather stays eager, and the optimizer is fused rather than compiled: compiling either measured no
