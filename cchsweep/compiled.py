@@ -21,10 +21,11 @@ compiles every CPU stack that can be compiled; `CCHSWEEP_COMPILE=auto` only thos
 member and long enough to pay back the compile; unset or 0, none. In code: train_stacked's
 `options=stack.Options(compile=True | None | False)`.
 
-What is compiled: forward and loss (and with them, by AOTAutograd, their backward). The batch
-gather stays eager, and the optimizer is fused rather than compiled: compiling either measured no
-faster. One graph per stack shape (members, batch): a last, partial batch of an epoch runs eagerly
-rather than compiling a second graph. Stacks of one shape share the graph (the stack is an argument, not a constant).
+What is compiled: forward and loss (and with them, by AOTAutograd, their backward). The batch gather
+stays eager, and the optimizer is fused rather than compiled: compiling either measured no faster.
+One graph per stack shape (members, batch): a last, partial batch of an epoch runs eagerly rather
+than compiling a second graph. Stacks of one shape share the graph (the stack is an argument, not a
+constant).
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ from collections.abc import Callable, Mapping
 
 import torch
 from torch import nn
+
+from cchsweep.cudagraph import env_flag
 
 COMPILE_ENV = "CCHSWEEP_COMPILE"
 # auto: compile a stack when each member's weights are at most this (the overhead-bound regime) ...
@@ -51,16 +54,14 @@ ForwardLoss = Callable[
 
 
 def env_switch(name: str) -> bool | None:
-    """A three-way switch from the environment: 1/true/yes/on (True), 0/false/no/off or unset (False),
-    auto (None)."""
+    """cudagraph.env_flag's on/off switch (unset: off) with a third value, auto (None)."""
     value = os.environ.get(name, "").strip().lower()
     if value == "auto":
         return None
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name}={value!r} is not a switch; set it to 1, 0 or auto")
+    try:
+        return env_flag(name)
+    except ValueError:
+        raise ValueError(f"{name}={value!r} is not a switch; set it to 1, 0 or auto") from None
 
 
 def forward_loss(

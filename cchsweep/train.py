@@ -61,7 +61,7 @@ def make_optimizer(
 ) -> torch.optim.Optimizer:
     """capturable: Adam/AdamW keep their step count on the device, so a CUDA graph can hold step()
     (SGD without momentum has no state and needs nothing). fused: Adam/AdamW's step as one kernel
-    (rounds differently from the default multi-tensor step; cchsweep.compiled's CPU option)."""
+    (rounds differently from the default step; cchsweep.compiled's CPU option)."""
     extra: dict[str, Any] = {"fused": True} if fused else {}  # never fused=False: that would also turn foreach off
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay, capturable=capturable, **extra)
