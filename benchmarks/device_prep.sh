@@ -6,7 +6,9 @@
 #   device image lacks). With .devdata it would pass the 64 MiB one device call carries, so the check
 #   runs first without it (its TCGA rows say `skipped`) and the TCGA bundles come in a second call:
 #     run(command="bash benchmarks/gpu_check.sh", carry=[".devdata", ".whl"], timeout_s=540)
-#     run(command="bash benchmarks/gpu_check.sh --tcga", carry=[".whlpl", ".devdata/tcga/brca"], timeout_s=300)
+#     run(command="bash benchmarks/gpu_check.sh --tcga", carry=[".whlpl", ".devdata/tcga/brca"], timeout_s=150)
+# Make the second call at once (the machine stays warm 30 s; a fresh start costs minutes): start,
+# ~540 s and ~60 s fit the 15 minutes a session gets (the TCGA check took 12 s on 2 CPU cores).
 # All three folders are git-ignored.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,6 +1,6 @@
 """Training speed, side by side in one run: the obvious loop, the per-trial engine, the stacked engine.
 
-    python benchmarks/sweep_speed.py [--quick] [--full] [--device cpu|cuda] [--data-dir DIR]
+    python benchmarks/sweep_speed.py [--quick] [--full] [--deadline S] [--device cpu|cuda] [--data-dir DIR]
 
 Prints one JSON line per measurement and a summary line ({"summary": true, ...}) with:
   naive_s_per_student_epoch   the obvious DataLoader loop, one MNIST KD student (784-1024-256-10,
@@ -24,7 +24,10 @@ Prints one JSON line per measurement and a summary line ({"summary": true, ...})
                               paper hyperparameters) end to end through the CLI when Ray is installed,
                               else through the bundle engine in this process (grid_via says which);
                               MI by KSG on 1,000 digits so the figure is the training's; with
-                              CUDA graphs when they ran above (grid_graphs).
+                              CUDA graphs when they ran above (grid_graphs). Each bundle prints a
+                              grid_bundle line as it ends; with --deadline S (seconds for the whole
+                              run) the grid starts no bundle it would not finish in time, and the
+                              summary says grid_complete false, grid_points_done of grid_points.
 Epoch times are measured over a slice of the epoch (--quick: fewer steps) and scaled to 60,000 samples.
 Data: the MNIST files under --data-dir / $CCHSWEEP_DATA when present, else random pixels of the same
 shape (the arithmetic is identical); `data` in the output says which.
@@ -57,6 +60,8 @@ from cchsweep.trials import synthetic as synthetic_trial  # noqa: E402
 
 EPOCH = 60_000
 BATCH = 64
+GRIDS = ("mnist_blur", "mnist_alpha")  # --full: both MNIST paper grids
+STARTED = time.perf_counter()
 
 
 def emit(**row) -> dict:
@@ -290,58 +295,87 @@ def _cli_runs() -> bool:
     return hasattr(ray, "init")
 
 
-def grid_wall(device: str, data_dir: str | None) -> tuple[float, str]:
-    """Both MNIST paper grids' training, MI by KSG on 1,000 digits (caches and results removed after)."""
+def grid_wall(device: str, data_dir: str | None, deadline: float | None = None, profile: str = "paper") -> dict:
+    """Both MNIST paper grids' training, MI by KSG on 1,000 digits (caches and results removed after).
+    Returns the summary's grid fields: grid_wall_s and grid_via; with a deadline (seconds from now)
+    that the grid would outrun, the bundles that fit (each one a `grid_bundle` line as it ends) and
+    grid_complete false rather than a grid killed by a time limit with nothing to show."""
     with tempfile.TemporaryDirectory(prefix="sweep_speed_") as out:
-        return _grid_wall(device, data_dir, Path(out))
+        return _grid_wall(device, data_dir, Path(out), deadline, profile)
 
 
-def _grid_wall(device: str, data_dir: str | None, out: Path) -> tuple[float, str]:
+def _grid_wall(device: str, data_dir: str | None, out: Path, deadline: float | None, profile: str) -> dict:
     sets = ["--set", "mi_estimator=ksg", "--set", "mi_n=1000"]
-    env = dict(os.environ, **({"CCHSWEEP_DATA": data_dir} if data_dir else {}))
     t0 = time.perf_counter()
-    if not _cli_runs():
-        from cchsweep import grid
-        from cchsweep.execute import run_bundle
-        from searchspaces import STUDIES
+    if _cli_runs():
+        return _grid_wall_cli(sets, data_dir, out, t0, deadline, profile)
+    from cchsweep import grid
+    from cchsweep.execute import run_bundle
+    from searchspaces import STUDIES
 
-        # KSG's threads: on a GPU, every CPU, as `cchsweep run` gives a bundle holding the whole GPU
-        cpus = (os.cpu_count() or 1) if device.startswith("cuda") else 1
-        for name in ("mnist_blur", "mnist_alpha"):
-            plan = grid.plan(STUDIES[name], "paper", [s for s in sets if s != "--set"])
-            engine = {"cache_dir": str(out / "cache"), "cpus": cpus, "gpu": 1.0, "data_dir": data_dir, "device": device}
-            STUDIES[name].prepare(
-                Path(data_dir) if data_dir else None, out / "cache", [{**t.settings, **t.params} for t in plan.trials]
+    # KSG's threads: on a GPU, every CPU, as `cchsweep run` gives a bundle holding the whole GPU
+    cpus = len(os.sched_getaffinity(0)) if device.startswith("cuda") else 1
+    plans = [grid.plan(STUDIES[name], profile, [s for s in sets if s != "--set"]) for name in GRIDS]
+    work = [(plan, bundle) for plan in plans for bundle in grid.bundles(plan.study, plan.trials, len(plan.trials))]
+    total, done, per_point, prepared = sum(len(b) for _, b in work), 0, 0.0, set()
+    for plan, bundle in work:
+        elapsed = time.perf_counter() - t0
+        if deadline is not None and elapsed + per_point * len(bundle) > deadline:
+            return {
+                "grid_complete": False,
+                "grid_points_done": done,
+                "grid_points": total,
+                "grid_partial_s": round(elapsed, 1),
+            }
+        name = plan.study.name
+        engine = {"cache_dir": str(out / "cache"), "cpus": cpus, "gpu": 1.0, "data_dir": data_dir, "device": device}
+        b0 = time.perf_counter()
+        if name not in prepared:  # the study's data (MNIST-M from BSDS500), once, inside the wall time
+            prepared.add(name)
+            points = [{**t.settings, **t.params} for t in plan.trials]
+            STUDIES[name].prepare(Path(data_dir) if data_dir else None, out / "cache", points)
+        run_bundle([t.to_dict() for t in bundle], engine)
+        seconds = time.perf_counter() - b0
+        per_point, done = max(per_point, seconds / len(bundle)), done + len(bundle)
+        emit(measure="grid_bundle", study=name, points=len(bundle), seconds=round(seconds, 1), points_done=done)
+    return {"grid_wall_s": round(time.perf_counter() - t0, 1), "grid_via": "engine"}
+
+
+def _grid_wall_cli(
+    sets: list[str], data_dir: str | None, out: Path, t0: float, deadline: float | None, profile: str
+) -> dict:
+    env = dict(os.environ, **({"CCHSWEEP_DATA": data_dir} if data_dir else {}))
+    for name in GRIDS:
+        left = None if deadline is None else max(1.0, deadline - (time.perf_counter() - t0))
+        db = ["--db", str(out / "grid.duckdb")]
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "cchsweep", "run", name, "--profile", profile, *sets, *db],
+                check=True,
+                cwd=ROOT,
+                env=env,
+                timeout=left,
             )
-            for bundle in grid.bundles(plan.study, plan.trials, len(plan.trials)):
-                specs = [t.to_dict() for t in bundle]
-                run_bundle(specs, engine)
-        return time.perf_counter() - t0, "engine"
-    for name in ("mnist_blur", "mnist_alpha"):
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "cchsweep",
-                "run",
-                name,
-                "--profile",
-                "paper",
-                *sets,
-                "--db",
-                str(out / "grid.duckdb"),
-            ],
-            check=True,
-            cwd=ROOT,
-            env=env,
-        )
-    return time.perf_counter() - t0, "cli"
+        except subprocess.TimeoutExpired:
+            return {
+                "grid_complete": False,
+                "grid_stopped_in": name,
+                "grid_partial_s": round(time.perf_counter() - t0, 1),
+            }
+        emit(measure="grid_study", study=name, elapsed_s=round(time.perf_counter() - t0, 1))
+    return {"grid_wall_s": round(time.perf_counter() - t0, 1), "grid_via": "cli"}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer steps (under 2 minutes on 2 CPU cores)")
     ap.add_argument("--full", action="store_true", help="also time both MNIST paper grids end to end")
+    ap.add_argument(
+        "--deadline",
+        type=float,
+        help="seconds this run may take: the grid (--full) starts no bundle it would not finish by then",
+    )
+    ap.add_argument("--grid-profile", default="paper", help="the grids' profile (smoke: a rehearsal of --full)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--data-dir", default=os.environ.get("CCHSWEEP_DATA"))
     ap.add_argument("--students", type=int, help="KD students per stack (default: 20 on CPU, 100 on GPU)")
@@ -432,8 +466,10 @@ def main() -> None:
         emit(**summary, grid_pending=True)  # the figures so far, in case the grid outlives a time limit
         if "graphs" in variants:  # the grid with the step graphs when they ran (TF32 stays off: see cuda_check)
             os.environ[GRAPHS_ENV] = "1"
-        wall, via = grid_wall(device, args.data_dir)
-        summary.update(grid_wall_s=round(wall, 1), grid_via=via, grid_graphs="graphs" in variants)
+        left = None if args.deadline is None else args.deadline - (time.perf_counter() - STARTED)
+        summary.update(grid_wall(device, args.data_dir, left, args.grid_profile), grid_graphs="graphs" in variants)
+        if args.grid_profile != "paper":
+            summary["grid_profile"] = args.grid_profile
     emit(**summary)
 
 
