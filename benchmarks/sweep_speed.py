@@ -316,7 +316,8 @@ def _grid_wall(device: str, data_dir: str | None, out: Path, deadline: float | N
     # KSG's threads: on a GPU, every CPU, as `cchsweep run` gives a bundle holding the whole GPU
     cpus = len(os.sched_getaffinity(0)) if device.startswith("cuda") else 1
     plans = [grid.plan(STUDIES[name], profile, [s for s in sets if s != "--set"]) for name in GRIDS]
-    work = [(plan, bundle) for plan in plans for bundle in grid.bundles(plan.study, plan.trials, len(plan.trials))]
+    budget = grid.memory_budget(1.0 if device.startswith("cuda") else 0.0)  # as `cchsweep run` bundles them
+    work = [(p, bundle) for p in plans for bundle in grid.bundles(p.study, p.trials, len(p.trials), budget)]
     total, done, per_point, prepared = sum(len(b) for _, b in work), 0, 0.0, set()
     for plan, bundle in work:
         elapsed = time.perf_counter() - t0

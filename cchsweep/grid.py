@@ -133,7 +133,16 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-MEMORY_BUDGET = 4 * 1024**3  # bytes per bundle: its data, models, optimizer state and activations
+MEMORY_BUDGET = 4 * 1024**3  # bytes per bundle on a CPU: its data, models, optimizer state and activations
+# ... and per bundle holding a whole GPU: any GPU of 12 GB or more has room for 8 GiB, and one MNIST
+# paper grid fits in it (mnist_blur's 100 points: 4.0 GiB by its bundle_bytes), so a GPU trains it as
+# one KD stack of 100, not two of 50: half the steps, where a step costs its kernel launches
+GPU_MEMORY_BUDGET = 8 * 1024**3
+
+
+def memory_budget(gpu_fraction: float) -> int:
+    """Bytes one bundle may take: MEMORY_BUDGET on CPUs; on GPUs, its share of GPU_MEMORY_BUDGET."""
+    return int(GPU_MEMORY_BUDGET * min(1.0, gpu_fraction)) if gpu_fraction > 0 else MEMORY_BUDGET
 
 
 QUEUE_PER_SLOT = 3  # bundles per CPU worker: a queue that lets uneven bundle costs even out

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from cchsweep import __version__
 from cchsweep.errors import UsageError, check_interrupted
 from cchsweep.estimate import done_with_same_settings
-from cchsweep.grid import Plan, bundles, default_bundle_size
+from cchsweep.grid import Plan, bundles, default_bundle_size, memory_budget
 from cchsweep.raystart import is_loopback, new_run_id, start_ray, stop_ray
 from cchsweep.store import Store
 
@@ -149,7 +149,7 @@ def run_sweep(
             print(note, file=sys.stderr)
         if bundle_size is None:
             bundle_size = default_bundle_size(plan.study, grid_todo, slots, gpu=bool(gpu_fraction))
-        groups = bundles(plan.study, grid_todo, bundle_size)
+        groups = bundles(plan.study, grid_todo, bundle_size, memory_budget(gpu_fraction))
         run_id = new_run_id(plan.study.name)
         started = datetime.now(timezone.utc)
         commit, dirty = _git_state()

@@ -66,3 +66,36 @@ def test_the_tcga_call_checks_only_the_tcga_bundles(tmp_path):
         capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "CCHSWEEP_DATA": ""},
     )
     assert bare.returncode == 1 and "--only tcga needs the data" in bare.stderr
+
+
+GRID = (  # sweep_speed's grid (what --full times on the device), at smoke scale, with a deadline
+    "import json, sys\n"
+    f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'benchmarks')!r}]\n"
+    "import sweep_speed\n"
+    "print(json.dumps(sweep_speed.grid_wall('cpu', sys.argv[1], float(sys.argv[2]), 'smoke')))\n"
+)
+
+
+def test_the_grid_stops_between_bundles_at_its_deadline_and_says_what_finished(tmp_path):
+    data = str(Path(os.environ["CCHSWEEP_DATA"]).resolve())
+    script = tmp_path / "grid.py"
+    script.write_text(GRID)
+
+    def grid(deadline: float) -> tuple[list[dict], dict]:
+        out = subprocess.run(
+            [sys.executable, "-c", RUN_WITHOUT, str(script), data, str(deadline)],
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
+            env=dict(os.environ, OMP_NUM_THREADS="1", CCHSWEEP_OFFLINE="1"),
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+        rows = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+        return rows[:-1], rows[-1]
+
+    # no deadline to speak of: both smoke grids through the in-process bundle engine (no Ray here)
+    bundles, whole = grid(1e9)
+    assert [(b["study"], b["points"], b["points_done"]) for b in bundles] == [("mnist_blur", 4, 4), ("mnist_alpha", 2, 6)]
+    assert whole["grid_via"] == "engine" and whole["grid_wall_s"] >= sum(b["seconds"] for b in bundles) > 0
+    # a deadline already spent: no bundle starts, and the summary says so instead of a wall time
+    bundles, cut = grid(0.0)
+    assert bundles == [] and "grid_wall_s" not in cut
+    assert (cut["grid_complete"], cut["grid_points_done"], cut["grid_points"]) == (False, 0, 6)

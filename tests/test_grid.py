@@ -223,3 +223,19 @@ def test_the_memory_budget_splits_a_bundle_evenly():
     groups = bundles(mnist, trials, 100, budget=budget)
     assert [len(g) for g in groups] == [25, 25, 25, 25]  # the fewest even runs that fit: not 30, 30, 30, 10
     assert all(mnist.bundle_bytes([{**t.settings, **t.params} for t in g]) <= budget for g in groups)
+
+
+def test_a_bundle_holding_a_gpu_may_take_more_memory_than_one_on_a_cpu():
+    from cchsweep.grid import GPU_MEMORY_BUDGET, MEMORY_BUDGET, bundles, memory_budget
+
+    assert memory_budget(0.0) == MEMORY_BUDGET == 4 * 1024**3
+    assert memory_budget(1.0) == GPU_MEMORY_BUDGET == 8 * 1024**3
+    assert memory_budget(0.25) == 2 * 1024**3  # GPUs shared by bundles share the budget
+    assert memory_budget(2.0) == GPU_MEMORY_BUDGET
+    mnist = STUDIES["mnist_blur"]
+    trials = plan(mnist, "paper").trials
+    on_cpu = bundles(mnist, trials, 100, memory_budget(0.0))
+    on_gpu = bundles(mnist, trials, 100, memory_budget(1.0))
+    assert [len(b) for b in on_cpu] == [50, 50]
+    assert [len(b) for b in on_gpu] == [100]  # one KD stack of 100 on a whole GPU
+    assert mnist.bundle_bytes([{**t.settings, **t.params} for t in on_gpu[0]]) <= GPU_MEMORY_BUDGET
