@@ -13,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 
-from cchsweep.errors import INTERRUPTS, UsageError, on_interrupt
+from cchsweep.errors import INTERRUPTS, UsageError, on_interrupt, on_terminate
 from cchsweep.schema import CALIBRATION_TASK
 
 DEFAULT_DB = "cchsweep.duckdb"
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     INTERRUPTS.clear()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None  # Ctrl-C recorded too
+    previous_term = signal.signal(signal.SIGTERM, on_terminate) if main_thread else None  # kill: as Ctrl-C
     try:
         if args.command in ("run", "reproduce", "advise"):
             check_switches()
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGTERM, previous_term)
 
 
 def check_switches() -> None:

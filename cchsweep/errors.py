@@ -3,6 +3,9 @@ library code cannot lose."""
 
 from __future__ import annotations
 
+import signal
+from types import FrameType
+
 INTERRUPTS: list[int] = []  # the SIGINTs this process received while `on_interrupt` handled them
 
 
@@ -12,6 +15,18 @@ class UsageError(Exception):
 
 def on_interrupt(signum: int, frame: object) -> None:
     """cli.main's SIGINT handler: records the Ctrl-C, then raises it as Python's own handler does."""
+    INTERRUPTS.append(signum)
+    raise KeyboardInterrupt
+
+
+def on_terminate(signum: int, frame: FrameType | None) -> None:
+    """cli.main's SIGTERM handler (`kill`, a batch scheduler's stop): the signal taken as Ctrl-C, by
+    whatever handles SIGINT at that moment (on_interrupt, the handler held during ray.init, or Ray
+    Tune's, which stops the trials and stores what finished), so the run ends interrupted, not failed."""
+    handler = signal.getsignal(signal.SIGINT)
+    if callable(handler):
+        handler(signal.SIGINT, frame)
+        return
     INTERRUPTS.append(signum)
     raise KeyboardInterrupt
 

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from typing import Any
 
-from cchsweep.errors import INTERRUPTS, UsageError
+from cchsweep.errors import INTERRUPTS, UsageError, on_terminate
 
 LOOPBACK = "127.0.0.1"
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
@@ -57,6 +57,7 @@ def start_ray(address: str | None = None):
         ray_constants.ENABLE_RAY_CLUSTER = False
 
     local: dict[str, Any] = {"_node_ip_address": LOOPBACK} if loopback else {}
+    ours = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is on_terminate
     with _held_interrupt() as interrupted:
         try:
             # "local" always starts a fresh embedded Ray; None would join whatever cluster this
@@ -75,6 +76,8 @@ def start_ray(address: str | None = None):
                 f"cannot reach a Ray cluster at --address {address}: {first}; start one with "
                 f"`ray start --head` or `ray up ray_cluster.yaml`, or drop --address"
             ) from None
+    if ours:  # ray.init took SIGTERM over (it printed a C stack and exited 1 mid-sweep): as Ctrl-C again
+        signal.signal(signal.SIGTERM, on_terminate)
     if interrupted:
         stop_ray(ray, address)
         raise KeyboardInterrupt
