@@ -323,20 +323,23 @@ def _noise_charts(page, ok: pl.DataFrame, sfx: str, pair_keys: list[str], paper:
         {"KD": "kd_f1_weighted", "no KD": "nokd_f1_weighted"},
         {"KD": "paper_kd_f1_weighted", "no KD": "paper_nokd_f1_weighted"},
     )
-    page.chart(
-        f"f1_vs_noise{sfx}",
-        mean_se_chart(
-            f1,
-            "noise",
-            NOISE_AXIS,
-            "student weighted F1",
-            "student",
-            "Student weighted F1 with and without KD vs noise",
-            subtitle=f"points: mean and 95% t interval over seeds{dashed}",
-            facet="pairing",
-            facet_title="teacher → student",
-        ),
-    )
+    if f1.is_empty():  # no weighted F1 stored (rows from before schema 2 measured accuracy alone)
+        page.text("<p>Student weighted F1 vs noise: no weighted F1 among these trials' metrics, so no chart.</p>")
+    else:
+        page.chart(
+            f"f1_vs_noise{sfx}",
+            mean_se_chart(
+                f1,
+                "noise",
+                NOISE_AXIS,
+                "student weighted F1",
+                "student",
+                "Student weighted F1 with and without KD vs noise",
+                subtitle=f"points: mean and 95% t interval over seeds{dashed}",
+                facet="pairing",
+                facet_title="teacher → student",
+            ),
+        )
     est = estimator_keys(rows)  # several estimators: a row of panels each
     mi = long_stats(
         rows,

@@ -283,3 +283,15 @@ def test_a_v5_file_keeps_its_advice_and_records_what_reproduces_new_rows(tmp_pat
     assert len(row) == len(ADVICE_COLUMNS)
     Store(path).write_advice("a2", [row])
     assert q(path, "SELECT seed, n_patients, settings->>'epochs' FROM advice WHERE run_id = 'a2'") == [(4, 861, "200")]
+
+
+def test_reports_of_a_migrated_v1_file_draw_what_its_rows_hold(v1_file, tmp_path):
+    # v1's tcga_noise rows measured accuracy, not weighted F1: the F1 chart once failed the whole
+    # report with polars' ColumnNotFoundError; now that chart says it has nothing to draw
+    from analysis.report import write_report
+
+    Store(v1_file).ensure_schema()
+    index = write_report(v1_file, "tcga_noise", tmp_path / "r")
+    page = index.read_text()
+    assert "no weighted F1 among these trials' metrics" in page
+    assert "mi_vs_noise" in page and not (tmp_path / "r" / "tcga_noise" / "f1_vs_noise.png").exists()
