@@ -104,6 +104,12 @@ def test_the_estimate_scales_a_profiles_recorded_cost(tmp_path, cpus, expected):
     assert plan_lines(plan, tmp_path / "none.duckdb", done, None, cpus=2)[-1].startswith("estimate: ~5 min")
     changed = grid.plan(costed, "smoke", ["epochs=3"])
     assert "rough guide" in plan_lines(changed, tmp_path / "none.duckdb", set(), None, cpus=2)[-1]
+    # a grid changed by --seeds or --set scales with its trials: the cost is per trial of the profile's
+    # grid (it once stayed the profile's 10 min whatever the grid: --seeds 30 or a single point)
+    more = grid.plan(costed, "smoke", seeds=6)  # 12 trials
+    one = grid.plan(costed, "smoke", ["sigma12=0.1"], seeds=1)
+    assert plan_lines(more, tmp_path / "none.duckdb", set(), None, cpus=2)[-1].startswith("estimate: ~30 min")
+    assert plan_lines(one, tmp_path / "none.duckdb", set(), None, cpus=2)[-1].startswith("estimate: ~2 min")
 
 
 def test_a_run_without_lmi_is_estimated_from_the_profiles_cost_without_it(tmp_path):
