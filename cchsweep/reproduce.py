@@ -45,9 +45,12 @@ def reproduce(
     from searchspaces import STUDIES, check_known
 
     check_known(studies)
-    if not any(profile in STUDIES[s].profiles for s in studies):
-        raise UsageError(f"no study here has a profile {profile!r}; reproduce runs smoke, quick or paper")
     missing = [s for s in studies if profile not in STUDIES[s].profiles]
+    if len(studies) == 1 and missing:  # one study asked for, without that profile
+        have = ", ".join(STUDIES[studies[0]].profiles)
+        raise UsageError(f"study {studies[0]} has no profile {profile!r}; it has {have}")
+    if missing == studies:
+        raise UsageError(f"no study here has a profile {profile!r}; reproduce runs smoke, quick or paper")
     if missing:
         raise UsageError(f"study {missing[0]} has no profile {profile!r}; leave it out with --studies")
     plans = [plan(STUDIES[s], profile) for s in studies]

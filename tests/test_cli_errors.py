@@ -144,6 +144,8 @@ def test_reports_and_advice_refuse_bad_flags_before_any_work(tmp_path):
         (["report", "synthetic_sigma12", "--out", str(a_file)], f"--out {a_file} is a file"),
         (["reproduce", "--studies", ""], "--studies is empty"),
         (["reproduce", "--profile", "bogus", "--dry-run"], "no study here has a profile 'bogus'; reproduce runs smoke, quick or paper"),
+        (["reproduce", "--profile", "quick", "--studies", "mosei_noise", "--dry-run"],
+         "study mosei_noise has no profile 'quick'; it has paper, smoke"),  # once: "no study here has ..."
         (["reproduce", "--studies", "tcga_noise", "--out", str(a_file)], f"--out {a_file} is a file"),
         (["run", "mnist_blur", "--data-dir", str(a_file)], "is a file, not a directory"),
         (["advise", brca, "--student", "cnv", "--teachers", ""], "no teacher modality given"),
