@@ -175,7 +175,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cchsweep: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("cchsweep: interrupted; stored trials are kept, rerun the same command to finish", file=sys.stderr)
+        if args.command in ("run", "reproduce") or (args.command == "advise" and args.verify is not None):
+            print("cchsweep: interrupted; stored trials are kept, rerun the same command to finish", file=sys.stderr)
+        elif args.command == "advise":  # advice is stored only once it is complete
+            print("cchsweep: interrupted; no advice was stored, rerun the same command", file=sys.stderr)
+        else:
+            print("cchsweep: interrupted", file=sys.stderr)
         return 130
     finally:
         if previous is not None:

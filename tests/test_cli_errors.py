@@ -213,3 +213,22 @@ def test_bad_tcga_contents_are_one_line_before_the_sweep(tmp_path, damage, messa
                   "--data-dir", str(tmp_path / "data"))
     assert_clean_error(out, message)
     assert not db.exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "synthetic_sigma12"], "interrupted; stored trials are kept, rerun the same command to finish"),
+    (["advise", "cohort", "--student", "cnv", "--db", "a.duckdb", "--verify", "1"],
+     "interrupted; stored trials are kept, rerun the same command to finish"),
+    (["advise", "cohort", "--student", "cnv"], "interrupted; no advice was stored, rerun the same command"),
+    (["report", "synthetic_sigma12"], "cchsweep: interrupted\n"),
+])
+def test_ctrl_c_says_what_was_kept_for_what_the_command_stores(monkeypatch, capsys, argv, message):
+    # advise once said "stored trials are kept" where it had stored nothing
+    from cchsweep import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, argv[0], interrupted)
+    assert cli.main(argv) == 130
+    assert capsys.readouterr().err.endswith(message if message.endswith("\n") else message + "\n")
