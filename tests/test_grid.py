@@ -239,3 +239,13 @@ def test_a_bundle_holding_a_gpu_may_take_more_memory_than_one_on_a_cpu():
     assert [len(b) for b in on_cpu] == [50, 50]
     assert [len(b) for b in on_gpu] == [100]  # one KD stack of 100 on a whole GPU
     assert mnist.bundle_bytes([{**t.settings, **t.params} for t in on_gpu[0]]) <= GPU_MEMORY_BUDGET
+
+
+def test_a_calibration_pair_that_cannot_be_drawn_is_refused_before_the_run():
+    # dim=1 passed the range check, then every trial of the Gaussian families failed in its worker
+    # (ValueError: informative=2 exceeds min(dx, dy)=1) with Ray's traceback on the terminal
+    calibration = STUDIES["mi_calibration"]
+    with pytest.raises(UsageError, match=r"mi_calibration: pair few needs dim >= 2"):
+        plan(calibration, "smoke", ["dim=1"])
+    assert [t.params["pair"] for t in plan(calibration, "smoke", ["dim=1", "pair=label"]).trials] == ["label"] * 2
+    assert len(plan(calibration, "paper").trials) == 1440  # the paper grid (label pairs at 2.5 nats: capped) holds
