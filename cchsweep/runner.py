@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import subprocess
@@ -258,6 +259,9 @@ def _fit(plan, groups, total, run_id, db_path, storage, cpus, gpu, max_failures,
             verbose=0,
         ),
     )
+    # a failed trial's traceback stays in its error row and Tune's error file; the progress shows one
+    # ERROR line per point (writer.DuckDBWriter), not Tune's ~50-line log record of every attempt
+    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
     tuner.fit()
 
 

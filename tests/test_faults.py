@@ -38,6 +38,9 @@ def test_a_bundle_that_keeps_failing_gives_each_key_an_error_row_and_the_rest_co
                      cwd=tmp_path)
     assert out.returncode == 1
     assert "2 ok, 2 failed" in out.stdout
+    # one ERROR line per failed point; Tune's traceback of every attempt once filled the terminal
+    assert "Traceback" not in out.stderr and "Trial task failed" not in out.stderr
+    assert sum("ERROR RuntimeError: injected fault (attempt 3)" in line for line in out.stderr.splitlines()) == 2
     rows = q(db, "select seed, status, error, attempts from results order by seed, sigma12")
     assert [(r[0], r[1]) for r in rows] == [(0, "ok"), (0, "ok"), (1, "error"), (1, "error")]
     assert all("RuntimeError: injected fault (attempt 3)" in r[2] for r in rows[2:])
