@@ -321,6 +321,11 @@ def one_seed(frame: pl.DataFrame) -> bool:
 def verdict_line(frame: pl.DataFrame) -> str:
     """One line for the end of a run: verdict_items joined, then the one-seed hint where it applies."""
     items = verdict_items(frame)
+    if not items and "mode" in frame.columns and frame.filter(pl.col("mode") != "grid").height:
+        return (
+            "CCH: no grid trials to judge; a boundary search's trials (one seed each at values of its own) "
+            "are left out of the agreement test: run the study's grid for a verdict"
+        )
     if not items:
         return "CCH: no completed trials with MI estimates to judge"
     parts = [name + (" agreed with KD gain in " if i == 0 else ": ") + text for i, (name, text) in enumerate(items)]

@@ -251,6 +251,11 @@ def test_constant_or_short_inputs_give_null_spearman_and_empty_frames_give_no_ro
     empty = frame([dict(rows[0], status="error", kd_gain=None)])
     assert agreement(empty).is_empty() and agreement_both(empty).is_empty()
     assert verdict_line(empty) == "CCH: no completed trials with MI estimates to judge"
+    # only a boundary search's trials: left out of the test, and the line says so (it once said there
+    # were no completed trials with MI estimates, after 12 ok ones)
+    searched = frame(rows).with_columns(pl.lit("boundary:gamma:mi_gap").alias("mode"))
+    assert verdict_line(searched).startswith("CCH: no grid trials to judge; a boundary search's trials")
+    assert verdict_line(searched.with_columns(pl.lit("grid").alias("mode"))) == verdict_line(frame(rows))
 
 
 def test_verdict_line():
