@@ -67,6 +67,14 @@ def make_search(plan: Plan, param: str | None, value_range: str | None, budget: 
         raise UsageError(f"--budget {budget}: give at least 4 trials")
     if budget > MAX_BUDGET:
         raise UsageError(f"--budget {budget}: give at most {MAX_BUDGET:,} trials (a boundary takes tens)")
+    profile_grid = study.profiles[plan.profile].grid
+    asked = [n for n, v in plan.grid.items() if n != param and len(v) > 1 and list(v) != list(profile_grid.get(n, ()))]
+    if asked:  # --seeds N or --set AXIS=a,b: once silently cut to the first value
+        name = asked[0]
+        raise UsageError(
+            f"{name} = {', '.join(map(str, plan.grid[name]))} (--seeds or --set): a search holds every axis but "
+            f"{param} at one value; give one with --set {name}=VALUE"
+        )
     base = {name: values[0] for name, values in plan.grid.items() if name != param}
     for edge in (lo, hi):
         try:
