@@ -132,11 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="distil for real from the top K teachers and one control, through the engine (needs --db)",
     )
-    a.add_argument("--verify-seeds", type=int, default=3, help="seeds per verified teacher (default 3)")
+    a.add_argument("--verify-seeds", type=int, help="seeds per verified teacher (default 3)")
     a.add_argument(
         "--verify-profile",
-        default="paper",
-        help="tcga_noise profile for the KD trials (paper, paper_kipan, smoke or quick)",
+        help="tcga_noise profile for the KD trials (paper, the default; paper_kipan, smoke or quick)",
     )
     a.add_argument("--out", help="write an HTML/PNG report of the gaps to this directory")
 
@@ -223,6 +222,12 @@ def check_advise_flags(args) -> None:
         raise UsageError(f"--repeats {args.repeats}: give 1 to {MAX_REPEATS} (2 or more give a standard error)")
     if not 0 <= args.seed <= 2**31 - 1 - args.repeats:  # repeat r uses seed + r: splits and networks
         raise UsageError(f"--seed {args.seed}: give a whole number from 0 to {2**31 - 1 - args.repeats:,}")
+    verify_flags = (("--verify-seeds", args.verify_seeds), ("--verify-profile", args.verify_profile))
+    given = [flag for flag, value in verify_flags if value is not None]
+    if args.verify is None and given:  # once ignored without a word
+        raise UsageError(f"{', '.join(given)} only apply with --verify K: add it, or drop them")
+    args.verify_seeds = 3 if args.verify_seeds is None else args.verify_seeds
+    args.verify_profile = args.verify_profile or "paper"
     if args.verify is not None:
         from searchspaces import STUDIES
 

@@ -149,6 +149,8 @@ def test_reports_and_advice_refuse_bad_flags_before_any_work(tmp_path):
         (["reproduce", "--studies", "tcga_noise", "--out", str(a_file)], f"--out {a_file} is a file"),
         (["run", "mnist_blur", "--data-dir", str(a_file)], "is a file, not a directory"),
         (["advise", brca, "--student", "cnv", "--teachers", ""], "no teacher modality given"),
+        (["advise", brca, "--student", "cnv", "--verify-seeds", "5", "--verify-profile", "smoke"],
+         "--verify-seeds, --verify-profile only apply with --verify K: add it, or drop them"),  # once ignored
         (["advise", str(a_file), "--student", "cnv"], f"cohort directory {a_file} is a file, not a directory"),
         (["advise", brca, "--student", "cnv", "--repeats", "1000000"], "--repeats 1000000: give 1 to 1000"),
         (["advise", brca, "--student", "cnv", "--out", str(a_file)], f"--out {a_file} is a file"),
