@@ -40,6 +40,9 @@ class ArtifactCache:
     root: Path
     events: list[CacheEvent] = field(default_factory=list)
     configs: list[Mapping[str, Any]] = field(default_factory=list)  # each event's config
+    # also told of a damaged artifact (in a Ray worker, whose stderr stays in Ray's logs: the driver's
+    # progress line, execute.run_bundle's report)
+    warn: Callable[[str], None] | None = None
 
     def cached(self, kind: str, config: Mapping[str, Any], build: Callable[[], Any]) -> Any:
         return self.cached_many([(kind, config)], lambda missing: [build()])[0]
@@ -93,8 +96,7 @@ class ArtifactCache:
             self.configs.append(items[i][1])
         return out
 
-    @classmethod
-    def _rebuild(cls, damaged: list[int], paths: list[Path], build, built: dict[int, Any], values: dict) -> None:
+    def _rebuild(self, damaged: list[int], paths: list[Path], build, built: dict[int, Any], values: dict) -> None:
         """Under their locks (another process may be at the same repair): read each damaged artifact again,
         and remove and rebuild those still damaged."""
         with ExitStack() as locks:
@@ -103,14 +105,15 @@ class ArtifactCache:
             for j in damaged:
                 values[j] = _read(paths[j])
                 if values[j] is _DAMAGED:
-                    print(
-                        f"cchsweep: artifact {paths[j]} is damaged (its bytes do not match the digest written "
-                        "with them, or torch cannot read them): rebuilding it",
-                        file=sys.stderr,
-                        flush=True,
+                    message = (
+                        f"artifact {paths[j]} is damaged (its bytes do not match the digest written with them, "
+                        "or torch cannot read them): rebuilding it"
                     )
+                    print(f"cchsweep: {message}", file=sys.stderr, flush=True)
+                    if self.warn is not None:
+                        self.warn(message)
                     paths[j].unlink(missing_ok=True)
-            cls._build_absent([j for j in damaged if values[j] is _DAMAGED], paths, build, built)
+            self._build_absent([j for j in damaged if values[j] is _DAMAGED], paths, build, built)
         values.update({j: built[j] for j in damaged if j in built})
 
     @staticmethod

@@ -114,7 +114,7 @@ def run_bundle(
     torch.set_num_threads(threads)
     device = engine.get("device") or worker_device()  # "device" pins it (the device checks run without Ray)
     data_dir = Path(engine["data_dir"]) if engine.get("data_dir") else None
-    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"])), device, threads, data_dir, report)
+    ctx = WorkerContext(ArtifactCache(Path(engine["cache_dir"]), warn=report), device, threads, data_dir, report)
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     settings = specs[0]["settings"]
