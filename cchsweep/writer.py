@@ -106,7 +106,15 @@ class DuckDBWriter(Callback):
                 f"waiting up to {FINAL_WAIT_SECONDS / 60:.0f} min for the lock on {self.db_path} to write "
                 f"{len(self._buffer)} results: close the other process's connection"
             )
-            self.flush(FINAL_WAIT_SECONDS)
+            try:
+                self.flush(FINAL_WAIT_SECONDS)
+            except (KeyboardInterrupt, DatabaseLocked):  # once dropped without a word
+                n = len(self._buffer)
+                self._say(
+                    f"{n} finished result{'s' * (n != 1)} not written ({self.db_path} stayed locked): the same "
+                    f"command runs {'those points' if n != 1 else 'that point'} again"
+                )
+                raise
         # What this run completed, which the trials table alone cannot tell once another run on
         # the same file has rewritten some of the same keys.
         Store(self.db_path, FINAL_WAIT_SECONDS).finish_run(self.run_id, n_ok=self.n_ok, n_error=self.n_error)

@@ -10,7 +10,7 @@ import time
 import duckdb
 import pytest
 
-from conftest import SMOKE, SHARED_DATA
+from conftest import SHARED_DATA, SMOKE, trial_row
 
 HELD = ("is locked by another process: results are held", "waiting up to")
 
@@ -51,3 +51,29 @@ def test_a_sweep_outlasts_a_reader_holding_the_file(tmp_path):
         assert con.execute("select status, count(*) from trials group by status").fetchall() == [("ok", 4)]
         assert con.execute("select status, n_ok, n_error from runs").fetchall() == [("finished", 4, 0)]
         assert con.execute("select count(*) from mi").fetchone()[0] == 4 * 3
+
+
+def test_results_given_up_at_the_lock_are_counted_not_dropped_silently(tmp_path, monkeypatch, capsys):
+    # Ctrl-C (or the wait running out) while the run's last results wait for a locked file: the run
+    # once ended without a word about them; now it says how many, and that the same command redoes them
+    from cchsweep.store import DatabaseLocked, Store
+    from cchsweep.writer import DuckDBWriter
+
+    writer = DuckDBWriter(str(tmp_path / "r.duckdb"), "run-1", total=2, show_progress=False)
+    writer._buffer = [trial_row("synthetic_sigma12", {"seed": i}, {"kd": {"mse": 1.0}}, [], "mse", 0.1)
+                      for i in range(2)]
+    waits = []
+
+    def locked(self, records):
+        waits.append(len(records))
+        if len(waits) == 1:
+            raise DatabaseLocked("held")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Store, "write_trials", locked)
+    with pytest.raises(KeyboardInterrupt):
+        writer.on_experiment_end([])
+    err = capsys.readouterr().err
+    assert "waiting up to 10 min for the lock" in err and "to write 2 results" in err
+    assert "2 finished results not written" in err and "the same command runs those points again" in err
+    assert waits == [2, 2]  # the quick try, then the long wait, each with both records
