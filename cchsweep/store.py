@@ -364,13 +364,17 @@ class Store:
             ).fetchall()
 
     def run_table(self) -> tuple[list[str], list[tuple]]:
-        """`cchsweep status`: one row per run with its trial counts."""
+        """`cchsweep status`: one row per run, oldest first, with its trial counts: what the run
+        completed (its own n_ok, n_error, written when it ends; a later --force rerun takes the rows
+        over), else, for a run still going or one that died, the rows it holds now."""
         return self.query("""
-            SELECT r.run_id, r.study, r.profile, r.status, strftime(r.started_at, '%Y-%m-%d %H:%M') AS started,
+            SELECT r.run_id, r.study, r.profile, r.status, strftime(r.started_at, '%Y-%m-%d %H:%M:%S') AS started,
                    r.n_trials AS trials, r.n_skipped AS skipped,
-                   count(*) FILTER (WHERE t.status = 'ok') AS ok, count(*) FILTER (WHERE t.status = 'error') AS error
+                   coalesce(r.n_ok, count(*) FILTER (WHERE t.status = 'ok')) AS ok,
+                   coalesce(r.n_error, count(*) FILTER (WHERE t.status = 'error')) AS error
             FROM runs r LEFT JOIN trials t USING (run_id)
-            GROUP BY ALL ORDER BY started""")
+            GROUP BY r.run_id, r.study, r.profile, r.status, r.started_at, r.n_trials, r.n_skipped, r.n_ok, r.n_error
+            ORDER BY r.started_at""")
 
     def write_advice(self, run_id: str, rows: Sequence[Sequence[Any]]) -> None:
         """Replace run_id's rows of the `advice` table (ADVICE_COLUMNS order) in one transaction."""

@@ -168,3 +168,24 @@ def test_two_runs_creating_one_new_file_both_go_on(tmp_path):
     store = Store(path)
     assert store.query("select value from cchsweep_meta")[1] == [(str(SCHEMA_VERSION),)]
     assert store.done_keys(["s/smoke/seed=0"]) == {"s/smoke/seed=0"}  # the other run's row is kept
+
+
+def test_status_lists_runs_oldest_first_with_what_each_completed(store):
+    # a --force rerun takes the rows over: the first run's own counts (n_ok) still say what it did;
+    # runs started within one minute are ordered by time, not by a minute-resolution string
+    from dataclasses import replace
+    from datetime import datetime, timezone
+
+    for run_id, second in (("r2", 31), ("r1", 49), ("r3", 5)):
+        store.start_run({"run_id": run_id, "study": "s", "profile": "smoke", "status": "running", "n_trials": 1,
+                         "cchsweep_version": "test", "host": "here",
+                         "started_at": datetime(2026, 12, 1, 21, 24 + (run_id == "r3"), second, tzinfo=timezone.utc)})
+    store.write_trials([make_row()])  # run r1's row
+    store.finish_run("r1", status="finished", n_ok=1, n_error=0)
+    store.write_trials([replace(make_row(), run_id="r2")])  # r2 (--force) now holds it
+    store.finish_run("r2", status="finished", n_ok=1, n_error=0)
+    columns, rows = store.run_table()
+    table = [dict(zip(columns, r)) for r in rows]
+    assert [r["run_id"] for r in table] == ["r2", "r1", "r3"]
+    assert [r["started"] for r in table] == ["2026-12-01 21:24:31", "2026-12-01 21:24:49", "2026-12-01 21:25:05"]
+    assert [(r["ok"], r["error"]) for r in table] == [(1, 0), (1, 0), (0, 0)]  # r3 never finished: the rows it holds
