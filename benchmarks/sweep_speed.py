@@ -26,8 +26,9 @@ Prints one JSON line per measurement and a summary line ({"summary": true, ...})
                               MI by KSG on 1,000 digits so the figure is the training's; with
                               CUDA graphs when they ran above (grid_graphs). Each bundle prints a
                               grid_bundle line as it ends; with --deadline S (seconds for the whole
-                              run) the grid starts no bundle it would not finish in time, and the
-                              summary says grid_complete false, grid_points_done of grid_points.
+                              run) the grid starts no bundle once less time is left than its longest
+                              bundle took, and the summary says grid_complete false, grid_points_done
+                              of grid_points (through the CLI: grid_study lines, grid_stopped_in).
 Epoch times are measured over a slice of the epoch (--quick: fewer steps) and scaled to 60,000 samples.
 Data: the MNIST files under --data-dir / $CCHSWEEP_DATA when present, else random pixels of the same
 shape (the arithmetic is identical); `data` in the output says which.
@@ -318,10 +319,12 @@ def _grid_wall(device: str, data_dir: str | None, out: Path, deadline: float | N
     plans = [grid.plan(STUDIES[name], profile, [s for s in sets if s != "--set"]) for name in GRIDS]
     budget = grid.memory_budget(1.0 if device.startswith("cuda") else 0.0)  # as `cchsweep run` bundles them
     work = [(p, bundle) for p in plans for bundle in grid.bundles(p.study, p.trials, len(p.trials), budget)]
-    total, done, per_point, prepared = sum(len(b) for _, b in work), 0, 0.0, set()
+    # the next bundle is expected to take as long as the longest so far: a stack's time follows its
+    # steps (epochs x batches), which every bundle of these grids shares, not its number of points
+    total, done, longest, prepared = sum(len(b) for _, b in work), 0, 0.0, set()
     for plan, bundle in work:
         elapsed = time.perf_counter() - t0
-        if deadline is not None and elapsed + per_point * len(bundle) > deadline:
+        if deadline is not None and elapsed + longest > deadline:
             return {
                 "grid_complete": False,
                 "grid_points_done": done,
@@ -337,7 +340,7 @@ def _grid_wall(device: str, data_dir: str | None, out: Path, deadline: float | N
             STUDIES[name].prepare(Path(data_dir) if data_dir else None, out / "cache", points)
         run_bundle([t.to_dict() for t in bundle], engine)
         seconds = time.perf_counter() - b0
-        per_point, done = max(per_point, seconds / len(bundle)), done + len(bundle)
+        longest, done = max(longest, seconds), done + len(bundle)
         emit(measure="grid_bundle", study=name, points=len(bundle), seconds=round(seconds, 1), points_done=done)
     return {"grid_wall_s": round(time.perf_counter() - t0, 1), "grid_via": "engine"}
 
@@ -347,7 +350,9 @@ def _grid_wall_cli(
 ) -> dict:
     env = dict(os.environ, **({"CCHSWEEP_DATA": data_dir} if data_dir else {}))
     for name in GRIDS:
-        left = None if deadline is None else max(1.0, deadline - (time.perf_counter() - t0))
+        left = None if deadline is None else deadline - (time.perf_counter() - t0)
+        if left is not None and left <= 0:
+            return {"grid_complete": False, "grid_stopped_in": name, "grid_partial_s": round(deadline, 1)}
         db = ["--db", str(out / "grid.duckdb")]
         try:
             subprocess.run(

@@ -227,7 +227,7 @@ def check_advise_flags(args) -> None:
     if args.verify is None and given:  # once ignored without a word
         raise UsageError(f"{', '.join(given)} only apply with --verify K: add it, or drop them")
     args.verify_seeds = 3 if args.verify_seeds is None else args.verify_seeds
-    args.verify_profile = args.verify_profile or "paper"
+    args.verify_profile = "paper" if args.verify_profile is None else args.verify_profile
     if args.verify is not None:
         from searchspaces import STUDIES
 

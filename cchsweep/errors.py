@@ -21,8 +21,10 @@ def on_interrupt(signum: int, frame: object) -> None:
 
 def on_terminate(signum: int, frame: FrameType | None) -> None:
     """cli.main's SIGTERM handler (`kill`, a batch scheduler's stop): the signal taken as Ctrl-C, by
-    whatever handles SIGINT at that moment (on_interrupt, the handler held during ray.init, or Ray
-    Tune's, which stops the trials and stores what finished), so the run ends interrupted, not failed."""
+    whatever handles SIGINT at that moment (on_interrupt, or Ray Tune's during a sweep, which stops
+    the trials and stores what finished), so the run ends interrupted, not failed. ray.init replaces
+    it for its few seconds (raystart.start_ray puts it back): a SIGTERM then ends the process as Ray's
+    handler does, before any trial ran."""
     handler = signal.getsignal(signal.SIGINT)
     if callable(handler):
         handler(signal.SIGINT, frame)

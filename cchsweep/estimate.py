@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from pathlib import Path
 
 import duckdb
@@ -69,8 +70,9 @@ def done_with_same_settings(store: Store, plan: Plan) -> set[str]:
     )
     raise UsageError(
         f"{len(other)} of {plan.study.name}'s {plan.profile} points are stored in {store.path} with other "
-        f"settings than this profile's ({changes}; e.g. {key}): the same command with --force (its --db, "
-        f"--seeds and --set as they are) reruns and replaces them, or give another --db"
+        f"settings than this profile's ({changes}; e.g. {key}): `cchsweep run {plan.study.name} --profile "
+        f"{plan.profile} --db {shlex.quote(str(store.path))} --force` (with this run's --seeds and --set) reruns "
+        f"and replaces them, or give another --db"
     )
 
 

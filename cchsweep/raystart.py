@@ -45,6 +45,9 @@ def start_ray(address: str | None = None):
     # The database is the record: Tune's own CSV/JSON/TensorBoard loggers only add overhead.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # a failed trial's traceback stays in its error row and Tune's error file; the progress shows one
+    # ERROR line per point (writer.DuckDBWriter), not Tune's ~50-line log record of every attempt
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     loopback = is_loopback(address)
     if loopback:
         os.environ[SINGLE_MACHINE_ENV] = "0"

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -259,10 +260,15 @@ def _fit(plan, groups, total, run_id, db_path, storage, cpus, gpu, max_failures,
             verbose=0,
         ),
     )
-    # a failed trial's traceback stays in its error row and Tune's error file; the progress shows one
-    # ERROR line per point (writer.DuckDBWriter), not Tune's ~50-line log record of every attempt
-    logging.getLogger("ray.tune.execution.tune_controller").setLevel(logging.CRITICAL)
-    tuner.fit()
+    # Tune sets its own Ctrl-C handler for the fit and leaves it after a normal end: put ours back, or
+    # the next SIGINT/SIGTERM (reproduce's next study) would only tell a finished Tune run to stop
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGINT) if main else None
+    try:
+        tuner.fit()
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _search_setup(plan, search, engine):

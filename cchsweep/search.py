@@ -73,7 +73,8 @@ def make_search(plan: Plan, param: str | None, value_range: str | None, budget: 
         name = asked[0]
         raise UsageError(
             f"{name} = {', '.join(map(str, plan.grid[name]))} (--seeds or --set): a search holds every axis but "
-            f"{param} at one value; give one with --set {name}=VALUE"
+            f"{param} at one value; drop {'--seeds' if name == 'seed' else 'the extra values'} and give one "
+            f"with --set {name}=VALUE"
         )
     base = {name: values[0] for name, values in plan.grid.items() if name != param}
     for edge in (lo, hi):

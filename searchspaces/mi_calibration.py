@@ -21,6 +21,7 @@ from cchsweep.study import Cost, Param, Profile, Resources, Study
 from cchsweep.trials.calibration import VARY, bundle, trial
 
 NAME = "mi_calibration"
+TWO_COORDINATES = ("few", "nonlinear", "heavy")  # cchsweep.mi.known.calibration_pair
 
 PARAMS = {
     "pair": Param(str, choices=tuple(PAIRS), help="the family of pairs (cchsweep.mi.known.PAIRS)"),
@@ -47,11 +48,11 @@ SMOKE = dict(PAPER, mi_estimator="lmi,ksg", mi_epochs=10, mi_lr=1e-3)
 
 
 def validate(values):
-    """Points the Gaussian families cannot draw: they put the MI in 2 coordinates ("few", and the
-    nonlinear and heavy-tailed pairs built on it), 4 or all, so they need dim >= 2. (A label pair's
-    true_mi above log 10 - 0.1 is capped by design; its row's truth says so.)"""
-    if values["pair"] != "label" and values["dim"] < 2:
-        raise ValueError(f"pair {values['pair']} needs dim >= 2 (its MI lies in 2 or more coordinates); dim is 1")
+    """Points a pair family cannot draw: "few" puts the MI in 2 coordinates, and the nonlinear and
+    heavy-tailed pairs are built on it, so they need dim >= 2 ("lowrank" and "many" take min(dim, 4)
+    and dim; a label pair's true_mi above log 10 - 0.1 is capped by design, its row's truth says so)."""
+    if values["pair"] in TWO_COORDINATES and values["dim"] < 2:
+        raise ValueError(f"pair {values['pair']} needs dim >= 2 (its MI lies in 2 coordinates); dim is 1")
 
 
 STUDY = Study(

@@ -161,8 +161,8 @@ def test_points_stored_with_other_settings_are_refused_not_skipped(tmp_path):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert ("2 of synthetic_sigma12's smoke points are stored in " in out.stderr
             and "with other settings than this profile's (epochs 30 now 10; e.g. synthetic_sigma12/smoke/" in out.stderr
-            and "the same command with --force (its --db, --seeds and --set as they are) reruns and replaces them, "
-                "or give another --db" in out.stderr)
+            and f"`cchsweep run synthetic_sigma12 --profile smoke --db {db} --force` (with this run's --seeds and "
+                "--set) reruns and replaces them, or give another --db" in out.stderr)
     before = db.read_bytes()
     refused = run_cli("run", "synthetic_sigma12", "--profile", "smoke", "--db", str(db))  # a real run, refused
     assert refused.returncode == 2 and "with other settings than this profile's" in refused.stderr

@@ -247,5 +247,9 @@ def test_a_calibration_pair_that_cannot_be_drawn_is_refused_before_the_run():
     calibration = STUDIES["mi_calibration"]
     with pytest.raises(UsageError, match=r"mi_calibration: pair few needs dim >= 2"):
         plan(calibration, "smoke", ["dim=1"])
-    assert [t.params["pair"] for t in plan(calibration, "smoke", ["dim=1", "pair=label"]).trials] == ["label"] * 2
+    for pair in ("nonlinear", "heavy"):
+        with pytest.raises(UsageError, match=f"pair {pair} needs dim >= 2"):
+            plan(calibration, "smoke", ["dim=1", f"pair={pair}"])
+    for pair in ("label", "lowrank", "many"):  # these draw one dimension
+        assert [t.params["pair"] for t in plan(calibration, "smoke", ["dim=1", f"pair={pair}"]).trials] == [pair] * 2
     assert len(plan(calibration, "paper").trials) == 1440  # the paper grid (label pairs at 2.5 nats: capped) holds

@@ -88,7 +88,8 @@ def test_boundary_search_finds_the_closed_form_crossing_with_a_third_of_the_grid
     (["--search", "boundary", "--param", "sigma12", "--range", "0:0.7", "--target", "vibes"], "choose one of"),
     # once silently cut to the first value: every trial ran seed 0
     (["--search", "boundary", "--param", "sigma12", "--range", "0:0.7", "--seeds", "3"],
-     "seed = 0, 1, 2 (--seeds or --set): a search holds every axis but sigma12 at one value; give one with --set seed="),
+     "seed = 0, 1, 2 (--seeds or --set): a search holds every axis but sigma12 at one value; drop --seeds and give one "
+     "with --set seed="),
     (["--search", "boundary", "--param", "sigma12", "--range", "0:0.7", "--set", "lam=0.2,0.5"],
      "lam = 0.2, 0.5 (--seeds or --set)"),
 ])

@@ -174,12 +174,12 @@ def test_status_lists_runs_oldest_first_with_what_each_completed(store):
     # a --force rerun takes the rows over: the first run's own counts (n_ok) still say what it did;
     # runs started within one minute are ordered by time, not by a minute-resolution string
     from dataclasses import replace
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     for run_id, second in (("r2", 31), ("r1", 49), ("r3", 5)):
         store.start_run({"run_id": run_id, "study": "s", "profile": "smoke", "status": "running", "n_trials": 1,
                          "cchsweep_version": "test", "host": "here",
-                         "started_at": datetime(2026, 12, 1, 21, 24 + (run_id == "r3"), second, tzinfo=timezone.utc)})
+                         "started_at": datetime(2026, 12, 1, 21, 24 + (run_id == "r3"), second)})  # TIMESTAMP: naive
     store.write_trials([make_row()])  # run r1's row
     store.finish_run("r1", status="finished", n_ok=1, n_error=0)
     store.write_trials([replace(make_row(), run_id="r2")])  # r2 (--force) now holds it
