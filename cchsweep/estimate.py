@@ -24,7 +24,6 @@ import duckdb
 
 from cchsweep.errors import UsageError
 from cchsweep.grid import Plan, TrialSpec, bundles, default_bundle_size, group_key
-from cchsweep.grid import plan as make_plan
 from cchsweep.mi.triplet import estimator_names
 from cchsweep.store import Store
 
@@ -133,7 +132,7 @@ def estimate(plan: Plan, db: Path, todo: list[TrialSpec], cpus: int) -> tuple[fl
     if set(plan.overridden) - unchanged or plan.grid != dict(profile.grid):
         basis += "; --set or --seeds changed the profile, so take this as a rough guide"
     # per trial of the profile's own grid (--seeds and grid --set change how many are left, not that)
-    per_trial = cost.seconds / len(make_plan(plan.study, plan.profile).trials)
+    per_trial = cost.seconds / plan.study.grid_size(plan.profile)
     return per_trial * n_todo * REFERENCE_CPUS / cpus, basis  # cores in parallel
 
 
